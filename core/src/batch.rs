@@ -1,0 +1,287 @@
+//! The batch API: mean loss over row-major `(B, n)` logits and its gradient.
+
+use crate::loss::{sample_loss, scratch_size, Scratch, ScratchSize};
+use crate::network::{NetworkRef, SortingNetwork};
+use crate::{Error, Method, Real, TopkLossConfig};
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// The top-k cross-entropy loss with its network built once (feature `alloc`).
+///
+/// `forward_backward` returns `mean_b loss_b` and writes `∂mean/∂logits` (row-major `(B, n)`),
+/// as `TopKCrossEntropyLoss(...)(logits, labels)` followed by `backward()` does in the reference.
+#[derive(Clone, Debug)]
+pub struct TopkLoss {
+    config: TopkLossConfig,
+    network: Option<SortingNetwork>,
+}
+
+impl TopkLoss {
+    /// Builds the network that `config` needs (odd-even or bitonic on n′ = m or n wires, splitter
+    /// selection for (n′, K)).
+    pub fn new(config: TopkLossConfig) -> Result<Self, Error> {
+        let n = config.sorted_inputs();
+        let network = match config.method() {
+            Method::OddEven => Some(SortingNetwork::odd_even(n)?),
+            Method::Bitonic => Some(SortingNetwork::bitonic(n)?),
+            Method::SplitterSelection => Some(SortingNetwork::splitter_selection(n, config.k())?),
+            Method::NeuralSort | Method::SoftSort => None,
+        };
+        Ok(TopkLoss { config, network })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TopkLossConfig {
+        &self.config
+    }
+
+    /// The network (sorting-network methods).
+    pub fn network(&self) -> Option<&SortingNetwork> {
+        self.network.as_ref()
+    }
+
+    /// Scratch one sample needs.
+    pub fn scratch_size(&self) -> ScratchSize {
+        scratch_size(
+            &self.config,
+            self.network.as_ref().map_or(0, |n| n.num_comparators()),
+        )
+    }
+
+    fn check_batch<F: Real>(
+        &self,
+        logits: &[F],
+        labels: &[usize],
+        gradient: Option<&[F]>,
+    ) -> Result<(), Error> {
+        let n = self.config.classes();
+        if logits.len() != labels.len() * n {
+            return Err(Error::LengthMismatch {
+                what: "logits",
+                expected: labels.len() * n,
+                actual: logits.len(),
+            });
+        }
+        if let Some(g) = gradient {
+            if g.len() != logits.len() {
+                return Err(Error::LengthMismatch {
+                    what: "gradient",
+                    expected: logits.len(),
+                    actual: g.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs rows `first_row..` of a chunk, writing each row's loss to `losses`.
+    fn run_rows<F: Real>(
+        &self,
+        first_row: usize,
+        logits: &[F],
+        labels: &[usize],
+        mut gradient: Option<&mut [F]>,
+        scale: F,
+        losses: &mut [F],
+    ) -> Result<(), Error> {
+        let n = self.config.classes();
+        let size = self.scratch_size();
+        let mut reals = vec![F::zero(); size.reals];
+        let mut indices = vec![0u32; size.indices];
+        let network: Option<NetworkRef<'_>> = self.network.as_ref().map(|n| n.as_ref());
+        for (offset, (row_logits, &label)) in logits.chunks_exact(n).zip(labels).enumerate() {
+            let row_gradient = gradient
+                .as_deref_mut()
+                .map(|g| &mut g[offset * n..(offset + 1) * n]);
+            losses[offset] = sample_loss(
+                &self.config,
+                network.as_ref(),
+                first_row + offset,
+                row_logits,
+                label,
+                row_gradient,
+                scale,
+                Scratch {
+                    reals: &mut reals,
+                    indices: &mut indices,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Mean loss over the batch; when `gradient` is given it receives ∂mean/∂logits.
+    /// `logits` is row-major `(B, n)` with `B = labels.len()`. Single-threaded.
+    pub fn forward_backward<F: Real>(
+        &self,
+        logits: &[F],
+        labels: &[usize],
+        gradient: Option<&mut [F]>,
+    ) -> Result<F, Error> {
+        self.check_batch(logits, labels, gradient.as_deref())?;
+        if labels.is_empty() {
+            return Err(Error::LengthMismatch {
+                what: "labels",
+                expected: 1,
+                actual: 0,
+            });
+        }
+        let scale = F::one() / F::of(labels.len() as f64);
+        let mut losses = vec![F::zero(); labels.len()];
+        self.run_rows(0, logits, labels, gradient, scale, &mut losses)?;
+        Ok(mean(&losses))
+    }
+
+    /// As [`TopkLoss::forward_backward`], rows spread over rayon's thread pool in chunks. The result
+    /// is bit-identical to the single-threaded one (the per-row losses are summed in row order).
+    #[cfg(feature = "rayon")]
+    pub fn forward_backward_parallel<F: Real>(
+        &self,
+        logits: &[F],
+        labels: &[usize],
+        gradient: Option<&mut [F]>,
+    ) -> Result<F, Error> {
+        use rayon::prelude::*;
+        self.check_batch(logits, labels, gradient.as_deref())?;
+        if labels.is_empty() {
+            return Err(Error::LengthMismatch {
+                what: "labels",
+                expected: 1,
+                actual: 0,
+            });
+        }
+        let n = self.config.classes();
+        let threads = rayon::current_num_threads().max(1);
+        let rows_per_chunk = labels.len().div_ceil(threads * 4).max(1);
+        let scale = F::one() / F::of(labels.len() as f64);
+        let mut losses = vec![F::zero(); labels.len()];
+        let chunk = rows_per_chunk * n;
+        match gradient {
+            Some(gradient) => logits
+                .par_chunks(chunk)
+                .zip(labels.par_chunks(rows_per_chunk))
+                .zip(gradient.par_chunks_mut(chunk))
+                .zip(losses.par_chunks_mut(rows_per_chunk))
+                .enumerate()
+                .try_for_each(|(c, (((x, y), g), l))| {
+                    self.run_rows(c * rows_per_chunk, x, y, Some(g), scale, l)
+                })?,
+            None => logits
+                .par_chunks(chunk)
+                .zip(labels.par_chunks(rows_per_chunk))
+                .zip(losses.par_chunks_mut(rows_per_chunk))
+                .enumerate()
+                .try_for_each(|(c, ((x, y), l))| {
+                    self.run_rows(c * rows_per_chunk, x, y, None, scale, l)
+                })?,
+        }
+        Ok(mean(&losses))
+    }
+}
+
+fn mean<F: Real>(values: &[F]) -> F {
+    let mut sum = F::zero();
+    for &v in values {
+        sum += v;
+    }
+    sum / F::of(values.len() as f64)
+}
+
+/// Plain softmax cross-entropy, mean over the batch: `−mean_b log softmax(s_b)[y_b]`, with
+/// `∂/∂s_b = (softmax(s_b) − e_{y_b}) / B` written to `gradient` when given. The baseline of the
+/// paper and of every benchmark. Errors as the top-k loss (labels, non-finite logits).
+pub fn softmax_cross_entropy<F: Real>(
+    logits: &[F],
+    labels: &[usize],
+    classes: usize,
+    mut gradient: Option<&mut [F]>,
+) -> Result<F, Error> {
+    if labels.is_empty() || classes == 0 || logits.len() != labels.len() * classes {
+        return Err(Error::LengthMismatch {
+            what: "logits",
+            expected: labels.len() * classes,
+            actual: logits.len(),
+        });
+    }
+    if let Some(g) = gradient.as_deref() {
+        if g.len() != logits.len() {
+            return Err(Error::LengthMismatch {
+                what: "gradient",
+                expected: logits.len(),
+                actual: g.len(),
+            });
+        }
+    }
+    let scale = F::one() / F::of(labels.len() as f64);
+    let mut total = F::zero();
+    for (row, (z, &y)) in logits.chunks_exact(classes).zip(labels).enumerate() {
+        if y >= classes {
+            return Err(Error::LabelOutOfRange {
+                row,
+                label: y,
+                classes,
+            });
+        }
+        if let Some(column) = z.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteInput { row, column });
+        }
+        let mut maximum = z[0];
+        for &v in z {
+            if v > maximum {
+                maximum = v;
+            }
+        }
+        let mut sum = F::zero();
+        match gradient.as_deref_mut() {
+            Some(g) => {
+                let g = &mut g[row * classes..(row + 1) * classes];
+                for (gi, &v) in g.iter_mut().zip(z) {
+                    let e = (v - maximum).exp();
+                    *gi = e;
+                    sum += e;
+                }
+                let inverse = scale / sum;
+                for gi in g.iter_mut() {
+                    *gi *= inverse;
+                }
+                g[y] -= scale;
+            }
+            None => {
+                for &v in z {
+                    sum += (v - maximum).exp();
+                }
+            }
+        }
+        total += maximum + sum.ln() - z[y];
+    }
+    Ok(total * scale)
+}
+
+/// Collects per-row losses without reduction (for callers that need them, e.g. to report a
+/// per-sample loss). `losses.len()` must equal the batch size.
+impl TopkLoss {
+    /// Per-row losses (no reduction, no gradient).
+    pub fn per_row_losses<F: Real>(
+        &self,
+        logits: &[F],
+        labels: &[usize],
+        losses: &mut [F],
+    ) -> Result<(), Error> {
+        self.check_batch(logits, labels, None)?;
+        if losses.len() != labels.len() {
+            return Err(Error::LengthMismatch {
+                what: "losses",
+                expected: labels.len(),
+                actual: losses.len(),
+            });
+        }
+        self.run_rows(0, logits, labels, None, F::one(), losses)
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<TopkLoss>();
+    let _ = Vec::<u8>::new();
+}

@@ -1,0 +1,243 @@
+//! The validated configuration of the top-k cross-entropy loss.
+
+use crate::{Error, Relaxation};
+
+/// The largest K = len(P_K) supported (the configuration is a fixed-size `Copy` value).
+pub const MAX_K: usize = 64;
+
+/// How P_topk is computed (`diffsort_method` in the reference).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Odd-even transposition network (`'odd_even'`).
+    OddEven,
+    /// Bitonic network (`'bitonic'` and `'bitonic__non_sparse'`: the same values).
+    Bitonic,
+    /// Splitter selection network (`'splitter_selection'`): only the top K are selected.
+    SplitterSelection,
+    /// NeuralSort (Grover et al. 2019), τ = 1/β.
+    NeuralSort,
+    /// SoftSort (Prillo & Eisenschlos 2020), τ = 1/β.
+    SoftSort,
+}
+
+impl Method {
+    /// Parses the reference's names (`odd_even`, `bitonic`, `bitonic__non_sparse`,
+    /// `splitter_selection`, `neuralsort`, `softsort`; `-` may replace `_`).
+    pub fn from_name(name: &str) -> Result<Self, Error> {
+        let mut buffer = [0u8; 32];
+        let bytes = name.as_bytes();
+        if bytes.len() > buffer.len() {
+            return Err(Error::UnknownName { what: "method" });
+        }
+        for (b, &c) in buffer.iter_mut().zip(bytes) {
+            *b = if c == b'-' { b'_' } else { c };
+        }
+        Ok(match &buffer[..bytes.len()] {
+            b"odd_even" => Method::OddEven,
+            b"bitonic" | b"bitonic__non_sparse" => Method::Bitonic,
+            b"splitter_selection" => Method::SplitterSelection,
+            b"neuralsort" => Method::NeuralSort,
+            b"softsort" => Method::SoftSort,
+            _ => return Err(Error::UnknownName { what: "method" }),
+        })
+    }
+
+    /// The reference's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::OddEven => "odd_even",
+            Method::Bitonic => "bitonic",
+            Method::SplitterSelection => "splitter_selection",
+            Method::NeuralSort => "neuralsort",
+            Method::SoftSort => "softsort",
+        }
+    }
+
+    /// `true` for the three sorting networks (which use a [`Relaxation`]).
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            Method::OddEven | Method::Bitonic | Method::SplitterSelection
+        )
+    }
+}
+
+/// How the top-1 term enters the loss (`top1_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Top1Mode {
+    /// `'sm'` (default): q = P_K(1)·softmax(s)_y + Σ_{k≥2} P_K(k)·T_k(y); loss = −log(q·(1−2·10⁻⁷) + 10⁻⁷).
+    Softmax,
+    /// `'smce'`: loss = P_K(1)·CE(s, y) + (Σ_{k≥2} P_K(k))·(−log(q'·(1−2·10⁻⁷) + 10⁻⁷)) with
+    /// q' = Σ_{k≥2} P_K(k)·T_k(y) (not renormalised).
+    SoftmaxCrossEntropy,
+    /// `'sort'`: q = Σ_{k≥1} P_K(k)·T_k(y) (the top-1 term from the relaxed sort too).
+    Sort,
+}
+
+impl Top1Mode {
+    /// Parses `sm`, `smce`, `sort`.
+    pub fn from_name(name: &str) -> Result<Self, Error> {
+        Ok(match name {
+            "sm" => Top1Mode::Softmax,
+            "smce" => Top1Mode::SoftmaxCrossEntropy,
+            "sort" => Top1Mode::Sort,
+            _ => return Err(Error::UnknownName { what: "top1 mode" }),
+        })
+    }
+
+    /// The reference's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Top1Mode::Softmax => "sm",
+            Top1Mode::SoftmaxCrossEntropy => "smce",
+            Top1Mode::Sort => "sort",
+        }
+    }
+}
+
+/// A validated configuration of `TopKCrossEntropyLoss` for `classes` classes.
+///
+/// Built with [`TopkLossConfig::new`] and refined with the `with_*` methods; every method checks
+/// its argument, so a value of this type is always valid. The defaults are the paper's ImageNet
+/// head settings (spec 5.3/6.1) except for m: splitter selection, logistic_phi with λ = 0.5,
+/// β = 1, `sm`, m unset (all classes are sorted).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TopkLossConfig {
+    method: Method,
+    relaxation: Relaxation,
+    inverse_temperature: f64,
+    topk_distribution: [f64; MAX_K],
+    k: usize,
+    preselection: Option<usize>,
+    top1_mode: Top1Mode,
+    classes: usize,
+}
+
+impl TopkLossConfig {
+    /// A configuration for `classes` classes with the distribution over k `p_k` (P_K(1..=K);
+    /// non-negative, summing to 1 within 1e-4, K ≤ min(classes, [`MAX_K`])).
+    pub fn new(method: Method, classes: usize, p_k: &[f64]) -> Result<Self, Error> {
+        if classes < 2 {
+            return Err(Error::TooFewClasses { classes });
+        }
+        if p_k.is_empty() {
+            return Err(Error::EmptyTopkDistribution);
+        }
+        if p_k.len() > MAX_K {
+            return Err(Error::TooManyRanks {
+                k: p_k.len(),
+                max: MAX_K,
+            });
+        }
+        let mut sum = 0.0;
+        for (index, &value) in p_k.iter().enumerate() {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(Error::InvalidTopkWeight { index, value });
+            }
+            sum += value;
+        }
+        if !(0.9999 < sum && sum < 1.0001) {
+            return Err(Error::TopkDistributionSum { sum });
+        }
+        if p_k.len() > classes {
+            return Err(Error::TopkLargerThanInputs {
+                k: p_k.len(),
+                inputs: classes,
+            });
+        }
+        let mut topk_distribution = [0.0; MAX_K];
+        topk_distribution[..p_k.len()].copy_from_slice(p_k);
+        Ok(TopkLossConfig {
+            method,
+            relaxation: Relaxation::LogisticPhi { lambda: 0.5 },
+            inverse_temperature: 1.0,
+            topk_distribution,
+            k: p_k.len(),
+            preselection: None,
+            top1_mode: Top1Mode::Softmax,
+            classes,
+        })
+    }
+
+    /// Sets the comparator relaxation (sorting networks only; ignored by NeuralSort/SoftSort).
+    pub fn with_relaxation(mut self, relaxation: Relaxation) -> Result<Self, Error> {
+        relaxation.validate()?;
+        self.relaxation = relaxation;
+        Ok(self)
+    }
+
+    /// Sets β (`inverse_temperature`; steepness of the networks, 1/τ for NeuralSort/SoftSort).
+    pub fn with_inverse_temperature(mut self, beta: f64) -> Result<Self, Error> {
+        if !(beta.is_finite() && beta > 0.0) {
+            return Err(Error::InvalidInverseTemperature { value: beta });
+        }
+        self.inverse_temperature = beta;
+        Ok(self)
+    }
+
+    /// Sorts only the true class and the m − 1 largest wrong-class logits (`m`); requires
+    /// K < m < n as the reference does. `None` sorts all classes.
+    pub fn with_preselection(mut self, m: Option<usize>) -> Result<Self, Error> {
+        if let Some(m) = m {
+            if !(self.k < m && m < self.classes) {
+                return Err(Error::InvalidPreselection {
+                    m,
+                    k: self.k,
+                    classes: self.classes,
+                });
+            }
+        }
+        self.preselection = m;
+        Ok(self)
+    }
+
+    /// Sets the top-1 mode.
+    pub fn with_top1_mode(mut self, mode: Top1Mode) -> Self {
+        self.top1_mode = mode;
+        self
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+    /// The relaxation of the sorting networks' comparators.
+    pub fn relaxation(&self) -> Relaxation {
+        self.relaxation
+    }
+    /// β.
+    pub fn inverse_temperature(&self) -> f64 {
+        self.inverse_temperature
+    }
+    /// P_K(1..=K).
+    pub fn topk_distribution(&self) -> &[f64] {
+        &self.topk_distribution[..self.k]
+    }
+    /// K = len(P_K).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// m, when set.
+    pub fn preselection(&self) -> Option<usize> {
+        self.preselection
+    }
+    /// The top-1 mode.
+    pub fn top1_mode(&self) -> Top1Mode {
+        self.top1_mode
+    }
+    /// n, the number of classes.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+    /// The number of values that are sorted: m when preselecting, else n.
+    pub fn sorted_inputs(&self) -> usize {
+        self.preselection.unwrap_or(self.classes)
+    }
+
+    /// The weight of rank r (r = 0 is the largest) in q: w_r = Σ_{k ≥ max(r, first)} P_K(k), where
+    /// `first` is 0 in `sort` mode and 1 otherwise (P_K(1) then enters through the softmax).
+    pub fn rank_weight(&self, rank: usize) -> f64 {
+        let first = if self.top1_mode == Top1Mode::Sort { 0 } else { 1 };
+        self.topk_distribution[rank.max(first)..self.k].iter().sum()
+    }
+}

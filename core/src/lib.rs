@@ -1,0 +1,58 @@
+//! # difftopk-core
+//!
+//! Differentiable top-k classification learning (Petersen, Kuehne, Borgelt, Deussen, ICML 2022)
+//! without a framework: sorting networks as data, relaxed comparators, NeuralSort and SoftSort,
+//! and the top-k cross-entropy loss, each with a hand-written backward pass, for `f32` and `f64`,
+//! `#![no_std]`.
+//!
+//! Data flow: **network** (integers, built once: [`SortingNetwork`]) → **forward sweep** (values,
+//! α per comparator) → **reverse sweep** (vector-Jacobian product).
+//!
+//! Conventions (those of the reference implementation, spec section 0): output positions are
+//! *ascending*, position n−1 holds the maximum; `P[i, j]` is the weight of input i at output
+//! position j, `sorted = x · P`; the top-k matrix is `P_topk = P[:, n−k..]`, its column k−1 is
+//! rank 1.
+//!
+//! * [`network`]: odd-even, bitonic and splitter-selection networks ([`SortingNetwork`],
+//!   [`NetworkRef`]).
+//! * [`relaxation`]: the six sigmoids ([`Relaxation`]).
+//! * [`operators`]: the relaxed sort (values and P) and the relaxed top-k matrix, forward and VJP.
+//! * [`neuralsort`], [`softsort`]: the two other relaxations of the paper (top rows only).
+//! * [`loss`]: the top-k cross-entropy loss of one sample, allocation-free; [`TopkLoss`] and
+//!   [`softmax_cross_entropy`] for batches (feature `alloc`), in parallel with feature `rayon`.
+//! * [`smooth_topk`]: the smooth top-k SVM losses of Berrada et al. (the paper's baseline).
+//!
+//! Feature `alloc` (default) adds the network builders and the batch API; without it the crate
+//! runs on bare metal over caller-provided networks and scratch.
+#![no_std]
+#![warn(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod config;
+mod error;
+pub mod loss;
+pub mod network;
+pub mod neuralsort;
+pub mod operators;
+mod real;
+pub mod relaxation;
+pub mod select;
+pub mod smooth_topk;
+pub mod softmax;
+pub mod softsort;
+mod sweep;
+
+#[cfg(feature = "alloc")]
+mod batch;
+
+#[cfg(feature = "alloc")]
+pub use batch::{softmax_cross_entropy, TopkLoss};
+pub use config::{Method, Top1Mode, TopkLossConfig, MAX_K};
+pub use error::Error;
+#[cfg(feature = "alloc")]
+pub use network::SortingNetwork;
+pub use network::{Comparator, NetworkKind, NetworkRef};
+pub use real::Real;
+pub use relaxation::Relaxation;

@@ -1,0 +1,334 @@
+//! The top-k cross-entropy loss of Petersen et al. (spec section 5), one sample at a time,
+//! without materialising P (spec section 12).
+//!
+//! For logits s (n classes), label y and P_K = (p_1 … p_K):
+//! 1. preselection (when m is set): s' = [s_y, the m−1 largest wrong-class logits descending]
+//!    (ties: lower class index first), y' = 0; otherwise s' = s, y' = y;
+//! 2. the mass of y' at the top K output positions, `mass[ρ] = P[y', n'−1−ρ]` (ρ = 0 the largest),
+//!    from the chosen method;
+//! 3. `q = Σ_ρ w_ρ mass[ρ]` with rank weights `w_ρ = Σ_{k ≥ max(ρ, first)} p_{k+1}` (first = 0 in
+//!    `sort` mode, 1 otherwise), plus `p_1 · softmax(s')_{y'}` in `sm` mode;
+//! 4. `loss = −log(q·(1 − 2·10⁻⁷) + 10⁻⁷)`; in `smce` mode
+//!    `loss = p_1·CE(s', y') + (Σ_{k≥2} p_k)·(−log(q·(1 − 2·10⁻⁷) + 10⁻⁷))`.
+//!
+//! The gradient is the hand-written reverse sweep; it reaches only the m selected logits.
+
+use crate::config::{Method, Top1Mode, TopkLossConfig};
+use crate::network::NetworkRef;
+use crate::neuralsort::{neuralsort_rows, neuralsort_rows_backward};
+use crate::relaxation::with_sigmoid;
+use crate::select::largest_indices;
+use crate::softmax::softmax;
+use crate::softsort::{softsort_rows, softsort_rows_backward};
+use crate::sweep::{backward_with_mass, forward_with_mass, TAPE_PER_COMPARATOR};
+use crate::{Error, Real};
+
+/// The clamp of the reference: q ↦ q·(1 − 2·10⁻⁷) + 10⁻⁷ before the logarithm.
+const CLAMP_SCALE: f64 = 1.0 - 2e-7;
+const CLAMP_SHIFT: f64 = 1e-7;
+
+/// Sizes of the caller-provided scratch of one sample (see [`scratch_size`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ScratchSize {
+    /// Reals needed.
+    pub reals: usize,
+    /// Indices (`u32`) needed.
+    pub indices: usize,
+}
+
+/// Caller-provided working memory of one sample: the kernels never allocate.
+#[derive(Debug)]
+pub struct Scratch<'a, F> {
+    /// Real-valued scratch, at least [`ScratchSize::reals`] long.
+    pub reals: &'a mut [F],
+    /// Index scratch, at least [`ScratchSize::indices`] long.
+    pub indices: &'a mut [u32],
+}
+
+/// The scratch one sample needs for `config` (with `comparators` the size of the network for the
+/// sorting-network methods; ignored otherwise).
+pub fn scratch_size(config: &TopkLossConfig, comparators: usize) -> ScratchSize {
+    let n = config.sorted_inputs();
+    let k = config.k();
+    // selected logits, softmax probabilities, two working vectors
+    let common = 4 * n;
+    match config.method() {
+        Method::OddEven | Method::Bitonic | Method::SplitterSelection => ScratchSize {
+            reals: common + TAPE_PER_COMPARATOR * comparators,
+            indices: n,
+        },
+        // rows and their adjoints (k·n each), c (n), mass (k)
+        Method::NeuralSort => ScratchSize {
+            reals: common + 2 * k * n + n + k,
+            indices: 2 * n,
+        },
+        Method::SoftSort => ScratchSize {
+            reals: common + 2 * k * n + k,
+            indices: n + k,
+        },
+    }
+}
+
+/// Checks that `network` fits `config` (sorting-network methods).
+pub fn check_network(config: &TopkLossConfig, network: &NetworkRef<'_>) -> Result<(), Error> {
+    if network.inputs() != config.sorted_inputs() {
+        return Err(Error::NetworkSizeMismatch {
+            network: network.inputs(),
+            inputs: config.sorted_inputs(),
+        });
+    }
+    Ok(())
+}
+
+/// The loss of one sample, and optionally `gradient_scale · ∂loss/∂logits` written to `gradient`
+/// (all n entries are written; those the loss does not depend on are 0).
+///
+/// `network` is the network for `config.sorted_inputs()` wires and K (required for the sorting
+/// network methods; built by [`crate::TopkLoss`] or by the caller); `row` only labels errors.
+/// Never allocates; O(comparators) for the networks, O(K·n′ + n′ log n′) for NeuralSort and
+/// O(K·n′) for SoftSort, plus O(n) for the preselection.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_loss<F: Real>(
+    config: &TopkLossConfig,
+    network: Option<&NetworkRef<'_>>,
+    row: usize,
+    logits: &[F],
+    label: usize,
+    gradient: Option<&mut [F]>,
+    gradient_scale: F,
+    scratch: Scratch<'_, F>,
+) -> Result<F, Error> {
+    let classes = config.classes();
+    if logits.len() != classes {
+        return Err(Error::LengthMismatch {
+            what: "logits",
+            expected: classes,
+            actual: logits.len(),
+        });
+    }
+    if label >= classes {
+        return Err(Error::LabelOutOfRange {
+            row,
+            label,
+            classes,
+        });
+    }
+    if let Some(column) = logits.iter().position(|z| !z.is_finite()) {
+        return Err(Error::NonFiniteInput { row, column });
+    }
+    let comparators = match (config.method().is_network(), network) {
+        (true, Some(net)) => {
+            check_network(config, net)?;
+            net.comparators()
+        }
+        (true, None) => {
+            return Err(Error::NetworkSizeMismatch {
+                network: 0,
+                inputs: config.sorted_inputs(),
+            })
+        }
+        (false, _) => &[],
+    };
+    let needed = scratch_size(config, comparators.len());
+    if scratch.reals.len() < needed.reals {
+        return Err(Error::ScratchTooSmall {
+            what: "reals",
+            needed: needed.reals,
+            actual: scratch.reals.len(),
+        });
+    }
+    if scratch.indices.len() < needed.indices {
+        return Err(Error::ScratchTooSmall {
+            what: "indices",
+            needed: needed.indices,
+            actual: scratch.indices.len(),
+        });
+    }
+    if let Some(g) = gradient.as_deref() {
+        if g.len() != classes {
+            return Err(Error::LengthMismatch {
+                what: "gradient",
+                expected: classes,
+                actual: g.len(),
+            });
+        }
+    }
+
+    let n = config.sorted_inputs();
+    let k = config.k();
+    let (selection, index_rest) = scratch.indices.split_at_mut(n);
+    let (selected, reals) = scratch.reals.split_at_mut(n);
+    let (probabilities, reals) = reals.split_at_mut(n);
+    let (work_x, reals) = reals.split_at_mut(n);
+    let (work_v, reals) = reals.split_at_mut(n);
+
+    // 1. Preselection: the true class first, then the m − 1 largest wrong classes.
+    let sorted_label = match config.preselection() {
+        Some(_) => {
+            selection[0] = label as u32;
+            largest_indices(logits, Some(label), &mut selection[1..n]);
+            0
+        }
+        None => {
+            for (i, s) in selection.iter_mut().enumerate() {
+                *s = i as u32;
+            }
+            label
+        }
+    };
+    for (x, &i) in selected.iter_mut().zip(selection.iter()) {
+        *x = logits[i as usize];
+    }
+
+    // 2. Mass of the label at the top K positions (rank ρ = 0 the largest).
+    let beta = F::of(config.inverse_temperature());
+    let mut mass = [F::zero(); crate::MAX_K];
+    let mut mass_adjoint = [F::zero(); crate::MAX_K];
+    match config.method() {
+        Method::OddEven | Method::Bitonic | Method::SplitterSelection => {
+            let tape = &mut reals[..TAPE_PER_COMPARATOR * comparators.len()];
+            work_x.copy_from_slice(selected);
+            work_v.iter_mut().for_each(|v| *v = F::zero());
+            work_v[sorted_label] = F::one();
+            with_sigmoid!(config.relaxation(), beta, |sigmoid| forward_with_mass(
+                sigmoid,
+                comparators,
+                work_x,
+                work_v,
+                tape
+            ));
+            for (rank, m) in mass.iter_mut().take(k).enumerate() {
+                *m = work_v[n - 1 - rank];
+            }
+        }
+        Method::NeuralSort => {
+            let (rows, rest) = reals.split_at_mut(k * n);
+            let c = &mut rest[k * n..k * n + n];
+            neuralsort_rows(selected, k, beta, rows, c, &mut index_rest[..n]);
+            for (rank, m) in mass.iter_mut().take(k).enumerate() {
+                *m = rows[rank * n + sorted_label];
+            }
+        }
+        Method::SoftSort => {
+            let rows = &mut reals[..k * n];
+            softsort_rows(selected, k, beta, rows, &mut index_rest[..k]);
+            for (rank, m) in mass.iter_mut().take(k).enumerate() {
+                *m = rows[rank * n + sorted_label];
+            }
+        }
+    }
+
+    // 3.–4. Mixture, clamp, log.
+    let mode = config.top1_mode();
+    let p_first = F::of(config.topk_distribution()[0]);
+    let mut q = F::zero();
+    let mut weights = [F::zero(); crate::MAX_K];
+    for rank in 0..k {
+        weights[rank] = F::of(config.rank_weight(rank));
+        q += weights[rank] * mass[rank];
+    }
+    let uses_softmax = mode != Top1Mode::Sort;
+    let mut log_partition = F::zero();
+    if uses_softmax {
+        let (maximum, sum) = softmax(selected, probabilities);
+        log_partition = maximum + sum.ln();
+    }
+    let scale = F::of(CLAMP_SCALE);
+    let shift = F::of(CLAMP_SHIFT);
+    let (loss, q_adjoint) = match mode {
+        Top1Mode::Softmax => {
+            q += p_first * probabilities[sorted_label];
+            let clamped = q * scale + shift;
+            (-clamped.ln(), -scale / clamped)
+        }
+        Top1Mode::Sort => {
+            let clamped = q * scale + shift;
+            (-clamped.ln(), -scale / clamped)
+        }
+        Top1Mode::SoftmaxCrossEntropy => {
+            let rest_weight = F::of(config.topk_distribution()[1..].iter().sum::<f64>());
+            let cross_entropy = log_partition - selected[sorted_label];
+            let clamped = q * scale + shift;
+            (
+                p_first * cross_entropy - rest_weight * clamped.ln(),
+                -rest_weight * scale / clamped,
+            )
+        }
+    };
+
+    let Some(gradient) = gradient else {
+        return Ok(loss);
+    };
+
+    // Backward: adjoints of the mass, then the method's reverse pass into work_x (n values).
+    for rank in 0..k {
+        mass_adjoint[rank] = q_adjoint * weights[rank];
+    }
+    match config.method() {
+        Method::OddEven | Method::Bitonic | Method::SplitterSelection => {
+            let tape = &reals[..TAPE_PER_COMPARATOR * comparators.len()];
+            work_x.iter_mut().for_each(|g| *g = F::zero());
+            work_v.iter_mut().for_each(|g| *g = F::zero());
+            for rank in 0..k {
+                work_v[n - 1 - rank] = mass_adjoint[rank];
+            }
+            backward_with_mass(comparators, tape, work_x, work_v);
+        }
+        Method::NeuralSort => {
+            let (rows, rest) = reals.split_at_mut(k * n);
+            let (adjoint, rest) = rest.split_at_mut(k * n);
+            let c_bar = &mut rest[..n];
+            adjoint.iter_mut().for_each(|a| *a = F::zero());
+            for rank in 0..k {
+                adjoint[rank * n + sorted_label] = mass_adjoint[rank];
+            }
+            work_x.iter_mut().for_each(|g| *g = F::zero());
+            neuralsort_rows_backward(
+                selected,
+                k,
+                beta,
+                rows,
+                adjoint,
+                c_bar,
+                &mut index_rest[..n],
+                work_x,
+            );
+        }
+        Method::SoftSort => {
+            let (rows, rest) = reals.split_at_mut(k * n);
+            let adjoint = &mut rest[..k * n];
+            adjoint.iter_mut().for_each(|a| *a = F::zero());
+            for rank in 0..k {
+                adjoint[rank * n + sorted_label] = mass_adjoint[rank];
+            }
+            work_x.iter_mut().for_each(|g| *g = F::zero());
+            softsort_rows_backward(selected, k, beta, rows, &index_rest[..k], adjoint, work_x);
+        }
+    }
+    // The softmax / cross-entropy term.
+    match mode {
+        Top1Mode::Softmax => {
+            // ∂softmax_y/∂s_i = p_y (δ_iy − p_i)
+            let factor = q_adjoint * p_first * probabilities[sorted_label];
+            for (i, (g, &p)) in work_x.iter_mut().zip(probabilities.iter()).enumerate() {
+                let delta = if i == sorted_label { F::one() } else { F::zero() };
+                *g += factor * (delta - p);
+            }
+        }
+        Top1Mode::SoftmaxCrossEntropy => {
+            for (i, (g, &p)) in work_x.iter_mut().zip(probabilities.iter()).enumerate() {
+                let delta = if i == sorted_label { F::one() } else { F::zero() };
+                *g += p_first * (p - delta);
+            }
+        }
+        Top1Mode::Sort => {}
+    }
+    // Scatter to the full row.
+    if config.preselection().is_some() {
+        gradient.iter_mut().for_each(|g| *g = F::zero());
+    }
+    for (&i, &g) in selection.iter().zip(work_x.iter()) {
+        gradient[i as usize] = g * gradient_scale;
+    }
+    Ok(loss)
+}

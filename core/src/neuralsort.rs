@@ -1,0 +1,221 @@
+//! NeuralSort (Grover et al., ICLR 2019) as difftopk uses it (spec section 4), top rows only.
+//!
+//! With scores s (n values) and β = 1/τ, the relaxed permutation's row for rank ρ (ρ = 0 is the
+//! largest; ascending output position n−1−ρ) is
+//! `P̂[ρ, i] = softmax_i( β (s_i (n − 1 − 2ρ) − c_i) )`, `c_i = Σ_l |s_i − s_l|`
+//! (the reference negates the scores, t = −s, and uses the scaling n + 1 − 2(r+1) on position r;
+//! both give this). In difftopk's convention `P_topk[i, K−1−ρ] = P̂[ρ, i]`.
+//! Cost O(n log n + K n) per row: c comes from one sort and prefix sums. Only the columns
+//! of P (output positions) sum to 1.
+
+use crate::softmax::softmax_backward;
+use crate::Real;
+
+/// Sorts `order` (any permutation of 0..n on entry is fine) by ascending score.
+fn sort_ascending<F: Real>(scores: &[F], order: &mut [u32]) {
+    for (i, o) in order.iter_mut().enumerate() {
+        *o = i as u32;
+    }
+    order.sort_unstable_by(|&a, &b| {
+        scores[a as usize]
+            .partial_cmp(&scores[b as usize])
+            .unwrap_or(core::cmp::Ordering::Equal)
+    });
+}
+
+/// Calls `visit(group)` for each run of equal scores in the sorted `order`, with `less` = the
+/// number of scores strictly below the run.
+fn for_each_tie_group<F: Real>(scores: &[F], order: &[u32], mut visit: impl FnMut(usize, usize)) {
+    let n = order.len();
+    let mut start = 0;
+    while start < n {
+        let value = scores[order[start] as usize];
+        let mut end = start + 1;
+        while end < n && scores[order[end] as usize] == value {
+            end += 1;
+        }
+        visit(start, end);
+        start = end;
+    }
+}
+
+/// `c_i = Σ_l |s_i − s_l|` for all i, from the ascending `order`.
+pub(crate) fn absolute_deviation_sums<F: Real>(scores: &[F], order: &[u32], c: &mut [F]) {
+    let n = order.len();
+    let mut total = F::zero();
+    for &s in scores {
+        total += s;
+    }
+    let mut below = F::zero(); // sum of the scores strictly below the current group
+    for_each_tie_group(scores, order, |start, end| {
+        let value = scores[order[start] as usize];
+        let mut group = F::zero();
+        for &i in &order[start..end] {
+            group += scores[i as usize];
+        }
+        let above = total - below - group;
+        let count_below = F::of(start as f64);
+        let count_above = F::of((n - end) as f64);
+        let sum = (value * count_below - below) + (above - value * count_above);
+        for &i in &order[start..end] {
+            c[i as usize] = sum;
+        }
+        below += group;
+    });
+}
+
+/// Adds to `gradient` the VJP of [`absolute_deviation_sums`]:
+/// `∂/∂s_i = Σ_l sign(s_i − s_l)(c̄_i + c̄_l)` with sign(0) = 0 (torch's |·|' at 0).
+pub(crate) fn absolute_deviation_sums_backward<F: Real>(
+    scores: &[F],
+    order: &[u32],
+    c_bar: &[F],
+    gradient: &mut [F],
+) {
+    let n = order.len();
+    let mut total = F::zero();
+    for &g in c_bar {
+        total += g;
+    }
+    let mut below = F::zero();
+    for_each_tie_group(scores, order, |start, end| {
+        let mut group = F::zero();
+        for &i in &order[start..end] {
+            group += c_bar[i as usize];
+        }
+        let above = total - below - group;
+        let balance = F::of(start as f64) - F::of((n - end) as f64);
+        for &i in &order[start..end] {
+            gradient[i as usize] += c_bar[i as usize] * balance + (below - above);
+        }
+        below += group;
+    });
+}
+
+/// Forward: the top `k` rows of P̂, `rows[ρ·n + i] = P̂[ρ, i]` (ρ = 0 the largest).
+/// Scratch: `c` (n reals), `order` (n indices).
+pub(crate) fn neuralsort_rows<F: Real>(
+    scores: &[F],
+    k: usize,
+    beta: F,
+    rows: &mut [F],
+    c: &mut [F],
+    order: &mut [u32],
+) {
+    let n = scores.len();
+    sort_ascending(scores, order);
+    absolute_deviation_sums(scores, order, c);
+    for (rank, row) in rows.chunks_exact_mut(n).take(k).enumerate() {
+        let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64);
+        for ((r, &s), &ci) in row.iter_mut().zip(scores).zip(c.iter()) {
+            *r = (s * scale - ci) * beta;
+        }
+        let logits = &mut *row;
+        // softmax in place: logits → probabilities
+        let mut maximum = logits[0];
+        for &z in logits.iter() {
+            if z > maximum {
+                maximum = z;
+            }
+        }
+        let mut sum = F::zero();
+        for z in logits.iter_mut() {
+            *z = (*z - maximum).exp();
+            sum += *z;
+        }
+        let inverse = F::one() / sum;
+        for z in logits.iter_mut() {
+            *z *= inverse;
+        }
+    }
+}
+
+/// Backward: given `rows` from [`neuralsort_rows`] and their adjoints `row_adjoint` (same layout,
+/// overwritten), adds ∂/∂s to `gradient`. Scratch: `c_bar` (n reals), `order` (n indices).
+pub(crate) fn neuralsort_rows_backward<F: Real>(
+    scores: &[F],
+    k: usize,
+    beta: F,
+    rows: &[F],
+    row_adjoint: &mut [F],
+    c_bar: &mut [F],
+    order: &mut [u32],
+    gradient: &mut [F],
+) {
+    let n = scores.len();
+    for c in c_bar.iter_mut() {
+        *c = F::zero();
+    }
+    for (rank, (row, adjoint)) in rows
+        .chunks_exact(n)
+        .zip(row_adjoint.chunks_exact_mut(n))
+        .take(k)
+        .enumerate()
+    {
+        softmax_backward(row, adjoint); // adjoint of the logits β(s_i·scale − c_i)
+        let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64) * beta;
+        for ((g, cb), &a) in gradient.iter_mut().zip(c_bar.iter_mut()).zip(adjoint.iter()) {
+            *g += a * scale;
+            *cb -= a * beta;
+        }
+    }
+    sort_ascending(scores, order);
+    absolute_deviation_sums_backward(scores, order, c_bar, gradient);
+}
+
+/// Public operator: the relaxed top-k matrix of NeuralSort, `p_topk[i·k + j]` = weight of input i
+/// at the j-th of the k largest ascending output positions (j = k−1 is the maximum), at inverse
+/// temperature β = 1/τ. Allocation-free; `rows_scratch` holds k·n reals, `c` n reals,
+/// `order` n indices.
+pub fn neuralsort_topk<F: Real>(
+    scores: &[F],
+    k: usize,
+    beta: F,
+    p_topk: &mut [F],
+    rows_scratch: &mut [F],
+    c: &mut [F],
+    order: &mut [u32],
+) {
+    let n = scores.len();
+    neuralsort_rows(scores, k, beta, rows_scratch, c, order);
+    for rank in 0..k {
+        for i in 0..n {
+            p_topk[i * k + (k - 1 - rank)] = rows_scratch[rank * n + i];
+        }
+    }
+}
+
+/// VJP of [`neuralsort_topk`]: adds `Σ_{i,j} Ḡ[i,j] ∂P_topk[i,j]/∂s` to `gradient`, given the
+/// forward output `p_topk` and its adjoint `grad_p_topk` (both n × k). Scratch as the forward
+/// (`rows_scratch` k·n, `c_bar` n, `order` n).
+#[allow(clippy::too_many_arguments)]
+pub fn neuralsort_topk_backward<F: Real>(
+    scores: &[F],
+    k: usize,
+    beta: F,
+    p_topk: &[F],
+    grad_p_topk: &[F],
+    gradient: &mut [F],
+    rows_scratch: &mut [F],
+    adjoint_scratch: &mut [F],
+    c_bar: &mut [F],
+    order: &mut [u32],
+) {
+    let n = scores.len();
+    for rank in 0..k {
+        for i in 0..n {
+            rows_scratch[rank * n + i] = p_topk[i * k + (k - 1 - rank)];
+            adjoint_scratch[rank * n + i] = grad_p_topk[i * k + (k - 1 - rank)];
+        }
+    }
+    neuralsort_rows_backward(
+        scores,
+        k,
+        beta,
+        rows_scratch,
+        adjoint_scratch,
+        c_bar,
+        order,
+        gradient,
+    );
+}

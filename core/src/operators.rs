@@ -1,0 +1,1 @@
+//! Relaxed sort and top-k matrix operators.

@@ -1,0 +1,268 @@
+//! The relaxed comparators: the sigmoid `f` that turns a comparison into a mixing weight α.
+//!
+//! A comparator sees `a = x[wire_a]`, `b = x[wire_b]`, computes `v = b − a` and `α = f(v)` (α → 1
+//! when b ≫ a: "no swap needed"), then emits `min ≈ α·a + (1−α)·b`, `max ≈ (1−α)·a + α·b`.
+//! The formulas below, their epsilons and their derivatives are exactly those of the reference
+//! (diffsort 0.2.0 / difftopk 0.2.0, spec section 1.1). With u = β·v:
+//!
+//! | relaxation | α = f(v) | f'(v) |
+//! | --- | --- | --- |
+//! | `logistic` | σ(u) | β σ(u)(1 − σ(u)) |
+//! | `logistic_phi` (ART) | σ(β v / (\|v\| + 10⁻¹⁰)^λ) | σ'(g) β (\|v\|+ε)^(−λ−1) (\|v\| + ε − λ\|v\|), sign(0) = 0 |
+//! | `gaussian` | Φ(u) = ½ + ½ erf(u/√2) | β φ(u) |
+//! | `reciprocal` | ½ (u / (2 + \|u\|) + 1) | β / (2 + \|u\|)² |
+//! | `cauchy` | atan(u)/π + ½ | β / (π (1 + u²)) |
+//! | `optimal` | u + ½ on \|u\| ≤ ¼, 1 − 1/(16(u+ε)) above, 1/(16(\|u\|+ε)) below | β inside, β/(16(\|u\|+ε)²) outside |
+//!
+//! `cauchy`, `reciprocal` and `optimal` are the monotonic relaxations (Petersen et al., ICLR 2022):
+//! every output of a network built from them is non-decreasing in every input.
+
+use crate::{Error, Real};
+
+/// Which sigmoid relaxes the comparators (`distribution` in the reference).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Relaxation {
+    /// `'logistic'`: α = σ(βv).
+    Logistic,
+    /// `'logistic_phi'`, the activation replacement trick (ART): α = σ(βv / (|v| + 10⁻¹⁰)^λ).
+    LogisticPhi {
+        /// The ART exponent λ (`art_lambda`), ≥ 0; the paper's ImageNet and CIFAR runs use 0.5.
+        lambda: f64,
+    },
+    /// `'gaussian'`: α = Φ(βv), the standard normal CDF.
+    Gaussian,
+    /// `'reciprocal'`: α = ½(βv/(2 + |βv|) + 1) (monotonic).
+    Reciprocal,
+    /// `'cauchy'`: α = atan(βv)/π + ½ (monotonic; diffsort's default).
+    Cauchy,
+    /// `'optimal'`: the piecewise "optimal" monotonic sigmoid of the ICLR 2022 paper.
+    Optimal,
+}
+
+impl Relaxation {
+    /// Parses the reference's `distribution` names (`logistic`, `logistic_phi`, `gaussian`,
+    /// `reciprocal`, `cauchy`, `optimal`); `lambda` is used by `logistic_phi` only.
+    pub fn from_name(name: &str, lambda: f64) -> Result<Self, Error> {
+        Ok(match name {
+            "logistic" => Relaxation::Logistic,
+            "logistic_phi" => Relaxation::LogisticPhi { lambda },
+            "gaussian" => Relaxation::Gaussian,
+            "reciprocal" => Relaxation::Reciprocal,
+            "cauchy" => Relaxation::Cauchy,
+            "optimal" => Relaxation::Optimal,
+            _ => return Err(Error::UnknownName { what: "relaxation" }),
+        })
+    }
+
+    /// The reference's name of this relaxation.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Relaxation::Logistic => "logistic",
+            Relaxation::LogisticPhi { .. } => "logistic_phi",
+            Relaxation::Gaussian => "gaussian",
+            Relaxation::Reciprocal => "reciprocal",
+            Relaxation::Cauchy => "cauchy",
+            Relaxation::Optimal => "optimal",
+        }
+    }
+
+    /// `true` for the monotonic relaxations (cauchy, reciprocal, optimal).
+    pub fn is_monotonic(&self) -> bool {
+        matches!(
+            self,
+            Relaxation::Cauchy | Relaxation::Reciprocal | Relaxation::Optimal
+        )
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if let Relaxation::LogisticPhi { lambda } = *self {
+            if !(lambda.is_finite() && lambda >= 0.0) {
+                return Err(Error::InvalidArtLambda { value: lambda });
+            }
+        }
+        Ok(())
+    }
+
+    /// α = f(v) and f'(v) for `v = b − a` at inverse temperature `beta` (unvalidated: the caller
+    /// guarantees β > 0 and λ ≥ 0).
+    #[inline]
+    pub fn alpha_and_slope<F: Real>(&self, v: F, beta: F) -> (F, F) {
+        match *self {
+            Relaxation::Logistic => Logistic { beta }.alpha_and_slope(v),
+            Relaxation::LogisticPhi { lambda } => LogisticPhi {
+                beta,
+                lambda: F::of(lambda),
+            }
+            .alpha_and_slope(v),
+            Relaxation::Gaussian => Gaussian { beta }.alpha_and_slope(v),
+            Relaxation::Reciprocal => Reciprocal { beta }.alpha_and_slope(v),
+            Relaxation::Cauchy => Cauchy { beta }.alpha_and_slope(v),
+            Relaxation::Optimal => Optimal { beta }.alpha_and_slope(v),
+        }
+    }
+}
+
+/// A relaxation bound to its parameters, evaluated in the hot loop. Implemented by one zero-cost
+/// struct per relaxation so that the sweeps are monomorphised (no `match` per comparator).
+pub trait Sigmoid<F: Real>: Copy {
+    /// Returns `(f(v), f'(v))`.
+    fn alpha_and_slope(&self, v: F) -> (F, F);
+}
+
+/// The ε of the reference's `logistic_phi` and `optimal` guards.
+const GUARD: f64 = 1e-10;
+
+/// σ(x) = 1 / (1 + e^(−x)), as torch computes it.
+#[inline(always)]
+fn sigmoid<F: Real>(x: F) -> F {
+    F::one() / (F::one() + (-x).exp())
+}
+
+/// `'logistic'` with its β.
+#[derive(Clone, Copy, Debug)]
+pub struct Logistic<F> {
+    /// β.
+    pub beta: F,
+}
+impl<F: Real> Sigmoid<F> for Logistic<F> {
+    #[inline(always)]
+    fn alpha_and_slope(&self, v: F) -> (F, F) {
+        let s = sigmoid(v * self.beta);
+        (s, self.beta * s * (F::one() - s))
+    }
+}
+
+/// `'logistic_phi'` (ART) with β and λ.
+#[derive(Clone, Copy, Debug)]
+pub struct LogisticPhi<F> {
+    /// β.
+    pub beta: F,
+    /// λ.
+    pub lambda: F,
+}
+impl<F: Real> Sigmoid<F> for LogisticPhi<F> {
+    #[inline(always)]
+    fn alpha_and_slope(&self, v: F) -> (F, F) {
+        let shifted = v.abs() + F::of(GUARD);
+        let denominator = shifted.powf(self.lambda);
+        let s = sigmoid(v * self.beta / denominator);
+        // d/dv [β v (|v|+ε)^−λ] = β (|v|+ε)^(−λ−1) (|v| + ε − λ v sign(v)); sign(0) = 0 as in torch.
+        let inner = shifted - self.lambda * v.abs();
+        let slope = s * (F::one() - s) * self.beta * inner / (denominator * shifted);
+        (s, slope)
+    }
+}
+
+/// `'gaussian'`: Φ(βv).
+#[derive(Clone, Copy, Debug)]
+pub struct Gaussian<F> {
+    /// β.
+    pub beta: F,
+}
+impl<F: Real> Sigmoid<F> for Gaussian<F> {
+    #[inline(always)]
+    fn alpha_and_slope(&self, v: F) -> (F, F) {
+        let u = v * self.beta;
+        let half = F::of(0.5);
+        let alpha = half + half * (u * F::of(core::f64::consts::FRAC_1_SQRT_2)).erf();
+        // 1/σ/√(2π) · exp(−½ (v/σ)²), σ = 1/β.
+        let slope = self.beta * F::of(0.398_942_280_401_432_7) * (-half * u * u).exp();
+        (alpha, slope)
+    }
+}
+
+/// `'reciprocal'`.
+#[derive(Clone, Copy, Debug)]
+pub struct Reciprocal<F> {
+    /// β.
+    pub beta: F,
+}
+impl<F: Real> Sigmoid<F> for Reciprocal<F> {
+    #[inline(always)]
+    fn alpha_and_slope(&self, v: F) -> (F, F) {
+        let u = v * self.beta;
+        let d = F::of(2.0) + u.abs();
+        (F::of(0.5) * (u / d + F::one()), self.beta / (d * d))
+    }
+}
+
+/// `'cauchy'`.
+#[derive(Clone, Copy, Debug)]
+pub struct Cauchy<F> {
+    /// β.
+    pub beta: F,
+}
+impl<F: Real> Sigmoid<F> for Cauchy<F> {
+    #[inline(always)]
+    fn alpha_and_slope(&self, v: F) -> (F, F) {
+        let u = v * self.beta;
+        let pi = F::of(core::f64::consts::PI);
+        (
+            u.atan() / pi + F::of(0.5),
+            self.beta / (pi * (F::one() + u * u)),
+        )
+    }
+}
+
+/// `'optimal'`.
+#[derive(Clone, Copy, Debug)]
+pub struct Optimal<F> {
+    /// β.
+    pub beta: F,
+}
+impl<F: Real> Sigmoid<F> for Optimal<F> {
+    #[inline(always)]
+    fn alpha_and_slope(&self, v: F) -> (F, F) {
+        let u = v * self.beta;
+        let quarter = F::of(0.25);
+        if u.abs() <= quarter {
+            return (u + F::of(0.5), self.beta);
+        }
+        let shifted = u.abs() + F::of(GUARD);
+        // clamp(u, −¼, ¼) + ½ + sign(u)·(¼ − 1/16/(|u|+ε)), as the reference writes it.
+        let tail = quarter - F::of(1.0 / 16.0) / shifted;
+        let alpha = if u > F::zero() {
+            quarter + F::of(0.5) + tail
+        } else {
+            -quarter + F::of(0.5) - tail
+        };
+        (alpha, self.beta / (F::of(16.0) * shifted * shifted))
+    }
+}
+
+/// Calls `$body` with `$sigmoid` bound to the monomorphised [`Sigmoid`] of `$relaxation`.
+macro_rules! with_sigmoid {
+    ($relaxation:expr, $beta:expr, |$sigmoid:ident| $body:expr) => {{
+        let beta = $beta;
+        match $relaxation {
+            $crate::Relaxation::Logistic => {
+                let $sigmoid = $crate::relaxation::Logistic { beta };
+                $body
+            }
+            $crate::Relaxation::LogisticPhi { lambda } => {
+                let $sigmoid = $crate::relaxation::LogisticPhi {
+                    beta,
+                    lambda: $crate::Real::of(lambda),
+                };
+                $body
+            }
+            $crate::Relaxation::Gaussian => {
+                let $sigmoid = $crate::relaxation::Gaussian { beta };
+                $body
+            }
+            $crate::Relaxation::Reciprocal => {
+                let $sigmoid = $crate::relaxation::Reciprocal { beta };
+                $body
+            }
+            $crate::Relaxation::Cauchy => {
+                let $sigmoid = $crate::relaxation::Cauchy { beta };
+                $body
+            }
+            $crate::Relaxation::Optimal => {
+                let $sigmoid = $crate::relaxation::Optimal { beta };
+                $body
+            }
+        }
+    }};
+}
+pub(crate) use with_sigmoid;

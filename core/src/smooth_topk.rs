@@ -1,0 +1,1 @@
+//! Smooth top-k SVM.

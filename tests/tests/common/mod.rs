@@ -1,0 +1,80 @@
+//! Shared helpers: loading the golden file and comparing numbers.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The golden file: `$DIFFTOPK_GOLDEN` when set, else the copy committed in `tests/golden/`.
+pub fn golden_path() -> PathBuf {
+    match std::env::var_os("DIFFTOPK_GOLDEN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/difftopk_golden.json"),
+    }
+}
+
+/// The parsed golden file (parsed once per test binary).
+pub fn golden() -> &'static Value {
+    static GOLDEN: OnceLock<Value> = OnceLock::new();
+    GOLDEN.get_or_init(|| {
+        let path = golden_path();
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read golden file {}: {e}", path.display()));
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("golden file {} is not JSON: {e}", path.display()))
+    })
+}
+
+pub fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
+pub fn matrix(v: &Value) -> Vec<Vec<f64>> {
+    v.as_array().expect("array").iter().map(f64s).collect()
+}
+
+/// Flattens a nested array of numbers in row-major order.
+pub fn flatten(v: &Value, out: &mut Vec<f64>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|x| flatten(x, out)),
+        Value::Number(x) => out.push(x.as_f64().unwrap()),
+        other => panic!("not a number: {other}"),
+    }
+}
+
+pub fn flat(v: &Value) -> Vec<f64> {
+    let mut out = Vec::new();
+    flatten(v, &mut out);
+    out
+}
+
+/// Worst error of `actual` against `expected`, measured as
+/// max |a − e| / max(max |e|, tiny): relative to the largest reference magnitude.
+pub fn relative_error(actual: &[f64], expected: &[f64]) -> f64 {
+    assert_eq!(actual.len(), expected.len(), "length mismatch");
+    let scale = expected.iter().fold(0.0f64, |m, &e| m.max(e.abs()));
+    let worst = actual
+        .iter()
+        .zip(expected)
+        .fold(0.0f64, |m, (&a, &e)| m.max((a - e).abs()));
+    if worst == 0.0 {
+        0.0
+    } else if scale < 1e-300 {
+        f64::INFINITY
+    } else {
+        worst / scale
+    }
+}
+
+/// Passes when `|a − e| ≤ abs` or the relative error is within `rel`.
+pub fn close(actual: &[f64], expected: &[f64], rel: f64, abs: f64) -> bool {
+    let max_abs = actual
+        .iter()
+        .zip(expected)
+        .fold(0.0f64, |m, (&a, &e)| m.max((a - e).abs()));
+    max_abs <= abs || relative_error(actual, expected) <= rel
+}
