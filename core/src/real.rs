@@ -19,7 +19,7 @@ pub trait Real:
     /// Converts an `f64` constant (rounding to nearest for `f32`).
     fn of(value: f64) -> Self;
     /// Widens to `f64`.
-    fn to_f64(self) -> f64;
+    fn as_f64(self) -> f64;
     /// eˣ.
     fn exp(self) -> Self;
     /// Natural logarithm.
@@ -51,7 +51,7 @@ impl Real for f32 {
         value as f32
     }
     #[inline(always)]
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self as f64
     }
     #[inline(always)]
@@ -103,7 +103,7 @@ impl Real for f64 {
         value
     }
     #[inline(always)]
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self
     }
     #[inline(always)]
