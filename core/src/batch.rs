@@ -24,6 +24,7 @@ impl TopkLoss {
         let network = match config.method() {
             Method::OddEven => Some(SortingNetwork::odd_even(n)?),
             Method::Bitonic => Some(SortingNetwork::bitonic(n)?),
+            Method::BitonicAnySize => Some(SortingNetwork::bitonic_any_size(n)?),
             Method::SplitterSelection => Some(SortingNetwork::splitter_selection(n, config.k())?),
             Method::NeuralSort | Method::SoftSort => None,
         };

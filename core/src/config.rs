@@ -12,6 +12,11 @@ pub enum Method {
     OddEven,
     /// Bitonic network (`'bitonic'` and `'bitonic__non_sparse'`: the same values).
     Bitonic,
+    /// Bitonic network that sorts exactly for every n (`bitonic_any_size`; not in the reference,
+    /// whose padded bitonic network fails to sort for some n, see
+    /// [`crate::SortingNetwork::bitonic_any_size`]). Same network as `Bitonic` in spirit, same
+    /// depth.
+    BitonicAnySize,
     /// Splitter selection network (`'splitter_selection'`): only the top K are selected.
     SplitterSelection,
     /// NeuralSort (Grover et al. 2019), τ = 1/β.
@@ -36,6 +41,7 @@ impl Method {
             b"odd_even" => Method::OddEven,
             b"bitonic" | b"bitonic__non_sparse" => Method::Bitonic,
             b"splitter_selection" => Method::SplitterSelection,
+            b"bitonic_any_size" => Method::BitonicAnySize,
             b"neuralsort" => Method::NeuralSort,
             b"softsort" => Method::SoftSort,
             _ => return Err(Error::UnknownName { what: "method" }),
@@ -48,6 +54,7 @@ impl Method {
             Method::OddEven => "odd_even",
             Method::Bitonic => "bitonic",
             Method::SplitterSelection => "splitter_selection",
+            Method::BitonicAnySize => "bitonic_any_size",
             Method::NeuralSort => "neuralsort",
             Method::SoftSort => "softsort",
         }
@@ -57,7 +64,7 @@ impl Method {
     pub fn is_network(&self) -> bool {
         matches!(
             self,
-            Method::OddEven | Method::Bitonic | Method::SplitterSelection
+            Method::OddEven | Method::Bitonic | Method::BitonicAnySize | Method::SplitterSelection
         )
     }
 }

@@ -53,7 +53,7 @@ pub fn scratch_size(config: &TopkLossConfig, comparators: usize) -> ScratchSize 
     // selected logits, softmax probabilities, two working vectors
     let common = 4 * n;
     match config.method() {
-        Method::OddEven | Method::Bitonic | Method::SplitterSelection => ScratchSize {
+        Method::OddEven | Method::Bitonic | Method::BitonicAnySize | Method::SplitterSelection => ScratchSize {
             reals: common + TAPE_PER_COMPARATOR * comparators,
             indices: n,
         },
@@ -185,7 +185,7 @@ pub fn sample_loss<F: Real>(
     let mut mass = [F::zero(); crate::MAX_K];
     let mut mass_adjoint = [F::zero(); crate::MAX_K];
     match config.method() {
-        Method::OddEven | Method::Bitonic | Method::SplitterSelection => {
+        Method::OddEven | Method::Bitonic | Method::BitonicAnySize | Method::SplitterSelection => {
             let tape = &mut reals[..TAPE_PER_COMPARATOR * comparators.len()];
             work_x.copy_from_slice(selected);
             work_v.iter_mut().for_each(|v| *v = F::zero());
@@ -265,7 +265,7 @@ pub fn sample_loss<F: Real>(
         mass_adjoint[rank] = q_adjoint * weights[rank];
     }
     match config.method() {
-        Method::OddEven | Method::Bitonic | Method::SplitterSelection => {
+        Method::OddEven | Method::Bitonic | Method::BitonicAnySize | Method::SplitterSelection => {
             let tape = &reals[..TAPE_PER_COMPARATOR * comparators.len()];
             work_x.iter_mut().for_each(|g| *g = F::zero());
             work_v.iter_mut().for_each(|g| *g = F::zero());

@@ -52,6 +52,8 @@ pub enum NetworkKind {
     OddEven,
     /// Bitonic sorting network, any n by padding with virtual wires below the real ones (2.2).
     Bitonic,
+    /// Bitonic network that sorts for every n (Lang's construction, not in the reference).
+    BitonicAnySize,
     /// Borgelt's splitter selection network: the k largest, sorted, on wires n−k..n−1 (2.3).
     SplitterSelection,
     /// Assembled by the caller.

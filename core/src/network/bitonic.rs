@@ -54,3 +54,73 @@ impl SortingNetwork {
 pub(crate) fn ceil_log2(n: usize) -> usize {
     (usize::BITS - (n.max(1) - 1).leading_zeros()) as usize
 }
+
+impl SortingNetwork {
+    /// A bitonic sorting network that sorts for *every* n (H. W. Lang's bitonic sort for
+    /// arbitrary n: each merge compares `(i, i + m)` with m the largest power of two below the
+    /// merge length). Unlike [`SortingNetwork::bitonic`] — the reference's construction, kept for
+    /// parity — it sorts exactly under a hard comparator for all n; the reference's padded network
+    /// does not for many n that are not powers of two (for example 22, 38, 42–46, 54, 70, …),
+    /// because comparators touching a virtual wire are dropped even in descending blocks.
+    /// ⌈log₂ n⌉(⌈log₂ n⌉+1)/2 layers (comparators scheduled as early as their wires allow).
+    pub fn bitonic_any_size(n: usize) -> Result<Self, Error> {
+        if n == 0 || n > (u32::MAX as usize) / 2 {
+            return Err(Error::InvalidNetworkSize { inputs: n, k: 0 });
+        }
+        let mut sequence = Vec::new();
+        lang_sort(0, n, true, &mut sequence);
+        Ok(SortingNetwork::from_parts(
+            NetworkKind::BitonicAnySize,
+            n,
+            schedule_layers(n, &sequence),
+        ))
+    }
+}
+
+fn lang_sort(low: usize, count: usize, ascending: bool, out: &mut Vec<Comparator>) {
+    if count > 1 {
+        let half = count / 2;
+        lang_sort(low, half, !ascending, out);
+        lang_sort(low + half, count - half, ascending, out);
+        lang_merge(low, count, ascending, out);
+    }
+}
+
+fn lang_merge(low: usize, count: usize, ascending: bool, out: &mut Vec<Comparator>) {
+    if count > 1 {
+        let distance = 1usize << (ceil_log2(count) - 1); // largest power of two < count
+        for i in low..low + count - distance {
+            let (a, b) = (i as u32, (i + distance) as u32);
+            out.push(if ascending {
+                Comparator::ascending(a, b)
+            } else {
+                Comparator {
+                    wire_a: a,
+                    wire_b: b,
+                    out_min: b,
+                    out_max: a,
+                }
+            });
+        }
+        lang_merge(low, distance, ascending, out);
+        lang_merge(low + distance, count - distance, ascending, out);
+    }
+}
+
+/// Groups a comparator sequence into layers: each comparator goes to the layer after the last
+/// one that touched either of its wires (order-preserving on every wire, so the network computes
+/// the same function).
+pub(crate) fn schedule_layers(n: usize, sequence: &[Comparator]) -> Vec<Vec<Comparator>> {
+    let mut next_free = alloc::vec![0usize; n];
+    let mut layers: Vec<Vec<Comparator>> = Vec::new();
+    for &c in sequence {
+        let layer = next_free[c.wire_a as usize].max(next_free[c.wire_b as usize]);
+        if layers.len() <= layer {
+            layers.resize(layer + 1, Vec::new());
+        }
+        layers[layer].push(c);
+        next_free[c.wire_a as usize] = layer + 1;
+        next_free[c.wire_b as usize] = layer + 1;
+    }
+    layers
+}

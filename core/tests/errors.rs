@@ -1,0 +1,177 @@
+//! Bad configurations and inputs return the error that names the problem, never a panic or NaN.
+
+use difftopk_core::loss::{sample_loss, Scratch};
+use difftopk_core::{Error, Method, Relaxation, SortingNetwork, TopkLoss, TopkLossConfig};
+
+#[test]
+fn configuration_is_validated() {
+    let pk = [0.5, 0.0, 0.0, 0.0, 0.5];
+    assert_eq!(
+        TopkLossConfig::new(Method::Bitonic, 1, &pk),
+        Err(Error::TooFewClasses { classes: 1 })
+    );
+    assert_eq!(
+        TopkLossConfig::new(Method::Bitonic, 10, &[]),
+        Err(Error::EmptyTopkDistribution)
+    );
+    assert_eq!(
+        TopkLossConfig::new(Method::Bitonic, 10, &[0.5, -0.1, 0.6]),
+        Err(Error::InvalidTopkWeight {
+            index: 1,
+            value: -0.1
+        })
+    );
+    assert!(matches!(
+        TopkLossConfig::new(Method::Bitonic, 10, &[0.5, 0.4]),
+        Err(Error::TopkDistributionSum { .. })
+    ));
+    assert!(matches!(
+        TopkLossConfig::new(Method::Bitonic, 10, &[0.5, f64::NAN]),
+        Err(Error::InvalidTopkWeight { index: 1, .. })
+    ));
+    assert_eq!(
+        TopkLossConfig::new(Method::Bitonic, 3, &pk),
+        Err(Error::TopkLargerThanInputs { k: 5, inputs: 3 })
+    );
+    let config = TopkLossConfig::new(Method::SplitterSelection, 100, &pk).unwrap();
+    for m in [5, 100, 101] {
+        assert_eq!(
+            config.with_preselection(Some(m)),
+            Err(Error::InvalidPreselection {
+                m,
+                k: 5,
+                classes: 100
+            })
+        );
+    }
+    assert!(config.with_preselection(Some(6)).is_ok());
+    for beta in [0.0, -1.0, f64::INFINITY, f64::NAN] {
+        assert!(matches!(
+            config.with_inverse_temperature(beta),
+            Err(Error::InvalidInverseTemperature { .. })
+        ));
+    }
+    for lambda in [-0.5, f64::NAN] {
+        assert!(matches!(
+            config.with_relaxation(Relaxation::LogisticPhi { lambda }),
+            Err(Error::InvalidArtLambda { .. })
+        ));
+    }
+    assert_eq!(
+        Method::from_name("sinkhorn_sort"),
+        Err(Error::UnknownName { what: "method" })
+    );
+    assert_eq!(
+        Method::from_name("bitonic__non_sparse"),
+        Ok(Method::Bitonic)
+    );
+    assert!(Relaxation::from_name("none", 0.25).is_err());
+    // Messages name the value.
+    let message = Error::LabelOutOfRange {
+        row: 3,
+        label: 12,
+        classes: 10,
+    }
+    .to_string();
+    assert!(message.contains("row 3") && message.contains("12"), "{message}");
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let config = TopkLossConfig::new(Method::OddEven, 4, &[0.5, 0.5]).unwrap();
+    let loss = TopkLoss::new(config).unwrap();
+    let logits = [0.1f32, 0.2, 0.3, 0.4, 1.0, f32::NAN, 0.0, 0.0];
+    assert_eq!(
+        loss.forward_backward(&logits, &[0, 1], None),
+        Err(Error::NonFiniteInput { row: 1, column: 1 })
+    );
+    let logits = [0.1f32, 0.2, 0.3, 0.4, 1.0, 2.0, 0.0, f32::INFINITY];
+    assert_eq!(
+        loss.forward_backward(&logits, &[0, 1], None),
+        Err(Error::NonFiniteInput { row: 1, column: 3 })
+    );
+    let logits = [0.1f32, 0.2, 0.3, 0.4, 1.0, 2.0, 0.0, 0.0];
+    assert_eq!(
+        loss.forward_backward(&logits, &[0, 4], None),
+        Err(Error::LabelOutOfRange {
+            row: 1,
+            label: 4,
+            classes: 4
+        })
+    );
+    assert!(matches!(
+        loss.forward_backward(&logits[..7], &[0, 1], None),
+        Err(Error::LengthMismatch { what: "logits", .. })
+    ));
+    let mut short = [0f32; 7];
+    assert!(matches!(
+        loss.forward_backward(&logits, &[0, 1], Some(&mut short)),
+        Err(Error::LengthMismatch {
+            what: "gradient",
+            ..
+        })
+    ));
+    assert!(loss.forward_backward::<f32>(&[], &[], None).is_err());
+    // Too little scratch, wrong network.
+    let network = SortingNetwork::odd_even(4).unwrap();
+    let mut reals = [0f32; 3];
+    let mut indices = [0u32; 4];
+    assert!(matches!(
+        sample_loss(
+            &config,
+            Some(&network.as_ref()),
+            0,
+            &logits[..4],
+            0,
+            None,
+            1.0,
+            Scratch {
+                reals: &mut reals,
+                indices: &mut indices
+            }
+        ),
+        Err(Error::ScratchTooSmall { what: "reals", .. })
+    ));
+    let wrong = SortingNetwork::odd_even(5).unwrap();
+    let mut reals = [0f32; 1000];
+    assert!(matches!(
+        sample_loss(
+            &config,
+            Some(&wrong.as_ref()),
+            0,
+            &logits[..4],
+            0,
+            None,
+            1.0,
+            Scratch {
+                reals: &mut reals,
+                indices: &mut indices
+            }
+        ),
+        Err(Error::NetworkSizeMismatch {
+            network: 5,
+            inputs: 4
+        })
+    ));
+}
+
+#[test]
+fn networks_reject_bad_sizes_and_wiring() {
+    assert!(SortingNetwork::odd_even(0).is_err());
+    assert!(SortingNetwork::bitonic(0).is_err());
+    assert!(SortingNetwork::splitter_selection(5, 6).is_err());
+    assert!(SortingNetwork::splitter_selection(5, 0).is_err());
+    use difftopk_core::Comparator;
+    let bad = [Comparator {
+        wire_a: 0,
+        wire_b: 1,
+        out_min: 0,
+        out_max: 2,
+    }];
+    assert_eq!(
+        SortingNetwork::from_layers(3, &[&bad[..]]),
+        Err(Error::InvalidNetwork { comparator: 0 })
+    );
+    let out_of_range = [Comparator::ascending(0, 3)];
+    assert!(SortingNetwork::from_layers(3, &[&out_of_range[..]]).is_err());
+}
