@@ -244,7 +244,11 @@ impl TopkLossConfig {
     /// The weight of rank r (r = 0 is the largest) in q: w_r = Σ_{k ≥ max(r, first)} P_K(k), where
     /// `first` is 0 in `sort` mode and 1 otherwise (P_K(1) then enters through the softmax).
     pub fn rank_weight(&self, rank: usize) -> f64 {
-        let first = if self.top1_mode == Top1Mode::Sort { 0 } else { 1 };
+        let first = if self.top1_mode == Top1Mode::Sort {
+            0
+        } else {
+            1
+        };
         self.topk_distribution[rank.max(first)..self.k].iter().sum()
     }
 }

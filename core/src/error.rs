@@ -155,7 +155,11 @@ impl fmt::Display for Error {
                 f,
                 "m = {m} must satisfy K < m < n, here K = {k} and n = {classes}"
             ),
-            Error::LabelOutOfRange { row, label, classes } => write!(
+            Error::LabelOutOfRange {
+                row,
+                label,
+                classes,
+            } => write!(
                 f,
                 "row {row}: label {label} is not below the number of classes ({classes})"
             ),

@@ -53,10 +53,12 @@ pub fn scratch_size(config: &TopkLossConfig, comparators: usize) -> ScratchSize 
     // selected logits, softmax probabilities, two working vectors
     let common = 4 * n;
     match config.method() {
-        Method::OddEven | Method::Bitonic | Method::BitonicAnySize | Method::SplitterSelection => ScratchSize {
-            reals: common + TAPE_PER_COMPARATOR * comparators,
-            indices: n,
-        },
+        Method::OddEven | Method::Bitonic | Method::BitonicAnySize | Method::SplitterSelection => {
+            ScratchSize {
+                reals: common + TAPE_PER_COMPARATOR * comparators,
+                indices: n,
+            }
+        }
         // rows and their adjoints (k·n each), c (n), mass (k)
         Method::NeuralSort => ScratchSize {
             reals: common + 2 * k * n + n + k,
@@ -311,13 +313,21 @@ pub fn sample_loss<F: Real>(
             // ∂softmax_y/∂s_i = p_y (δ_iy − p_i)
             let factor = q_adjoint * p_first * probabilities[sorted_label];
             for (i, (g, &p)) in work_x.iter_mut().zip(probabilities.iter()).enumerate() {
-                let delta = if i == sorted_label { F::one() } else { F::zero() };
+                let delta = if i == sorted_label {
+                    F::one()
+                } else {
+                    F::zero()
+                };
                 *g += factor * (delta - p);
             }
         }
         Top1Mode::SoftmaxCrossEntropy => {
             for (i, (g, &p)) in work_x.iter_mut().zip(probabilities.iter()).enumerate() {
-                let delta = if i == sorted_label { F::one() } else { F::zero() };
+                let delta = if i == sorted_label {
+                    F::one()
+                } else {
+                    F::zero()
+                };
                 *g += p_first * (p - delta);
             }
         }

@@ -132,6 +132,7 @@ pub(crate) fn neuralsort_rows<F: Real>(
 
 /// Backward: given `rows` from [`neuralsort_rows`] and their adjoints `row_adjoint` (same layout,
 /// overwritten), adds ∂/∂s to `gradient`. Scratch: `c_bar` (n reals), `order` (n indices).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn neuralsort_rows_backward<F: Real>(
     scores: &[F],
     k: usize,
@@ -154,7 +155,11 @@ pub(crate) fn neuralsort_rows_backward<F: Real>(
     {
         softmax_backward(row, adjoint); // adjoint of the logits β(s_i·scale − c_i)
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64) * beta;
-        for ((g, cb), &a) in gradient.iter_mut().zip(c_bar.iter_mut()).zip(adjoint.iter()) {
+        for ((g, cb), &a) in gradient
+            .iter_mut()
+            .zip(c_bar.iter_mut())
+            .zip(adjoint.iter())
+        {
             *g += a * scale;
             *cb -= a * beta;
         }

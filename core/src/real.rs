@@ -14,7 +14,17 @@ use num_traits::{NumAssign, NumCast};
 /// Accuracy is that of `libm` (the musl implementations: < 1 ulp for `exp`, `log`, `atan`, `erf`,
 /// `pow`, `sqrt` in round-to-nearest).
 pub trait Real:
-    NumAssign + NumCast + Neg<Output = Self> + Copy + PartialOrd + Debug + Display + Default + Send + Sync + 'static
+    NumAssign
+    + NumCast
+    + Neg<Output = Self>
+    + Copy
+    + PartialOrd
+    + Debug
+    + Display
+    + Default
+    + Send
+    + Sync
+    + 'static
 {
     /// Converts an `f64` constant (rounding to nearest for `f32`).
     fn of(value: f64) -> Self;

@@ -144,12 +144,29 @@ impl<F: Real> Sigmoid<F> for LogisticPhi<F> {
     #[inline(always)]
     fn alpha_and_slope(&self, v: F) -> (F, F) {
         let shifted = v.abs() + F::of(GUARD);
-        let denominator = shifted.powf(self.lambda);
+        let denominator = art_power(shifted, self.lambda);
         let s = sigmoid(v * self.beta / denominator);
         // d/dv [β v (|v|+ε)^−λ] = β (|v|+ε)^(−λ−1) (|v| + ε − λ v sign(v)); sign(0) = 0 as in torch.
         let inner = shifted - self.lambda * v.abs();
         let slope = s * (F::one() - s) * self.beta * inner / (denominator * shifted);
         (s, slope)
+    }
+}
+
+/// x^λ, with the exponents torch's `pow` special-cases computed as torch does (λ = ½ → √x,
+/// ¼ → √√x, 1 → x, 0 → 1); libm's `pow` otherwise.
+#[inline(always)]
+fn art_power<F: Real>(x: F, lambda: F) -> F {
+    if lambda == F::of(0.5) {
+        x.sqrt()
+    } else if lambda == F::of(0.25) {
+        x.sqrt().sqrt()
+    } else if lambda == F::one() {
+        x
+    } else if lambda == F::zero() {
+        F::one()
+    } else {
+        x.powf(lambda)
     }
 }
 

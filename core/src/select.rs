@@ -24,6 +24,8 @@ fn select<F: Real, const TIES_HIGH: bool>(values: &[F], skip: Option<usize>, out
         return;
     }
     let mut filled = 0usize;
+    // The smallest selected value once the selection is full (−∞ semantics before).
+    let mut minimum = values[0];
     for (i, &value) in values.iter().enumerate() {
         if Some(i) == skip {
             continue;
@@ -31,7 +33,6 @@ fn select<F: Real, const TIES_HIGH: bool>(values: &[F], skip: Option<usize>, out
         if filled == count {
             // The selection is full: `value` enters only if larger than its minimum (an equal
             // value has a larger index: it ranks lower, or higher with TIES_HIGH).
-            let minimum = values[out[count - 1] as usize];
             if !(value > minimum || (TIES_HIGH && value == minimum)) {
                 continue;
             }
@@ -48,5 +49,6 @@ fn select<F: Real, const TIES_HIGH: bool>(values: &[F], skip: Option<usize>, out
         }
         out[position] = i as u32;
         filled += 1;
+        minimum = values[out[filled - 1] as usize];
     }
 }

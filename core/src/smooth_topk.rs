@@ -152,7 +152,6 @@ pub fn smooth_topk_scratch_len(config: &SmoothTopkConfig) -> usize {
 /// Errors, checked in this order: [`Error::LengthMismatch`] (`"scores"`, then `"gradient"`),
 /// [`Error::LabelOutOfRange`], [`Error::NonFiniteInput`], [`Error::ScratchTooSmall`]
 /// (`"reals"`). On error `gradient` is left untouched.
-#[allow(clippy::too_many_arguments)]
 pub fn smooth_topk_sample<F: Real>(
     config: &SmoothTopkConfig,
     row: usize,
@@ -195,7 +194,7 @@ pub fn smooth_topk_loss<F: Real>(
 ) -> Result<F, Error> {
     let n = config.classes;
     let batch = labels.len();
-    let expected = batch.checked_mul(n).unwrap_or(usize::MAX);
+    let expected = batch.saturating_mul(n);
     if logits.len() != expected {
         return Err(Error::LengthMismatch {
             what: "logits",
@@ -330,7 +329,7 @@ fn largest_values<F: Real>(values: impl Iterator<Item = F>, top: &mut [F]) -> us
     let mut filled = 0;
     for v in values {
         if filled == cap {
-            if cap == 0 || !(v > top[cap - 1]) {
+            if cap == 0 || v <= top[cap - 1] {
                 continue;
             }
             filled -= 1;

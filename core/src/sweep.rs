@@ -25,7 +25,10 @@ pub(crate) fn forward_with_mass<F: Real, S: Sigmoid<F>>(
     v: &mut [F],
     tape: &mut [F],
 ) {
-    for (c, record) in comparators.iter().zip(tape.chunks_exact_mut(TAPE_PER_COMPARATOR)) {
+    for (c, record) in comparators
+        .iter()
+        .zip(tape.chunks_exact_mut(TAPE_PER_COMPARATOR))
+    {
         let (wa, wb) = (c.wire_a as usize, c.wire_b as usize);
         let (a, b) = (x[wa], x[wb]);
         let (va, vb) = (v[wa], v[wb]);

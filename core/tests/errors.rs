@@ -73,7 +73,10 @@ fn configuration_is_validated() {
         classes: 10,
     }
     .to_string();
-    assert!(message.contains("row 3") && message.contains("12"), "{message}");
+    assert!(
+        message.contains("row 3") && message.contains("12"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -28,7 +28,11 @@ const METHODS: [Method; 6] = [
     Method::NeuralSort,
     Method::SoftSort,
 ];
-const MODES: [Top1Mode; 3] = [Top1Mode::Softmax, Top1Mode::SoftmaxCrossEntropy, Top1Mode::Sort];
+const MODES: [Top1Mode; 3] = [
+    Top1Mode::Softmax,
+    Top1Mode::SoftmaxCrossEntropy,
+    Top1Mode::Sort,
+];
 
 /// kind 0: odd-even, 1: bitonic (reference construction), 2: splitter selection (n, k),
 /// 3: bitonic for any size.
@@ -337,23 +341,52 @@ fn reference_bitonic_does_not_sort_every_size() {
         let net = net.as_ref();
         let mut sorted = vec![0.0; n];
         let mut scratch = vec![0.0; relaxed_sort_scratch_len(&net)];
-        relaxed_sort(&net, Relaxation::Logistic, 1e3, &x, &mut sorted, None, &mut scratch).unwrap();
-        sorted.iter().enumerate().all(|(j, &v)| (v - j as f64).abs() < 1e-9)
+        relaxed_sort(
+            &net,
+            Relaxation::Logistic,
+            1e3,
+            &x,
+            &mut sorted,
+            None,
+            &mut scratch,
+        )
+        .unwrap();
+        sorted
+            .iter()
+            .enumerate()
+            .all(|(j, &v)| (v - j as f64).abs() < 1e-9)
     };
     let any_input_fails = (0..50u64).any(|seed| {
         let mut s = seed + 1;
         let mut y: Vec<f64> = (0..n).map(|v| v as f64).collect();
         for i in (1..n).rev() {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             y.swap(i, (s >> 33) as usize % (i + 1));
         }
         let net = SortingNetwork::bitonic(n).unwrap();
         let net = net.as_ref();
         let mut sorted = vec![0.0; n];
         let mut scratch = vec![0.0; relaxed_sort_scratch_len(&net)];
-        relaxed_sort(&net, Relaxation::Logistic, 1e3, &y, &mut sorted, None, &mut scratch).unwrap();
-        sorted.iter().enumerate().any(|(j, &v)| (v - j as f64).abs() > 1e-9)
+        relaxed_sort(
+            &net,
+            Relaxation::Logistic,
+            1e3,
+            &y,
+            &mut sorted,
+            None,
+            &mut scratch,
+        )
+        .unwrap();
+        sorted
+            .iter()
+            .enumerate()
+            .any(|(j, &v)| (v - j as f64).abs() > 1e-9)
     });
-    assert!(any_input_fails, "the reference bitonic network unexpectedly sorts n = 22");
+    assert!(
+        any_input_fails,
+        "the reference bitonic network unexpectedly sorts n = 22"
+    );
     assert!(run(&SortingNetwork::bitonic_any_size(n).unwrap()));
 }

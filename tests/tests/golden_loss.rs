@@ -121,7 +121,9 @@ fn every_loss_case_matches_the_reference() {
         }
         compared += 1;
     }
-    println!("compared {compared} loss cases; (cases, worst relative error) per bound: {loosened:?}");
+    println!(
+        "compared {compared} loss cases; (cases, worst relative error) per bound: {loosened:?}"
+    );
     assert!(compared > 0, "no loss case compared");
     assert!(
         failures.is_empty(),

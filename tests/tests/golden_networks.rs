@@ -42,8 +42,7 @@ fn layers_equal_the_reference_comparators() {
                     [v[0], v[1], v[2], v[3]]
                 })
                 .collect();
-            let mut actual: Vec<[u32; 4]> =
-                network.layer(l).iter().map(|c| c.to_array()).collect();
+            let mut actual: Vec<[u32; 4]> = network.layer(l).iter().map(|c| c.to_array()).collect();
             expected.sort();
             actual.sort();
             assert_eq!(

@@ -43,7 +43,16 @@ fn diffsort<F: Real>(record: &Value) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let x: Vec<F> = row.iter().map(|&v| F::of(v)).collect();
         let mut sorted = vec![F::zero(); n];
         let mut p = vec![F::zero(); n * n];
-        relaxed_sort(&net, relax, beta, &x, &mut sorted, Some(&mut p), &mut scratch).unwrap();
+        relaxed_sort(
+            &net,
+            relax,
+            beta,
+            &x,
+            &mut sorted,
+            Some(&mut p),
+            &mut scratch,
+        )
+        .unwrap();
         let mut grad = vec![F::zero(); n];
         relaxed_sort_backward(
             &net,

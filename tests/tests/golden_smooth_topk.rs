@@ -305,12 +305,6 @@ trait Ln1p: Real {
     fn ln_1p_(self) -> Self;
 }
 
-impl Ln1p for f32 {
-    fn ln_1p_(self) -> Self {
-        self.ln_1p()
-    }
-}
-
 impl Ln1p for f64 {
     fn ln_1p_(self) -> Self {
         self.ln_1p()
@@ -364,7 +358,8 @@ fn reference_d_log_e<F: Ln1p>(s: &[F], x: F, j: usize, p: usize) -> F {
     let pos = part(j.checked_sub(1));
     let neg = part(j.checked_sub(2));
     let diff = (pos - neg) / (neg.abs() + eps);
-    if !(diff < F::of(1e-5)) {
+    // NaN counts as stable, as in the reference's `diff < thresh` mask.
+    if diff.partial_cmp(&F::of(1e-5)) != Some(std::cmp::Ordering::Less) {
         // stable: (P − N) · X / S[j]
         pos + log1mexp(neg - pos) + x - s[j]
     } else {
@@ -503,9 +498,10 @@ fn gradient_matches_finite_differences() {
             let config = SmoothTopkConfig::new(variant, classes, k, tau).unwrap();
             let mut scratch = vec![0.0; smooth_topk_scratch_len(&config)];
             let threshold = config.hard_threshold();
-            let mut rows = 0;
+            // up to 4 rows of each kind (smooth formula, hard formula) per setting and variant
+            let mut rows = [0usize; 2];
             let mut attempts = 0;
-            while rows < 4 && attempts < 1000 {
+            while (rows[0] < 4 || rows[1] < 4) && attempts < 2000 {
                 attempts += 1;
                 let x: Vec<f64> = (0..classes).map(|_| spread * rng.uniform()).collect();
                 let label = (rng.next() % classes as u64) as usize;
@@ -516,6 +512,9 @@ fn gradient_matches_finite_differences() {
                     continue;
                 }
                 let hard = variant == SmoothTopkVariant::SmoothHard && gap >= threshold;
+                if rows[hard as usize] >= 4 {
+                    continue;
+                }
                 let loss = sample_loss(&config, &x, label, &mut scratch);
                 if hard && loss.abs() < 1e-3 {
                     continue; // the hinge's kink
@@ -548,16 +547,19 @@ fn gradient_matches_finite_differences() {
                     assert!(sum.abs() < 1e-12 * scale, "smooth gradient sums to {sum}");
                 }
                 checked[hard as usize] += 1;
-                rows += 1;
+                rows[hard as usize] += 1;
             }
-            assert!(rows > 0, "no suitable row for n={classes} k={k} tau={tau}");
+            assert!(
+                rows[0] + rows[1] > 0,
+                "no suitable row for n={classes} k={k} tau={tau}"
+            );
         }
     }
     println!(
         "finite differences: {} smooth rows and {} hard rows checked",
         checked[0], checked[1]
     );
-    assert!(checked[0] > 0 && checked[1] > 0);
+    assert!(checked[0] >= 40 && checked[1] >= 8, "{checked:?}");
 }
 
 #[test]

@@ -48,7 +48,8 @@ impl SortingNetwork {
             let mut added = false;
             let mut rank = k as isize - 1;
             while rank > rank_end {
-                let selected: Vec<usize> = (0..n).filter(|&l| min_rank[l] == rank as usize).collect();
+                let selected: Vec<usize> =
+                    (0..n).filter(|&l| min_rank[l] == rank as usize).collect();
                 if selected.len() >= 2 {
                     let cascade = split(&selected);
                     let offset = selected.iter().map(|&l| next_layer[l]).max().unwrap_or(0);
