@@ -10,11 +10,15 @@ use difftopk_core::{
 
 fn main() -> Result<(), difftopk_core::Error> {
     let classes = 20;
-    let config = TopkLossConfig::new(Method::SplitterSelection, classes, &[0.5, 0.0, 0.0, 0.0, 0.5])?
-        .with_relaxation(Relaxation::LogisticPhi { lambda: 0.5 })?
-        .with_inverse_temperature(1.0)?
-        .with_preselection(Some(16))?
-        .with_top1_mode(Top1Mode::Softmax);
+    let config = TopkLossConfig::new(
+        Method::SplitterSelection,
+        classes,
+        &[0.5, 0.0, 0.0, 0.0, 0.5],
+    )?
+    .with_relaxation(Relaxation::LogisticPhi { lambda: 0.5 })?
+    .with_inverse_temperature(1.0)?
+    .with_preselection(Some(16))?
+    .with_top1_mode(Top1Mode::Softmax);
     let loss = TopkLoss::new(config)?;
     let network = loss.network().expect("a sorting network");
     println!(
