@@ -22,6 +22,23 @@
 //!   [`softmax_cross_entropy`] for batches (feature `alloc`), in parallel with feature `rayon`.
 //! * [`smooth_topk`]: the smooth top-k SVM losses of Berrada et al. (the paper's baseline).
 //!
+//! ```
+//! use difftopk_core::{Method, Relaxation, TopkLoss, TopkLossConfig};
+//! # fn main() -> Result<(), difftopk_core::Error> {
+//! let config = TopkLossConfig::new(Method::SplitterSelection, 10, &[0.5, 0.0, 0.0, 0.0, 0.5])?
+//!     .with_relaxation(Relaxation::LogisticPhi { lambda: 0.5 })?
+//!     .with_preselection(Some(8))?;
+//! let loss = TopkLoss::new(config)?;
+//! let logits: Vec<f32> = (0..20).map(|i| (i as f32 * 0.37).sin()).collect(); // (B = 2, n = 10)
+//! let mut gradient = vec![0.0f32; 20];
+//! let value = loss.forward_backward(&logits, &[3, 7], Some(&mut gradient))?;
+//! assert!(value.is_finite() && value > 0.0);
+//! // The gradient of every row sums to zero (the loss is shift invariant).
+//! assert!(gradient[..10].iter().sum::<f32>().abs() < 1e-6);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Feature `alloc` (default) adds the network builders and the batch API; without it the crate
 //! runs on bare metal over caller-provided networks and scratch.
 #![no_std]
