@@ -4,7 +4,6 @@ use crate::loss::{sample_loss, scratch_size, Scratch, ScratchSize};
 use crate::network::{NetworkRef, SortingNetwork};
 use crate::{Error, Method, Real, TopkLossConfig};
 use alloc::vec;
-use alloc::vec::Vec;
 
 /// The top-k cross-entropy loss with its network built once (feature `alloc`).
 ///
@@ -55,22 +54,27 @@ impl TopkLoss {
         labels: &[usize],
         gradient: Option<&[F]>,
     ) -> Result<(), Error> {
-        let n = self.config.classes();
-        if logits.len() != labels.len() * n {
-            return Err(Error::LengthMismatch {
-                what: "logits",
-                expected: labels.len() * n,
-                actual: logits.len(),
-            });
-        }
+        Error::check_length("logits", labels.len() * self.config.classes(), logits.len())?;
         if let Some(g) = gradient {
-            if g.len() != logits.len() {
-                return Err(Error::LengthMismatch {
-                    what: "gradient",
-                    expected: logits.len(),
-                    actual: g.len(),
-                });
-            }
+            Error::check_length("gradient", logits.len(), g.len())?;
+        }
+        Ok(())
+    }
+
+    /// [`TopkLoss::check_batch`] plus a non-empty batch (the mean of nothing is undefined).
+    fn check_mean_batch<F: Real>(
+        &self,
+        logits: &[F],
+        labels: &[usize],
+        gradient: Option<&[F]>,
+    ) -> Result<(), Error> {
+        self.check_batch(logits, labels, gradient)?;
+        if labels.is_empty() {
+            return Err(Error::LengthMismatch {
+                what: "labels",
+                expected: 1,
+                actual: 0,
+            });
         }
         Ok(())
     }
@@ -119,14 +123,7 @@ impl TopkLoss {
         labels: &[usize],
         gradient: Option<&mut [F]>,
     ) -> Result<F, Error> {
-        self.check_batch(logits, labels, gradient.as_deref())?;
-        if labels.is_empty() {
-            return Err(Error::LengthMismatch {
-                what: "labels",
-                expected: 1,
-                actual: 0,
-            });
-        }
+        self.check_mean_batch(logits, labels, gradient.as_deref())?;
         let scale = F::one() / F::of(labels.len() as f64);
         let mut losses = vec![F::zero(); labels.len()];
         self.run_rows(0, logits, labels, gradient, scale, &mut losses)?;
@@ -143,14 +140,7 @@ impl TopkLoss {
         gradient: Option<&mut [F]>,
     ) -> Result<F, Error> {
         use rayon::prelude::*;
-        self.check_batch(logits, labels, gradient.as_deref())?;
-        if labels.is_empty() {
-            return Err(Error::LengthMismatch {
-                what: "labels",
-                expected: 1,
-                actual: 0,
-            });
-        }
+        self.check_mean_batch(logits, labels, gradient.as_deref())?;
         let n = self.config.classes();
         let threads = rayon::current_num_threads().max(1);
         let rows_per_chunk = labels.len().div_ceil(threads * 4).max(1);
@@ -205,13 +195,7 @@ pub fn softmax_cross_entropy<F: Real>(
         });
     }
     if let Some(g) = gradient.as_deref() {
-        if g.len() != logits.len() {
-            return Err(Error::LengthMismatch {
-                what: "gradient",
-                expected: logits.len(),
-                actual: g.len(),
-            });
-        }
+        Error::check_length("gradient", logits.len(), g.len())?;
     }
     let scale = F::one() / F::of(labels.len() as f64);
     let mut total = F::zero();
@@ -258,10 +242,9 @@ pub fn softmax_cross_entropy<F: Real>(
     Ok(total * scale)
 }
 
-/// Collects per-row losses without reduction (for callers that need them, e.g. to report a
-/// per-sample loss). `losses.len()` must equal the batch size.
 impl TopkLoss {
-    /// Per-row losses (no reduction, no gradient).
+    /// Per-row losses, without reduction and without gradient (for callers that report a loss per
+    /// sample). `losses.len()` must equal the batch size.
     pub fn per_row_losses<F: Real>(
         &self,
         logits: &[F],
@@ -269,20 +252,7 @@ impl TopkLoss {
         losses: &mut [F],
     ) -> Result<(), Error> {
         self.check_batch(logits, labels, None)?;
-        if losses.len() != labels.len() {
-            return Err(Error::LengthMismatch {
-                what: "losses",
-                expected: labels.len(),
-                actual: losses.len(),
-            });
-        }
+        Error::check_length("losses", labels.len(), losses.len())?;
         self.run_rows(0, logits, labels, None, F::one(), losses)
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn check<T: Send + Sync>() {}
-    check::<TopkLoss>();
-    let _ = Vec::<u8>::new();
 }

@@ -60,13 +60,33 @@ impl Method {
         }
     }
 
-    /// `true` for the three sorting networks (which use a [`Relaxation`]).
+    /// `true` for the sorting networks (which use a [`Relaxation`]).
     pub fn is_network(&self) -> bool {
-        matches!(
-            self,
-            Method::OddEven | Method::Bitonic | Method::BitonicAnySize | Method::SplitterSelection
-        )
+        self.family() == Family::SortingNetwork
     }
+
+    /// How the method computes P_topk: the kernels dispatch on this, not on the method list.
+    pub(crate) fn family(&self) -> Family {
+        match self {
+            Method::OddEven
+            | Method::Bitonic
+            | Method::BitonicAnySize
+            | Method::SplitterSelection => Family::SortingNetwork,
+            Method::NeuralSort => Family::NeuralSort,
+            Method::SoftSort => Family::SoftSort,
+        }
+    }
+}
+
+/// The three ways of relaxing the sort (crate-internal dispatch of [`Method`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// A sorting network of relaxed comparators.
+    SortingNetwork,
+    /// NeuralSort.
+    NeuralSort,
+    /// SoftSort.
+    SoftSort,
 }
 
 /// How the top-1 term enters the loss (`top1_mode`).

@@ -195,3 +195,40 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+impl Error {
+    /// `Ok` when a buffer has exactly the length required, else [`Error::LengthMismatch`].
+    pub(crate) fn check_length(
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    ) -> Result<(), Error> {
+        if expected == actual {
+            Ok(())
+        } else {
+            Err(Error::LengthMismatch {
+                what,
+                expected,
+                actual,
+            })
+        }
+    }
+
+    /// `Ok` when a scratch buffer holds at least `needed` elements, else
+    /// [`Error::ScratchTooSmall`].
+    pub(crate) fn check_scratch(
+        what: &'static str,
+        needed: usize,
+        actual: usize,
+    ) -> Result<(), Error> {
+        if actual >= needed {
+            Ok(())
+        } else {
+            Err(Error::ScratchTooSmall {
+                what,
+                needed,
+                actual,
+            })
+        }
+    }
+}

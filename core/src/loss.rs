@@ -13,7 +13,7 @@
 //!
 //! The gradient is the hand-written reverse sweep; it reaches only the m selected logits.
 
-use crate::config::{Method, Top1Mode, TopkLossConfig};
+use crate::config::{Family, Top1Mode, TopkLossConfig};
 use crate::network::NetworkRef;
 use crate::neuralsort::{neuralsort_rows, neuralsort_rows_backward};
 use crate::relaxation::with_sigmoid;
@@ -52,19 +52,17 @@ pub fn scratch_size(config: &TopkLossConfig, comparators: usize) -> ScratchSize 
     let k = config.k();
     // selected logits, softmax probabilities, two working vectors
     let common = 4 * n;
-    match config.method() {
-        Method::OddEven | Method::Bitonic | Method::BitonicAnySize | Method::SplitterSelection => {
-            ScratchSize {
-                reals: common + TAPE_PER_COMPARATOR * comparators,
-                indices: n,
-            }
-        }
+    match config.method().family() {
+        Family::SortingNetwork => ScratchSize {
+            reals: common + TAPE_PER_COMPARATOR * comparators,
+            indices: n,
+        },
         // rows and their adjoints (k·n each), c (n), mass (k)
-        Method::NeuralSort => ScratchSize {
+        Family::NeuralSort => ScratchSize {
             reals: common + 2 * k * n + n + k,
             indices: 2 * n,
         },
-        Method::SoftSort => ScratchSize {
+        Family::SoftSort => ScratchSize {
             reals: common + 2 * k * n + k,
             indices: n + k,
         },
@@ -101,13 +99,7 @@ pub fn sample_loss<F: Real>(
     scratch: Scratch<'_, F>,
 ) -> Result<F, Error> {
     let classes = config.classes();
-    if logits.len() != classes {
-        return Err(Error::LengthMismatch {
-            what: "logits",
-            expected: classes,
-            actual: logits.len(),
-        });
-    }
+    Error::check_length("logits", classes, logits.len())?;
     if label >= classes {
         return Err(Error::LabelOutOfRange {
             row,
@@ -132,28 +124,10 @@ pub fn sample_loss<F: Real>(
         (false, _) => &[],
     };
     let needed = scratch_size(config, comparators.len());
-    if scratch.reals.len() < needed.reals {
-        return Err(Error::ScratchTooSmall {
-            what: "reals",
-            needed: needed.reals,
-            actual: scratch.reals.len(),
-        });
-    }
-    if scratch.indices.len() < needed.indices {
-        return Err(Error::ScratchTooSmall {
-            what: "indices",
-            needed: needed.indices,
-            actual: scratch.indices.len(),
-        });
-    }
+    Error::check_scratch("reals", needed.reals, scratch.reals.len())?;
+    Error::check_scratch("indices", needed.indices, scratch.indices.len())?;
     if let Some(g) = gradient.as_deref() {
-        if g.len() != classes {
-            return Err(Error::LengthMismatch {
-                what: "gradient",
-                expected: classes,
-                actual: g.len(),
-            });
-        }
+        Error::check_length("gradient", classes, g.len())?;
     }
 
     let n = config.sorted_inputs();
@@ -186,8 +160,8 @@ pub fn sample_loss<F: Real>(
     let beta = F::of(config.inverse_temperature());
     let mut mass = [F::zero(); crate::MAX_K];
     let mut mass_adjoint = [F::zero(); crate::MAX_K];
-    match config.method() {
-        Method::OddEven | Method::Bitonic | Method::BitonicAnySize | Method::SplitterSelection => {
+    match config.method().family() {
+        Family::SortingNetwork => {
             let tape = &mut reals[..TAPE_PER_COMPARATOR * comparators.len()];
             work_x.copy_from_slice(selected);
             work_v.iter_mut().for_each(|v| *v = F::zero());
@@ -203,7 +177,7 @@ pub fn sample_loss<F: Real>(
                 *m = work_v[n - 1 - rank];
             }
         }
-        Method::NeuralSort => {
+        Family::NeuralSort => {
             let (rows, rest) = reals.split_at_mut(k * n);
             let c = &mut rest[k * n..k * n + n];
             neuralsort_rows(selected, k, beta, rows, c, &mut index_rest[..n]);
@@ -211,7 +185,7 @@ pub fn sample_loss<F: Real>(
                 *m = rows[rank * n + sorted_label];
             }
         }
-        Method::SoftSort => {
+        Family::SoftSort => {
             let rows = &mut reals[..k * n];
             softsort_rows(selected, k, beta, rows, &mut index_rest[..k]);
             for (rank, m) in mass.iter_mut().take(k).enumerate() {
@@ -266,8 +240,8 @@ pub fn sample_loss<F: Real>(
     for rank in 0..k {
         mass_adjoint[rank] = q_adjoint * weights[rank];
     }
-    match config.method() {
-        Method::OddEven | Method::Bitonic | Method::BitonicAnySize | Method::SplitterSelection => {
+    match config.method().family() {
+        Family::SortingNetwork => {
             let tape = &reals[..TAPE_PER_COMPARATOR * comparators.len()];
             work_x.iter_mut().for_each(|g| *g = F::zero());
             work_v.iter_mut().for_each(|g| *g = F::zero());
@@ -276,7 +250,7 @@ pub fn sample_loss<F: Real>(
             }
             backward_with_mass(comparators, tape, work_x, work_v);
         }
-        Method::NeuralSort => {
+        Family::NeuralSort => {
             let (rows, rest) = reals.split_at_mut(k * n);
             let (adjoint, rest) = rest.split_at_mut(k * n);
             let c_bar = &mut rest[..n];
@@ -296,7 +270,7 @@ pub fn sample_loss<F: Real>(
                 work_x,
             );
         }
-        Method::SoftSort => {
+        Family::SoftSort => {
             let (rows, rest) = reals.split_at_mut(k * n);
             let adjoint = &mut rest[..k * n];
             adjoint.iter_mut().for_each(|a| *a = F::zero());

@@ -8,7 +8,7 @@
 //! Cost O(n log n + K n) per row: c comes from one sort and prefix sums. Only the columns
 //! of P (output positions) sum to 1.
 
-use crate::softmax::softmax_backward;
+use crate::softmax::{softmax_backward, softmax_in_place};
 use crate::Real;
 
 /// Sorts `order` (any permutation of 0..n on entry is fine) by ascending score.
@@ -110,23 +110,7 @@ pub(crate) fn neuralsort_rows<F: Real>(
         for ((r, &s), &ci) in row.iter_mut().zip(scores).zip(c.iter()) {
             *r = (s * scale - ci) * beta;
         }
-        let logits = &mut *row;
-        // softmax in place: logits → probabilities
-        let mut maximum = logits[0];
-        for &z in logits.iter() {
-            if z > maximum {
-                maximum = z;
-            }
-        }
-        let mut sum = F::zero();
-        for z in logits.iter_mut() {
-            *z = (*z - maximum).exp();
-            sum += *z;
-        }
-        let inverse = F::one() / sum;
-        for z in logits.iter_mut() {
-            *z *= inverse;
-        }
+        softmax_in_place(row);
     }
 }
 

@@ -14,28 +14,6 @@ use crate::relaxation::with_sigmoid;
 use crate::sweep::{backward_values, forward_values, mix_forward};
 use crate::{Error, Real, Relaxation};
 
-fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
-    if expected != actual {
-        return Err(Error::LengthMismatch {
-            what,
-            expected,
-            actual,
-        });
-    }
-    Ok(())
-}
-
-fn check_scratch(needed: usize, actual: usize) -> Result<(), Error> {
-    if actual < needed {
-        return Err(Error::ScratchTooSmall {
-            what: "reals",
-            needed,
-            actual,
-        });
-    }
-    Ok(())
-}
-
 fn check_inputs<F: Real>(x: &[F], beta: F, relaxation: &Relaxation) -> Result<(), Error> {
     if let Some(column) = x.iter().position(|v| !v.is_finite()) {
         return Err(Error::NonFiniteInput { row: 0, column });
@@ -46,6 +24,33 @@ fn check_inputs<F: Real>(x: &[F], beta: F, relaxation: &Relaxation) -> Result<()
         });
     }
     relaxation.validate()
+}
+
+/// `1 ≤ k ≤ n`, else [`Error::TopkLargerThanInputs`].
+fn check_k(k: usize, n: usize) -> Result<(), Error> {
+    if k == 0 || k > n {
+        return Err(Error::TopkLargerThanInputs { k, inputs: n });
+    }
+    Ok(())
+}
+
+/// The forward value sweep every operator starts with: `values ← x` run through the network,
+/// recording `[α, f', a − b]` per comparator in `tape`.
+fn record_forward<F: Real>(
+    network: &NetworkRef<'_>,
+    relaxation: Relaxation,
+    beta: F,
+    x: &[F],
+    values: &mut [F],
+    tape: &mut [F],
+) {
+    values.copy_from_slice(x);
+    with_sigmoid!(relaxation, beta, |sigmoid| forward_values(
+        sigmoid,
+        network.comparators(),
+        values,
+        tape
+    ));
 }
 
 /// Reals of scratch [`relaxed_sort`] and [`relaxed_sort_backward`] need.
@@ -66,20 +71,14 @@ pub fn relaxed_sort<F: Real>(
 ) -> Result<(), Error> {
     let n = network.inputs();
     let comparators = network.comparators();
-    check_len("x", n, x.len())?;
-    check_len("sorted", n, sorted.len())?;
+    Error::check_length("x", n, x.len())?;
+    Error::check_length("sorted", n, sorted.len())?;
     check_inputs(x, beta, &relaxation)?;
-    check_scratch(relaxed_sort_scratch_len(network), scratch.len())?;
+    Error::check_scratch("reals", relaxed_sort_scratch_len(network), scratch.len())?;
     let tape = &mut scratch[..3 * comparators.len()];
-    sorted.copy_from_slice(x);
-    with_sigmoid!(relaxation, beta, |sigmoid| forward_values(
-        sigmoid,
-        comparators,
-        sorted,
-        tape
-    ));
+    record_forward(network, relaxation, beta, x, sorted, tape);
     if let Some(p) = p {
-        check_len("P", n * n, p.len())?;
+        Error::check_length("P", n * n, p.len())?;
         for (i, row) in p.chunks_exact_mut(n).enumerate() {
             row.iter_mut().for_each(|v| *v = F::zero());
             row[i] = F::one();
@@ -106,25 +105,20 @@ pub fn relaxed_sort_backward<F: Real>(
     let n = network.inputs();
     let comparators = network.comparators();
     let count = comparators.len();
-    check_len("x", n, x.len())?;
-    check_len("grad_x", n, grad_x.len())?;
+    Error::check_length("x", n, x.len())?;
+    Error::check_length("grad_x", n, grad_x.len())?;
     check_inputs(x, beta, &relaxation)?;
-    check_scratch(relaxed_sort_scratch_len(network), scratch.len())?;
+    Error::check_scratch("reals", relaxed_sort_scratch_len(network), scratch.len())?;
     let (tape, rest) = scratch.split_at_mut(3 * count);
     let (alpha_bar, rest) = rest.split_at_mut(count);
     let (differences, rest) = rest.split_at_mut(count);
     let (mass, rest) = rest.split_at_mut(n);
     let adjoint = &mut rest[..n];
-    grad_x.copy_from_slice(x);
-    with_sigmoid!(relaxation, beta, |sigmoid| forward_values(
-        sigmoid,
-        comparators,
-        grad_x,
-        tape
-    ));
+    // grad_x holds the values until the reverse sweep needs it.
+    record_forward(network, relaxation, beta, x, grad_x, tape);
     alpha_bar.iter_mut().for_each(|a| *a = F::zero());
     if let Some(grad_p) = grad_p {
-        check_len("grad_P", n * n, grad_p.len())?;
+        Error::check_length("grad_P", n * n, grad_p.len())?;
         for (i, g_row) in grad_p.chunks_exact(n).enumerate() {
             if g_row.iter().all(|&g| g == F::zero()) {
                 continue;
@@ -138,7 +132,7 @@ pub fn relaxed_sort_backward<F: Real>(
     }
     match grad_sorted {
         Some(g) => {
-            check_len("grad_sorted", n, g.len())?;
+            Error::check_length("grad_sorted", n, g.len())?;
             grad_x.copy_from_slice(g);
         }
         None => grad_x.iter_mut().for_each(|g| *g = F::zero()),
@@ -216,22 +210,14 @@ pub fn relaxed_topk<F: Real>(
 ) -> Result<(), Error> {
     let n = network.inputs();
     let comparators = network.comparators();
-    check_len("x", n, x.len())?;
-    if k == 0 || k > n {
-        return Err(Error::TopkLargerThanInputs { k, inputs: n });
-    }
-    check_len("P_topk", n * k, p_topk.len())?;
+    Error::check_length("x", n, x.len())?;
+    check_k(k, n)?;
+    Error::check_length("P_topk", n * k, p_topk.len())?;
     check_inputs(x, beta, &relaxation)?;
-    check_scratch(relaxed_topk_scratch_len(network, k), scratch.len())?;
+    Error::check_scratch("reals", relaxed_topk_scratch_len(network, k), scratch.len())?;
     let (tape, rest) = scratch.split_at_mut(3 * comparators.len());
     let values = &mut rest[..n];
-    values.copy_from_slice(x);
-    with_sigmoid!(relaxation, beta, |sigmoid| forward_values(
-        sigmoid,
-        comparators,
-        values,
-        tape
-    ));
+    record_forward(network, relaxation, beta, x, values, tape);
     accumulate_topk(comparators, tape, k, p_topk, None);
     Ok(())
 }
@@ -253,25 +239,18 @@ pub fn relaxed_topk_backward<F: Real>(
     let n = network.inputs();
     let comparators = network.comparators();
     let count = comparators.len();
-    check_len("x", n, x.len())?;
-    check_len("grad_x", n, grad_x.len())?;
-    if k == 0 || k > n {
-        return Err(Error::TopkLargerThanInputs { k, inputs: n });
-    }
-    check_len("grad_P_topk", n * k, grad_p_topk.len())?;
+    Error::check_length("x", n, x.len())?;
+    Error::check_length("grad_x", n, grad_x.len())?;
+    check_k(k, n)?;
+    Error::check_length("grad_P_topk", n * k, grad_p_topk.len())?;
     check_inputs(x, beta, &relaxation)?;
-    check_scratch(relaxed_topk_scratch_len(network, k), scratch.len())?;
+    Error::check_scratch("reals", relaxed_topk_scratch_len(network, k), scratch.len())?;
     let (tape, rest) = scratch.split_at_mut(3 * count);
     let (alpha_bar, rest) = rest.split_at_mut(count);
     let (differences, rest) = rest.split_at_mut(count * k);
     let adjoint = &mut rest[..n * k];
-    grad_x.copy_from_slice(x);
-    with_sigmoid!(relaxation, beta, |sigmoid| forward_values(
-        sigmoid,
-        comparators,
-        grad_x,
-        tape
-    ));
+    // grad_x holds the values until the reverse sweep needs it.
+    record_forward(network, relaxation, beta, x, grad_x, tape);
     // Forward P_topk again to record the differences (the result itself lands in `adjoint`
     // and is overwritten next).
     accumulate_topk(comparators, tape, k, adjoint, Some(differences));

@@ -24,7 +24,7 @@ fn select<F: Real, const TIES_HIGH: bool>(values: &[F], skip: Option<usize>, out
         return;
     }
     let mut filled = 0usize;
-    // The smallest selected value once the selection is full (−∞ semantics before).
+    // The value of the last (smallest) selected entry; read only once the selection is full.
     let mut minimum = values[0];
     for (i, &value) in values.iter().enumerate() {
         if Some(i) == skip {

@@ -195,30 +195,11 @@ pub fn smooth_topk_loss<F: Real>(
     let n = config.classes;
     let batch = labels.len();
     let expected = batch.saturating_mul(n);
-    if logits.len() != expected {
-        return Err(Error::LengthMismatch {
-            what: "logits",
-            expected,
-            actual: logits.len(),
-        });
-    }
+    Error::check_length("logits", expected, logits.len())?;
     if let Some(g) = gradient.as_deref() {
-        if g.len() != expected {
-            return Err(Error::LengthMismatch {
-                what: "gradient",
-                expected,
-                actual: g.len(),
-            });
-        }
+        Error::check_length("gradient", expected, g.len())?;
     }
-    let needed = smooth_topk_scratch_len(config);
-    if scratch.len() < needed {
-        return Err(Error::ScratchTooSmall {
-            what: "reals",
-            needed,
-            actual: scratch.len(),
-        });
-    }
+    Error::check_scratch("reals", smooth_topk_scratch_len(config), scratch.len())?;
     if batch == 0 {
         return Ok(F::zero());
     }
@@ -259,21 +240,9 @@ fn row_loss<F: Real>(
     scratch: &mut [F],
 ) -> Result<(F, bool), Error> {
     let n = config.classes;
-    if scores.len() != n {
-        return Err(Error::LengthMismatch {
-            what: "scores",
-            expected: n,
-            actual: scores.len(),
-        });
-    }
+    Error::check_length("scores", n, scores.len())?;
     if let Some(g) = gradient.as_deref() {
-        if g.len() != n {
-            return Err(Error::LengthMismatch {
-                what: "gradient",
-                expected: n,
-                actual: g.len(),
-            });
-        }
+        Error::check_length("gradient", n, g.len())?;
     }
     if label >= n {
         return Err(Error::LabelOutOfRange {
@@ -286,13 +255,7 @@ fn row_loss<F: Real>(
         return Err(Error::NonFiniteInput { row, column });
     }
     let needed = smooth_topk_scratch_len(config);
-    if scratch.len() < needed {
-        return Err(Error::ScratchTooSmall {
-            what: "reals",
-            needed,
-            actual: scratch.len(),
-        });
-    }
+    Error::check_scratch("reals", needed, scratch.len())?;
     let k = config.k;
     let (work, top) = scratch[..needed].split_at_mut(needed - (k + 1));
     let hard = config.variant == SmoothTopkVariant::SmoothHard && is_hard_row(config, scores, top);

@@ -6,21 +6,27 @@ use crate::Real;
 /// so that `log Σ exp z = max + ln(sum)`.
 #[inline]
 pub fn softmax<F: Real>(logits: &[F], out: &mut [F]) -> (F, F) {
-    let mut maximum = logits[0];
-    for &z in &logits[1..] {
+    out.copy_from_slice(logits);
+    softmax_in_place(out)
+}
+
+/// In place: `values ← softmax(values)`; returns `(max, Σ exp(z − max))` as [`softmax`].
+#[inline]
+pub fn softmax_in_place<F: Real>(values: &mut [F]) -> (F, F) {
+    let mut maximum = values[0];
+    for &z in &values[1..] {
         if z > maximum {
             maximum = z;
         }
     }
     let mut sum = F::zero();
-    for (o, &z) in out.iter_mut().zip(logits) {
-        let e = (z - maximum).exp();
-        *o = e;
-        sum += e;
+    for z in values.iter_mut() {
+        *z = (*z - maximum).exp();
+        sum += *z;
     }
     let inverse = F::one() / sum;
-    for o in out.iter_mut() {
-        *o *= inverse;
+    for z in values.iter_mut() {
+        *z *= inverse;
     }
     (maximum, sum)
 }

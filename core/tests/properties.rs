@@ -61,6 +61,23 @@ fn distinct_values(n: usize) -> impl Strategy<Value = Vec<f64>> {
         })
 }
 
+/// logistic_phi (ART): its slope ~ |v|^(−λ) bends sharply near v = 0, where finite differences
+/// lose accuracy.
+fn is_art(relaxation: Relaxation) -> bool {
+    matches!(relaxation, Relaxation::LogisticPhi { .. })
+}
+
+/// Rescales `x` so that β·(range of x) ≤ 4 (12 for ART, whose finite differences want values
+/// apart). In saturated comparators the reference's formulas (1 − α for α within 1e-12 of 1,
+/// gaussian's ½ + ½·erf for α near 0) keep few significant digits, so the function itself carries
+/// rounding noise far above ε and a finite difference measures only that noise.
+fn keep_unsaturated(x: &[f64], beta: f64, art: bool) -> Vec<f64> {
+    let range =
+        x.iter().fold(f64::MIN, |m, &v| m.max(v)) - x.iter().fold(f64::MAX, |m, &v| m.min(v));
+    let shrink = ((if art { 12.0 } else { 4.0 }) / (beta * range.max(1e-9))).min(1.0);
+    x.iter().map(|v| v * shrink).collect()
+}
+
 fn assert_close(actual: &[f64], expected: &[f64], rel: f64, what: &str) {
     assert_close_floor(actual, expected, rel, 0.0, what)
 }
@@ -160,15 +177,8 @@ proptest! {
     ) {
         let x: Vec<f64> = x.into_iter().filter(|&v| v < n as f64 * 1.5).take(n).collect();
         prop_assume!(x.len() == n);
-        // Keep β·(range of logits) ≤ 4: in saturated comparators (α within 1e-12 of 1) the
-        // reference's formula, 1 − α, keeps few significant digits, so the loss itself carries
-        // rounding noise far above ε·|L| and a finite difference measures only that noise.
-        let range = x.iter().fold(f64::MIN, |m, &v| m.max(v)) - x.iter().fold(f64::MAX, |m, &v| m.min(v));
-        // logistic_phi (ART) instead wants values apart: its slope ~ |v|^(−λ) bends sharply near
-        // v = 0, where finite differences lose accuracy.
-        let art_inputs = matches!(RELAXATIONS[relaxation], Relaxation::LogisticPhi { .. });
-        let shrink = ((if art_inputs { 12.0 } else { 4.0 }) / (beta * range)).min(1.0);
-        let x: Vec<f64> = x.iter().map(|v| v * shrink).collect();
+        let art = is_art(RELAXATIONS[relaxation]);
+        let x = keep_unsaturated(&x, beta, art);
         let p_k = [0.3, 0.1, 0.0, 0.25, 0.35];
         let mut config = TopkLossConfig::new(METHODS[method], n, &p_k).unwrap()
             .with_relaxation(RELAXATIONS[relaxation]).unwrap()
@@ -204,7 +214,6 @@ proptest! {
             .map(|i| (4.0 * central(i, h / 2.0) - central(i, h)) / 3.0)
             .collect();
         // logistic_phi near a close pair of relaxed values (|v| ≪ h): use a tiny step instead.
-        let art = matches!(RELAXATIONS[relaxation], Relaxation::LogisticPhi { .. });
         let scale = numeric.iter().fold(1e-12f64, |m, e| m.max(e.abs()));
         let mut step_floor = 0.0;
         if art && gradient.iter().zip(&numeric).any(|(a, e)| (a - e).abs() > 1e-4 * scale) {
@@ -228,13 +237,9 @@ proptest! {
     ) {
         let x: Vec<f64> = x.into_iter().filter(|&v| v < n as f64 * 1.5).take(n).collect();
         prop_assume!(x.len() == n);
-        // β·range ≤ 4 keeps comparators out of saturation, where the reference's formulas
-        // (1 − α, ½ + ½·erf) leave the function itself with rounding noise far above ε.
-        let range = x.iter().fold(f64::MIN, |m, &v| m.max(v)) - x.iter().fold(f64::MAX, |m, &v| m.min(v));
-        let art = matches!(RELAXATIONS[relaxation], Relaxation::LogisticPhi { .. });
-        let shrink = ((if art { 12.0 } else { 4.0 }) / (beta * range.max(1e-9))).min(1.0);
+        let art = is_art(RELAXATIONS[relaxation]);
         let tolerance = if art { 1e-4 } else { 1e-5 };
-        let x: Vec<f64> = x.iter().map(|v| v * shrink).collect();
+        let x = keep_unsaturated(&x, beta, art);
         let relax = RELAXATIONS[relaxation];
         let k = 1 + n / 3;
         let net = network(kind, n, k);

@@ -39,19 +39,6 @@ fn config_of(case: &Value, classes: usize) -> TopkLossConfig {
     config
 }
 
-fn inputs(name: &str) -> (Vec<f64>, Vec<usize>, usize) {
-    let input = &golden()["inputs"][name];
-    let rows = matrix(&input["logits"]);
-    let classes = rows[0].len();
-    let labels = input["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_u64().unwrap() as usize)
-        .collect();
-    (rows.concat(), labels, classes)
-}
-
 fn run_case(case: &Value) -> Outcome {
     let (logits, labels, classes) = inputs(case["input"].as_str().unwrap());
     let loss = TopkLoss::new(config_of(case, classes)).unwrap();

@@ -144,19 +144,6 @@ fn variant_of(cls: &str) -> SmoothTopkVariant {
     }
 }
 
-fn inputs(name: &str) -> (Vec<f64>, Vec<usize>, usize) {
-    let input = &golden()["inputs"][name];
-    let rows = matrix(&input["logits"]);
-    let classes = rows[0].len();
-    let labels = input["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_u64().unwrap() as usize)
-        .collect();
-    (rows.concat(), labels, classes)
-}
-
 /// Loss and gradient of `config` on the batch, in f32 or f64.
 fn evaluate(
     config: &SmoothTopkConfig,

@@ -25,6 +25,20 @@ pub fn golden() -> &'static Value {
     })
 }
 
+/// A named input set of the golden file: row-major logits (float64), labels, classes.
+pub fn inputs(name: &str) -> (Vec<f64>, Vec<usize>, usize) {
+    let input = &golden()["inputs"][name];
+    let rows = matrix(&input["logits"]);
+    let classes = rows[0].len();
+    let labels = input["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_u64().unwrap() as usize)
+        .collect();
+    (rows.concat(), labels, classes)
+}
+
 pub fn f64s(v: &Value) -> Vec<f64> {
     v.as_array()
         .expect("array")
