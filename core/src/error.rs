@@ -197,12 +197,9 @@ impl fmt::Display for Error {
 impl core::error::Error for Error {}
 
 impl Error {
-    /// `Ok` when a buffer has exactly the length required, else [`Error::LengthMismatch`].
-    pub(crate) fn check_length(
-        what: &'static str,
-        expected: usize,
-        actual: usize,
-    ) -> Result<(), Error> {
+    /// `Ok` when a buffer has exactly the length required, else [`Error::LengthMismatch`]
+    /// naming `what` (for adapters that check their own buffers the core's way).
+    pub fn check_length(what: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
         if expected == actual {
             Ok(())
         } else {

@@ -74,7 +74,8 @@ impl Relaxation {
         )
     }
 
-    pub(crate) fn validate(&self) -> Result<(), Error> {
+    /// `Ok` unless the parameter is invalid (ART λ must be finite and ≥ 0).
+    pub fn validate(&self) -> Result<(), Error> {
         if let Relaxation::LogisticPhi { lambda } = *self {
             if !(lambda.is_finite() && lambda >= 0.0) {
                 return Err(Error::InvalidArtLambda { value: lambda });

@@ -10,33 +10,12 @@
 
 mod common;
 use common::*;
-use difftopk_core::{
-    softmax_cross_entropy, Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig,
-};
+use difftopk_core::{softmax_cross_entropy, TopkLoss};
 use serde_json::Value;
 
 struct Outcome {
     loss: f64,
     gradient: Vec<f64>,
-}
-
-fn config_of(case: &Value, classes: usize) -> TopkLossConfig {
-    let method = Method::from_name(case["method"].as_str().unwrap()).unwrap();
-    let p_k = f64s(&case["p_k"]);
-    let mut config = TopkLossConfig::new(method, classes, &p_k).unwrap();
-    if let Some(d) = case["distribution"].as_str() {
-        let lambda = case["art_lambda"].as_f64().unwrap();
-        config = config
-            .with_relaxation(Relaxation::from_name(d, lambda).unwrap())
-            .unwrap();
-    }
-    config = config
-        .with_inverse_temperature(case["inverse_temperature"].as_f64().unwrap())
-        .unwrap()
-        .with_preselection(case["m"].as_u64().map(|m| m as usize))
-        .unwrap()
-        .with_top1_mode(Top1Mode::from_name(case["top1_mode"].as_str().unwrap()).unwrap());
-    config
 }
 
 fn run_case(case: &Value) -> Outcome {

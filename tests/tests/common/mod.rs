@@ -1,6 +1,7 @@
 //! Shared helpers: loading the golden file and comparing numbers.
 #![allow(dead_code)]
 
+use difftopk_core::{Method, Relaxation, Top1Mode, TopkLossConfig};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -91,4 +92,24 @@ pub fn close(actual: &[f64], expected: &[f64], rel: f64, abs: f64) -> bool {
         .zip(expected)
         .fold(0.0f64, |m, (&a, &e)| m.max((a - e).abs()));
     max_abs <= abs || relative_error(actual, expected) <= rel
+}
+
+/// The loss configuration of a golden `loss_cases` record on `classes` classes.
+pub fn config_of(case: &Value, classes: usize) -> TopkLossConfig {
+    let method = Method::from_name(case["method"].as_str().unwrap()).unwrap();
+    let p_k = f64s(&case["p_k"]);
+    let mut config = TopkLossConfig::new(method, classes, &p_k).unwrap();
+    if let Some(d) = case["distribution"].as_str() {
+        let lambda = case["art_lambda"].as_f64().unwrap();
+        config = config
+            .with_relaxation(Relaxation::from_name(d, lambda).unwrap())
+            .unwrap();
+    }
+    config = config
+        .with_inverse_temperature(case["inverse_temperature"].as_f64().unwrap())
+        .unwrap()
+        .with_preselection(case["m"].as_u64().map(|m| m as usize))
+        .unwrap()
+        .with_top1_mode(Top1Mode::from_name(case["top1_mode"].as_str().unwrap()).unwrap());
+    config
 }

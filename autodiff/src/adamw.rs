@@ -1,0 +1,164 @@
+//! Adam with decoupled weight decay (Loshchilov & Hutter 2019), as PyTorch's `torch.optim.AdamW`.
+
+use dfdx::prelude::*;
+
+use crate::{Element, Error, RuntimeLinear};
+
+/// Hyper-parameters of [`AdamW`]. Defaults are PyTorch's: lr 1e-3, β = (0.9, 0.999), ε = 1e-8,
+/// weight decay 1e-2.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWConfig {
+    /// Step size η.
+    pub learning_rate: f64,
+    /// Decay rates (β₁, β₂) of the first and second moment estimates.
+    pub betas: [f64; 2],
+    /// ε added to `√v̂`.
+    pub epsilon: f64,
+    /// Decoupled weight decay λ: `θ ← θ − η λ θ` before the Adam step (weights only, not biases).
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig {
+            learning_rate: 1e-3,
+            betas: [0.9, 0.999],
+            epsilon: 1e-8,
+            weight_decay: 1e-2,
+        }
+    }
+}
+
+/// AdamW state for a fixed list of parameter tensors (slots), updated in place.
+///
+/// One step t (1-based) for a parameter θ with gradient g:
+/// `θ ← θ(1 − ηλ)` (decayed slots only); `m ← β₁m + (1−β₁)g`; `v ← β₂v + (1−β₂)g²`;
+/// `θ ← θ − η · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)`.
+#[derive(Clone, Debug)]
+pub struct AdamW<E> {
+    config: AdamWConfig,
+    step: u64,
+    moments: Vec<(Vec<E>, Vec<E>)>,
+}
+
+impl<E: Element> AdamW<E>
+where
+    Cpu: Device<E>,
+{
+    /// Validates the hyper-parameters: η > 0, 0 ≤ β < 1, ε > 0, λ ≥ 0, all finite.
+    pub fn new(config: AdamWConfig) -> Result<Self, Error> {
+        let valid = config.learning_rate.is_finite()
+            && config.learning_rate > 0.0
+            && config.betas.iter().all(|b| (0.0..1.0).contains(b))
+            && config.epsilon.is_finite()
+            && config.epsilon > 0.0
+            && config.weight_decay.is_finite()
+            && config.weight_decay >= 0.0;
+        if !valid {
+            return Err(difftopk_core::Error::UnknownName {
+                what: "AdamW hyper-parameters (need lr > 0, 0 <= beta < 1, eps > 0, weight decay >= 0)",
+            }
+            .into());
+        }
+        Ok(AdamW {
+            config,
+            step: 0,
+            moments: Vec::new(),
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &AdamWConfig {
+        &self.config
+    }
+
+    /// Changes η (for a schedule).
+    pub fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.config.learning_rate = learning_rate;
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// The moment estimates `(m, v)` of every slot (for checkpoints).
+    pub fn moments(&self) -> &[(Vec<E>, Vec<E>)] {
+        &self.moments
+    }
+
+    /// Restores a checkpointed state.
+    pub fn restore(&mut self, step: u64, moments: Vec<(Vec<E>, Vec<E>)>) {
+        self.step = step;
+        self.moments = moments;
+    }
+
+    /// Starts step t + 1; call once per step before [`AdamW::update_slice`].
+    pub fn begin_step(&mut self) {
+        self.step += 1;
+    }
+
+    /// Updates one parameter slot in place (`values` and `gradient` of equal length; a slot keeps
+    /// its length from its first update).
+    pub fn update_slice(
+        &mut self,
+        slot: usize,
+        values: &mut [E],
+        gradient: &[E],
+        decay: bool,
+    ) -> Result<(), Error> {
+        difftopk_core::Error::check_length("gradient", values.len(), gradient.len())?;
+        while self.moments.len() <= slot {
+            self.moments.push((Vec::new(), Vec::new()));
+        }
+        let (m, v) = &mut self.moments[slot];
+        if m.is_empty() {
+            *m = vec![E::zero(); values.len()];
+            *v = vec![E::zero(); values.len()];
+        }
+        difftopk_core::Error::check_length("optimiser slot", m.len(), values.len())?;
+        let t = self.step.max(1) as i32;
+        let [beta1, beta2] = self.config.betas;
+        let lr = self.config.learning_rate;
+        let step_size = E::of(lr / (1.0 - beta1.powi(t)));
+        let inverse_root_correction = E::of(1.0 / (1.0 - beta2.powi(t)).sqrt());
+        let keep = E::of(if decay {
+            1.0 - lr * self.config.weight_decay
+        } else {
+            1.0
+        });
+        let (b1, b2) = (E::of(beta1), E::of(beta2));
+        let (c1, c2) = (E::one() - b1, E::one() - b2);
+        let epsilon = E::of(self.config.epsilon);
+        for (((theta, &g), m), v) in values
+            .iter_mut()
+            .zip(gradient)
+            .zip(m.iter_mut())
+            .zip(v.iter_mut())
+        {
+            *m = b1 * *m + c1 * g;
+            *v = b2 * *v + c2 * g * g;
+            let denominator = v.sqrt() * inverse_root_correction + epsilon;
+            *theta = *theta * keep - step_size * *m / denominator;
+        }
+        Ok(())
+    }
+
+    /// One AdamW step on a [`RuntimeLinear`] (slot 0: weight, decayed; slot 1: bias, not decayed)
+    /// from the gradients a `backward()` returned.
+    pub fn update_linear(
+        &mut self,
+        linear: &mut RuntimeLinear<E>,
+        gradients: &mut Gradients<E, Cpu>,
+    ) -> Result<(), Error> {
+        let (weight_gradient, bias_gradient) = linear.parameter_gradients(gradients)?;
+        self.begin_step();
+        let mut weight = linear.weight.as_vec();
+        self.update_slice(0, &mut weight, &weight_gradient, true)?;
+        linear.weight.copy_from(&weight);
+        let mut bias = linear.bias.as_vec();
+        self.update_slice(1, &mut bias, &bias_gradient, false)?;
+        linear.bias.copy_from(&bias);
+        Ok(())
+    }
+}
