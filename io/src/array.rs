@@ -43,10 +43,10 @@ fn unreadable(source: &str, error: std::io::Error) -> DataError {
     DataError::new(source, Problem::Unreadable(error.to_string()))
 }
 
-fn choose<'a>(
+fn choose(
     source: &str,
     names: Vec<String>,
-    wanted: Option<&'a str>,
+    wanted: Option<&str>,
 ) -> Result<String, DataError> {
     match wanted {
         Some(name) if names.iter().any(|n| n == name) => Ok(name.to_string()),

@@ -198,7 +198,7 @@ pub fn serialise(tensors: &[TensorToWrite<'_>], metadata: &BTreeMap<String, Stri
         offset += bytes;
     }
     let mut json = serde_json::to_vec(&Value::Object(object)).expect("JSON of strings and numbers");
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + json.len() + offset as usize);
