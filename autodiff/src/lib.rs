@@ -6,6 +6,7 @@
 //! - [`topk_cross_entropy`]: `(B, C)` logits and B labels → scalar loss, used like dfdx's
 //!   `cross_entropy_with_logits_loss`. The core's hand-written vector-Jacobian product is
 //!   registered on the tape as one backward op (never rebuilt out of elementwise ops).
+//! - [`softmax_cross_entropy`]: the baseline, with class indices and the same one-op backward.
 //! - [`RelaxedSortingNetwork`] (`sort`, `permutation`, `topk_matrix`), [`neuralsort_topk_matrix`],
 //!   [`softsort_topk_matrix`]: the operators, differentiable.
 //! - [`RuntimeLinear`] and [`AdamW`]: a linear head and its optimiser for sizes known only at run
@@ -44,7 +45,7 @@ pub use element::Element;
 pub use error::Error;
 pub use labels::Labels;
 pub use linear::RuntimeLinear;
-pub use loss::{topk_cross_entropy, LossDefinition};
+pub use loss::{softmax_cross_entropy, topk_cross_entropy, LossDefinition};
 pub use operators::{neuralsort_topk_matrix, softsort_topk_matrix, RelaxedSortingNetwork};
 
 pub use dfdx;

@@ -88,3 +88,43 @@ where
         Ok(device.try_tensor_from_vec(vec![value], ())?.put_tape(tape))
     }
 }
+
+/// Plain softmax cross-entropy, mean over the batch, `−mean_b log softmax(s_b)[y_b]`, with the
+/// core's hand-written gradient `(softmax(s_b) − e_{y_b}) / B` registered as one backward op: the
+/// paper's baseline, taking class indices (dfdx's `cross_entropy_with_logits_loss` takes a
+/// `(B, C)` probability tensor instead). Same errors as [`topk_cross_entropy`].
+pub fn softmax_cross_entropy<B, C, E, T, L>(
+    logits: Tensor<(B, C), E, Cpu, T>,
+    labels: &L,
+) -> Result<Tensor<Rank0, E, Cpu, T>, Error>
+where
+    B: Dim,
+    C: Dim,
+    E: Element,
+    Cpu: Device<E>,
+    T: Tape<E, Cpu>,
+    L: Labels + ?Sized,
+{
+    let (batch, classes) = (logits.shape().0.size(), logits.shape().1.size());
+    let labels = labels.as_labels();
+    difftopk_core::Error::check_length("labels", batch, labels.len())?;
+    let logits = logits.try_contiguous()?;
+    let (logits, mut tape) = logits.split_tape();
+    let values = logits.as_vec();
+    let device = logits.device().clone();
+    let mut gradient = T::OWNS_TAPE.then(|| vec![E::zero(); values.len()]);
+    let value =
+        difftopk_core::softmax_cross_entropy(&values, &labels, classes, gradient.as_deref_mut())?;
+    let output = device.try_tensor_from_vec(vec![value], ())?;
+    if let Some(gradient) = gradient {
+        register_vjp(&mut tape, &logits, &output, move |upstream, input_gradient| {
+            difftopk_core::Error::check_length("gradient", gradient.len(), input_gradient.len())?;
+            let scale = upstream[0];
+            for (target, &g) in input_gradient.iter_mut().zip(&gradient) {
+                *target += scale * g;
+            }
+            Ok(())
+        });
+    }
+    Ok(output.put_tape(tape))
+}

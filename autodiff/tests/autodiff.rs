@@ -582,3 +582,24 @@ fn a_linear_head_learns_with_the_topk_loss() {
         .count();
     assert_eq!(correct, 64);
 }
+
+#[test]
+fn softmax_cross_entropy_matches_dfdx_and_the_core() {
+    let device = Cpu::default();
+    let logits = values(6 * 7, 17);
+    let labels = [0usize, 6, 3, 3, 1, 2];
+    let x = device.tensor_from_vec(logits.clone(), (6usize, 7usize));
+    let ours = difftopk_autodiff::softmax_cross_entropy(x.leaky_trace(), &labels).unwrap();
+    let value = ours.array();
+    let gradient = ours.backward().get(&x).as_vec();
+    let mut one_hot = vec![0.0; logits.len()];
+    for (row, &label) in labels.iter().enumerate() {
+        one_hot[row * 7 + label] = 1.0;
+    }
+    let targets = device.tensor_from_vec(one_hot, (6usize, 7usize));
+    let theirs = cross_entropy_with_logits_loss(x.leaky_trace(), targets);
+    assert!((theirs.array() - value).abs() < 1e-14);
+    let expected = theirs.backward().get(&x).as_vec();
+    assert_close(&gradient, &expected, 1e-13, "softmax CE gradient");
+    assert!(difftopk_autodiff::softmax_cross_entropy(x, &[0usize, 7, 0, 0, 0, 0]).is_err());
+}

@@ -1,0 +1,183 @@
+//! Labelled embedding sets: loaded into memory when they fit the budget, streamed otherwise.
+
+use std::sync::Arc;
+
+use difftopk_io::{read_labels, Embeddings};
+
+use crate::error::CliResult;
+use crate::fail;
+use crate::random::SplitMix;
+
+/// Where the rows of a set live.
+#[derive(Debug)]
+pub enum Rows {
+    /// Row-major f32 values in memory.
+    Memory {
+        /// `rows × dimension` values.
+        values: Vec<f32>,
+        /// D.
+        dimension: usize,
+    },
+    /// Read from the file on demand (positional reads; memory does not grow with the rows).
+    File(Embeddings),
+}
+
+impl Rows {
+    /// D.
+    pub fn dimension(&self) -> usize {
+        match self {
+            Rows::Memory { dimension, .. } => *dimension,
+            Rows::File(embeddings) => embeddings.dimension(),
+        }
+    }
+
+    /// Copies the given rows into `out` (`rows.len() × D`).
+    pub fn gather(&self, rows: &[usize], out: &mut [f32]) -> CliResult<()> {
+        match self {
+            Rows::Memory { values, dimension } => {
+                for (&row, target) in rows.iter().zip(out.chunks_exact_mut(*dimension)) {
+                    target.copy_from_slice(&values[row * dimension..(row + 1) * dimension]);
+                }
+                Ok(())
+            }
+            Rows::File(embeddings) => Ok(embeddings.read_indexed(rows, out)?),
+        }
+    }
+
+    /// Whether the rows are streamed from the file.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self, Rows::File(_))
+    }
+}
+
+/// A labelled set: a selection of rows of an embedding file and their labels.
+#[derive(Clone, Debug)]
+pub struct LabelledSet {
+    /// Embeddings (shared between a training set and the validation rows held out of it).
+    pub rows: Arc<Rows>,
+    /// Label of every row of the file.
+    pub labels: Arc<Vec<usize>>,
+    /// The rows of the file this set uses, in order.
+    pub selection: Vec<usize>,
+    /// Where the data came from, for messages.
+    pub description: String,
+}
+
+impl LabelledSet {
+    /// Opens `x` and `y`, checks they have the same number of rows, and loads the embeddings when
+    /// they fit `memory_budget` bytes (validating every value either way).
+    pub fn open(x: &str, y: &str, memory_budget: u64) -> CliResult<Self> {
+        let embeddings = Embeddings::open(x)?;
+        let labels = read_labels(y)?;
+        if labels.len() != embeddings.rows() {
+            fail!(
+                "{y}: {} labels, but {x} has {} rows (the row counts of X and y must agree)",
+                labels.len(),
+                embeddings.rows()
+            );
+        }
+        let bytes = embeddings.rows() as u64 * embeddings.dimension() as u64 * 4;
+        let rows = if bytes <= memory_budget {
+            Rows::Memory {
+                values: embeddings.load()?,
+                dimension: embeddings.dimension(),
+            }
+        } else {
+            embeddings.validate()?;
+            Rows::File(embeddings)
+        };
+        Ok(LabelledSet {
+            rows: Arc::new(rows),
+            selection: (0..labels.len()).collect(),
+            labels: Arc::new(labels),
+            description: format!("{x} / {y}"),
+        })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.selection.len()
+    }
+
+    /// D.
+    pub fn dimension(&self) -> usize {
+        self.rows.dimension()
+    }
+
+    /// Largest label + 1.
+    pub fn classes_seen(&self) -> usize {
+        self.selection
+            .iter()
+            .map(|&r| self.labels[r] + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Errors when a label is not below `classes`, naming the file and row.
+    pub fn check_labels(&self, y: &str, classes: usize) -> CliResult<()> {
+        if let Some(row) = self.labels.iter().position(|&l| l >= classes) {
+            fail!(
+                "{y}: label {} at row {row} is not below the number of classes {classes}",
+                self.labels[row]
+            );
+        }
+        Ok(())
+    }
+
+    /// Splits off a random `fraction` of the rows (seeded) as a validation set.
+    pub fn split_off_validation(&mut self, fraction: f64, seed: u64) -> CliResult<LabelledSet> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            fail!("--val-fraction must be strictly between 0 and 1, got {fraction}");
+        }
+        let count = ((self.len() as f64) * fraction).round() as usize;
+        if count == 0 || count == self.len() {
+            fail!(
+                "--val-fraction {fraction} of {} rows leaves an empty training or validation set",
+                self.len()
+            );
+        }
+        let mut order = self.selection.clone();
+        SplitMix::new(seed, 0x5EED_0FF0).shuffle(&mut order);
+        let mut validation: Vec<usize> = order[..count].to_vec();
+        let mut training: Vec<usize> = order[count..].to_vec();
+        validation.sort_unstable();
+        training.sort_unstable();
+        self.selection = training;
+        Ok(LabelledSet {
+            rows: self.rows.clone(),
+            labels: self.labels.clone(),
+            selection: validation,
+            description: format!("{fraction} of {} held out", self.description),
+        })
+    }
+
+    /// Copies the rows at `positions` (indices into this set) into `x` and their labels into
+    /// `labels`.
+    pub fn gather(&self, positions: &[usize], x: &mut Vec<f32>, labels: &mut Vec<usize>) -> CliResult<()> {
+        let rows: Vec<usize> = positions.iter().map(|&p| self.selection[p]).collect();
+        x.resize(rows.len() * self.dimension(), 0.0);
+        self.rows.gather(&rows, x)?;
+        labels.clear();
+        labels.extend(rows.iter().map(|&r| self.labels[r]));
+        Ok(())
+    }
+
+    /// This epoch's order of positions: a full shuffle in memory; when streaming, blocks of
+    /// consecutive rows in shuffled order, each shuffled inside, so that reads stay local.
+    pub fn epoch_order(&self, seed: u64, epoch: usize) -> Vec<usize> {
+        let mut generator = SplitMix::new(seed, epoch as u64 + 1);
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        if self.rows.is_streamed() {
+            const BLOCK: usize = 4096;
+            let mut blocks: Vec<Vec<usize>> = order.chunks(BLOCK).map(<[usize]>::to_vec).collect();
+            generator.shuffle(&mut blocks);
+            for block in &mut blocks {
+                generator.shuffle(block);
+            }
+            order = blocks.concat();
+        } else {
+            generator.shuffle(&mut order);
+        }
+        order
+    }
+}

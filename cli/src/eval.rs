@@ -1,0 +1,142 @@
+//! `difftopk eval` and `difftopk predict`.
+
+use std::io::Write;
+
+use difftopk_autodiff::dfdx::prelude::*;
+use difftopk_io::{write_atomically, Embeddings, ROWS_PER_READ};
+use serde_json::{json, Map, Value};
+
+use crate::args::{EvalArgs, PredictArgs, PredictFormat};
+use crate::data::LabelledSet;
+use crate::error::{CliError, CliResult};
+use crate::fail;
+use crate::head::{logits, read_class_names, Head};
+use crate::metrics::{report_ks, TopkCounter};
+
+/// Runs `difftopk eval`: prints top-1..top-5 (and any `--k`) as a table or JSON on stdout.
+pub fn run_eval(args: &EvalArgs) -> CliResult<()> {
+    let head = Head::load(&args.head)?;
+    let set = LabelledSet::open(&args.x, &args.y, 0)?;
+    if set.dimension() != head.dimension {
+        fail!("{}: dimension {} does not match the head's {} ({})", args.x, set.dimension(), head.dimension, args.head);
+    }
+    set.check_labels(&args.y, head.classes)?;
+    let ks = report_ks(&args.k);
+    let device = Cpu::default();
+    let linear = head.linear(&device)?;
+    let mut counter = TopkCounter::new(&ks);
+    let (mut x, mut labels) = (Vec::new(), Vec::new());
+    let positions: Vec<usize> = (0..set.len()).collect();
+    for block in positions.chunks(ROWS_PER_READ) {
+        set.gather(block, &mut x, &mut labels)?;
+        let scores = logits(&linear, &device, std::mem::take(&mut x))?;
+        counter.add(&scores, &labels, head.classes);
+    }
+    let accuracies = counter.accuracies();
+    if args.json {
+        let mut object = Map::new();
+        for (k, a) in &accuracies {
+            object.insert(format!("top{k}"), json!(a));
+        }
+        object.insert("rows".into(), json!(set.len()));
+        println!("{}", Value::Object(object));
+    } else {
+        println!("{} rows, {} classes", set.len(), head.classes);
+        println!("{:>6}  {:>9}", "k", "accuracy");
+        for (k, a) in &accuracies {
+            println!("{k:>6}  {:>8.2}%", 100.0 * a);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `difftopk predict`: the `--top` classes of each row with softmax probabilities.
+pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
+    let head = Head::load(&args.head)?;
+    let embeddings = Embeddings::open(&args.x)?;
+    if embeddings.dimension() != head.dimension {
+        fail!("{}: dimension {} does not match the head's {} ({})", args.x, embeddings.dimension(), head.dimension, args.head);
+    }
+    if args.top == 0 || args.top > head.classes {
+        fail!("--top {} must be between 1 and the head's {} classes", args.top, head.classes);
+    }
+    let names = match &args.classes {
+        Some(path) => {
+            let names = read_class_names(path)?;
+            if names.len() != head.classes {
+                fail!("{path}: {} class names, the head has {} classes", names.len(), head.classes);
+            }
+            names
+        }
+        None => head.class_names.clone(),
+    };
+    let device = Cpu::default();
+    let linear = head.linear(&device)?;
+    let write = |out: &mut dyn Write| -> CliResult<()> {
+        let io = |e: std::io::Error| CliError(format!("cannot write the predictions: {e}"));
+        if args.format == PredictFormat::Csv {
+            writeln!(out, "row,rank,class,name,probability").map_err(io)?;
+        }
+        let dimension = embeddings.dimension();
+        let mut first = 0;
+        while first < embeddings.rows() {
+            let count = ROWS_PER_READ.min(embeddings.rows() - first);
+            let mut x = vec![0f32; count * dimension];
+            embeddings.read_rows(first, &mut x)?;
+            let scores = logits(&linear, &device, x)?;
+            for (offset, row) in scores.chunks_exact(head.classes).enumerate() {
+                let maximum = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let total: f64 = row.iter().map(|&s| ((s - maximum) as f64).exp()).sum();
+                let mut order: Vec<usize> = (0..head.classes).collect();
+                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+                let top = &order[..args.top];
+                let probability = |c: usize| ((row[c] - maximum) as f64).exp() / total;
+                let index = first + offset;
+                match args.format {
+                    PredictFormat::Csv => {
+                        for (rank, &c) in top.iter().enumerate() {
+                            writeln!(out, "{index},{},{c},{},{:.6}", rank + 1, csv_field(&names[c]), probability(c)).map_err(io)?;
+                        }
+                    }
+                    PredictFormat::Jsonl => {
+                        let entries: Vec<Value> = top
+                            .iter()
+                            .map(|&c| json!({"class": c, "name": names[c], "probability": probability(c)}))
+                            .collect();
+                        writeln!(out, "{}", json!({"row": index, "top": entries})).map_err(io)?;
+                    }
+                }
+            }
+            first += count;
+        }
+        Ok(())
+    };
+    match &args.out {
+        Some(path) => {
+            let mut failure = None;
+            write_atomically(path, |writer| {
+                write(writer).map_err(|e| {
+                    failure = Some(e);
+                    std::io::Error::other("prediction failed")
+                })
+            })
+            .map_err(|e| failure.take().unwrap_or_else(|| CliError(format!("{}: {e}", path.display()))))?;
+            Ok(())
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
+            write(&mut lock)?;
+            lock.flush().map_err(|e| CliError(format!("cannot write the predictions: {e}")))
+        }
+    }
+}
+
+/// Quotes a CSV field when it holds a comma, quote or newline.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}

@@ -1,0 +1,62 @@
+//! Top-k accuracy of logits against labels.
+
+/// The rank of the true class in a row of scores: how many classes score strictly higher, plus
+/// how many of lower index score the same (ties go to the lower index, deterministically).
+/// The prediction is correct at k when `rank < k`.
+pub fn rank_of_label(scores: &[f32], label: usize) -> usize {
+    let target = scores[label];
+    scores
+        .iter()
+        .enumerate()
+        .filter(|&(j, &s)| s > target || (s == target && j < label))
+        .count()
+}
+
+/// Counts of correct predictions at each k of `ks`, accumulated over batches.
+#[derive(Clone, Debug)]
+pub struct TopkCounter {
+    ks: Vec<usize>,
+    correct: Vec<u64>,
+    total: u64,
+}
+
+impl TopkCounter {
+    /// A counter for the given k (each ≥ 1).
+    pub fn new(ks: &[usize]) -> Self {
+        TopkCounter {
+            ks: ks.to_vec(),
+            correct: vec![0; ks.len()],
+            total: 0,
+        }
+    }
+
+    /// Adds a batch of row-major `(rows, classes)` logits.
+    pub fn add(&mut self, logits: &[f32], labels: &[usize], classes: usize) {
+        for (row, &label) in logits.chunks_exact(classes).zip(labels) {
+            let rank = rank_of_label(row, label);
+            for (count, &k) in self.correct.iter_mut().zip(&self.ks) {
+                if rank < k {
+                    *count += 1;
+                }
+            }
+            self.total += 1;
+        }
+    }
+
+    /// `(k, accuracy as a fraction)` pairs.
+    pub fn accuracies(&self) -> Vec<(usize, f64)> {
+        self.ks
+            .iter()
+            .zip(&self.correct)
+            .map(|(&k, &c)| (k, c as f64 / self.total.max(1) as f64))
+            .collect()
+    }
+}
+
+/// The k reported by default (top-1 .. top-5) plus any extra, sorted and deduplicated.
+pub fn report_ks(extra: &[usize]) -> Vec<usize> {
+    let mut ks: Vec<usize> = (1..=5).chain(extra.iter().copied()).filter(|&k| k > 0).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    ks
+}
