@@ -117,14 +117,23 @@ where
         difftopk_core::softmax_cross_entropy(&values, &labels, classes, gradient.as_deref_mut())?;
     let output = device.try_tensor_from_vec(vec![value], ())?;
     if let Some(gradient) = gradient {
-        register_vjp(&mut tape, &logits, &output, move |upstream, input_gradient| {
-            difftopk_core::Error::check_length("gradient", gradient.len(), input_gradient.len())?;
-            let scale = upstream[0];
-            for (target, &g) in input_gradient.iter_mut().zip(&gradient) {
-                *target += scale * g;
-            }
-            Ok(())
-        });
+        register_vjp(
+            &mut tape,
+            &logits,
+            &output,
+            move |upstream, input_gradient| {
+                difftopk_core::Error::check_length(
+                    "gradient",
+                    gradient.len(),
+                    input_gradient.len(),
+                )?;
+                let scale = upstream[0];
+                for (target, &g) in input_gradient.iter_mut().zip(&gradient) {
+                    *target += scale * g;
+                }
+                Ok(())
+            },
+        );
     }
     Ok(output.put_tape(tape))
 }

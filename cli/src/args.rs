@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Train, evaluate and use linear classification heads on embedding files, with the
 /// differentiable top-k cross-entropy loss (Petersen et al., ICML 2022) or softmax cross-entropy.
 #[derive(Debug, Parser)]
-#[command(name = "difftopk", version, about, long_about = None)]
+#[command(name = "difftopk", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -53,7 +53,12 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     pub train_y: String,
     /// Validation embeddings.
-    #[arg(long, value_name = "FILE", requires = "val_y", conflicts_with = "val_fraction")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "val_y",
+        conflicts_with = "val_fraction"
+    )]
     pub val_x: Option<String>,
     /// Validation labels.
     #[arg(long, value_name = "FILE", requires = "val_x")]
@@ -143,6 +148,10 @@ pub struct TrainArgs {
     /// Continue from the checkpoint written beside --out (OUT.checkpoint) after each epoch.
     #[arg(long)]
     pub resume: bool,
+    /// Stop after this many epochs of this invocation (the checkpoint allows --resume later, with
+    /// the same schedule as an uninterrupted run): for jobs with a time limit.
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<usize>,
     /// Extra k to report besides top-1..top-5 (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub k: Vec<usize>,

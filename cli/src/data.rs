@@ -153,7 +153,12 @@ impl LabelledSet {
 
     /// Copies the rows at `positions` (indices into this set) into `x` and their labels into
     /// `labels`.
-    pub fn gather(&self, positions: &[usize], x: &mut Vec<f32>, labels: &mut Vec<usize>) -> CliResult<()> {
+    pub fn gather(
+        &self,
+        positions: &[usize],
+        x: &mut Vec<f32>,
+        labels: &mut Vec<usize>,
+    ) -> CliResult<()> {
         let rows: Vec<usize> = positions.iter().map(|&p| self.selection[p]).collect();
         x.resize(rows.len() * self.dimension(), 0.0);
         self.rows.gather(&rows, x)?;

@@ -18,7 +18,13 @@ pub fn run_eval(args: &EvalArgs) -> CliResult<()> {
     let head = Head::load(&args.head)?;
     let set = LabelledSet::open(&args.x, &args.y, 0)?;
     if set.dimension() != head.dimension {
-        fail!("{}: dimension {} does not match the head's {} ({})", args.x, set.dimension(), head.dimension, args.head);
+        fail!(
+            "{}: dimension {} does not match the head's {} ({})",
+            args.x,
+            set.dimension(),
+            head.dimension,
+            args.head
+        );
     }
     set.check_labels(&args.y, head.classes)?;
     let ks = report_ks(&args.k);
@@ -55,16 +61,30 @@ pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
     let head = Head::load(&args.head)?;
     let embeddings = Embeddings::open(&args.x)?;
     if embeddings.dimension() != head.dimension {
-        fail!("{}: dimension {} does not match the head's {} ({})", args.x, embeddings.dimension(), head.dimension, args.head);
+        fail!(
+            "{}: dimension {} does not match the head's {} ({})",
+            args.x,
+            embeddings.dimension(),
+            head.dimension,
+            args.head
+        );
     }
     if args.top == 0 || args.top > head.classes {
-        fail!("--top {} must be between 1 and the head's {} classes", args.top, head.classes);
+        fail!(
+            "--top {} must be between 1 and the head's {} classes",
+            args.top,
+            head.classes
+        );
     }
     let names = match &args.classes {
         Some(path) => {
             let names = read_class_names(path)?;
             if names.len() != head.classes {
-                fail!("{path}: {} class names, the head has {} classes", names.len(), head.classes);
+                fail!(
+                    "{path}: {} class names, the head has {} classes",
+                    names.len(),
+                    head.classes
+                );
             }
             names
         }
@@ -95,7 +115,14 @@ pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
                 match args.format {
                     PredictFormat::Csv => {
                         for (rank, &c) in top.iter().enumerate() {
-                            writeln!(out, "{index},{},{c},{},{:.6}", rank + 1, csv_field(&names[c]), probability(c)).map_err(io)?;
+                            writeln!(
+                                out,
+                                "{index},{},{c},{},{:.6}",
+                                rank + 1,
+                                csv_field(&names[c]),
+                                probability(c)
+                            )
+                            .map_err(io)?;
                         }
                     }
                     PredictFormat::Jsonl => {
@@ -120,14 +147,19 @@ pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
                     std::io::Error::other("prediction failed")
                 })
             })
-            .map_err(|e| failure.take().unwrap_or_else(|| CliError(format!("{}: {e}", path.display()))))?;
+            .map_err(|e| {
+                failure
+                    .take()
+                    .unwrap_or_else(|| CliError(format!("{}: {e}", path.display())))
+            })?;
             Ok(())
         }
         None => {
             let stdout = std::io::stdout();
             let mut lock = std::io::BufWriter::new(stdout.lock());
             write(&mut lock)?;
-            lock.flush().map_err(|e| CliError(format!("cannot write the predictions: {e}")))
+            lock.flush()
+                .map_err(|e| CliError(format!("cannot write the predictions: {e}")))
         }
     }
 }

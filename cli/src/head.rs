@@ -66,7 +66,8 @@ impl Head {
 
     /// Reads a head written by `difftopk train`, checking its tensors and their shapes.
     pub fn load(path: &str) -> CliResult<Head> {
-        let file = File::open(path).map_err(|e| CliError(format!("{path}: cannot read the head: {e}")))?;
+        let file =
+            File::open(path).map_err(|e| CliError(format!("{path}: cannot read the head: {e}")))?;
         let len = file
             .metadata()
             .map_err(|e| CliError(format!("{path}: {e}")))?
@@ -74,15 +75,20 @@ impl Head {
         if len == 0 {
             fail!("{path}: the file is empty, not a head");
         }
-        let header = read_safetensors_header(path, &file, len)
-            .map_err(|e| CliError(format!("{e} (a head is a .safetensors file written by difftopk train)")))?;
-        let weight_entry = header
-            .tensors
-            .get("weight")
-            .ok_or_else(|| CliError(format!("{path}: no tensor \"weight\"; not a difftopk head")))?;
+        let header = read_safetensors_header(path, &file, len).map_err(|e| {
+            CliError(format!(
+                "{e} (a head is a .safetensors file written by difftopk train)"
+            ))
+        })?;
+        let weight_entry = header.tensors.get("weight").ok_or_else(|| {
+            CliError(format!("{path}: no tensor \"weight\"; not a difftopk head"))
+        })?;
         let (classes, dimension) = match weight_entry.shape[..] {
             [c, d] if c > 0 && d > 0 => (c, d),
-            _ => fail!("{path}: weight has shape {:?}, expected [classes, dimension]", weight_entry.shape),
+            _ => fail!(
+                "{path}: weight has shape {:?}, expected [classes, dimension]",
+                weight_entry.shape
+            ),
         };
         let read = |name: &str, expected: &[usize]| -> CliResult<Vec<f32>> {
             let spec = format!("{path}:{name}");
@@ -110,7 +116,11 @@ impl Head {
             Some(text) => serde_json::from_str::<Vec<String>>(text)
                 .ok()
                 .filter(|names| names.len() == classes)
-                .ok_or_else(|| CliError(format!("{path}: metadata class_names is not a list of {classes} names")))?,
+                .ok_or_else(|| {
+                    CliError(format!(
+                        "{path}: metadata class_names is not a list of {classes} names"
+                    ))
+                })?,
             None => (0..classes).map(|c| c.to_string()).collect(),
         };
         Ok(Head {

@@ -55,7 +55,10 @@ impl TopkCounter {
 
 /// The k reported by default (top-1 .. top-5) plus any extra, sorted and deduplicated.
 pub fn report_ks(extra: &[usize]) -> Vec<usize> {
-    let mut ks: Vec<usize> = (1..=5).chain(extra.iter().copied()).filter(|&k| k > 0).collect();
+    let mut ks: Vec<usize> = (1..=5)
+        .chain(extra.iter().copied())
+        .filter(|&k| k > 0)
+        .collect();
     ks.sort_unstable();
     ks.dedup();
     ks

@@ -23,7 +23,7 @@ impl SplitMix {
 
     /// Uniform in `0..bound` (Lemire's multiply-shift; bias below 2⁻³² for the sizes used here).
     pub fn below(&mut self, bound: usize) -> usize {
-        ((self.next_u64() >> 32) * bound as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * bound as u64) >> 32) as usize
     }
 
     /// Fisher–Yates shuffle.

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use difftopk_autodiff::dfdx::prelude::*;
-use difftopk_autodiff::{softmax_cross_entropy, topk_cross_entropy, AdamW, AdamWConfig, RuntimeLinear};
+use difftopk_autodiff::{
+    softmax_cross_entropy, topk_cross_entropy, AdamW, AdamWConfig, RuntimeLinear,
+};
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
 use difftopk_io::{safetensors, write_bytes_atomically};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,9 +33,11 @@ const EVALUATION_ROWS: usize = 4096;
 fn parse_p_k(text: &str) -> CliResult<Vec<f64>> {
     text.split(',')
         .map(|w| {
-            w.trim()
-                .parse::<f64>()
-                .map_err(|_| CliError(format!("--p-k: {w:?} is not a number (expected e.g. .5,0,0,0,.5)")))
+            w.trim().parse::<f64>().map_err(|_| {
+                CliError(format!(
+                    "--p-k: {w:?} is not a number (expected e.g. .5,0,0,0,.5)"
+                ))
+            })
         })
         .collect()
 }
@@ -64,15 +68,25 @@ fn loss_config(args: &TrainArgs, classes: usize) -> CliResult<Option<TopkLossCon
             Err(_) => fail!("--m {text:?}: expected a number of classes or `all`"),
         },
     };
-    let top1 = Top1Mode::from_name(&args.top1_mode)
-        .map_err(|_| CliError(format!("--top1-mode {:?}: expected sm, smce or sort", args.top1_mode)))?;
+    let top1 = Top1Mode::from_name(&args.top1_mode).map_err(|_| {
+        CliError(format!(
+            "--top1-mode {:?}: expected sm, smce or sort",
+            args.top1_mode
+        ))
+    })?;
     let config = TopkLossConfig::new(method, classes, &p_k)
         .map_err(|e| CliError(format!("--p-k {} with {classes} classes: {e}", args.p_k)))?
         .with_relaxation(relaxation)?
         .with_inverse_temperature(args.inverse_temperature)
         .map_err(|e| CliError(format!("--inverse-temperature: {e}")))?
         .with_preselection(m)
-        .map_err(|e| CliError(format!("--m {}: {e} (with {classes} classes and P_K of length {})", m.map_or("all".into(), |m| m.to_string()), p_k.len())))?
+        .map_err(|e| {
+            CliError(format!(
+                "--m {}: {e} (with {classes} classes and P_K of length {})",
+                m.map_or("all".into(), |m| m.to_string()),
+                p_k.len()
+            ))
+        })?
         .with_top1_mode(top1);
     Ok(Some(config))
 }
@@ -81,7 +95,7 @@ fn loss_config(args: &TrainArgs, classes: usize) -> CliResult<Option<TopkLossCon
 fn fingerprint(settings: &Value) -> Value {
     let mut fixed = settings.clone();
     if let Some(object) = fixed.as_object_mut() {
-        for volatile in ["epochs", "threads", "out", "metrics", "plot", "quiet", "resume"] {
+        for volatile in ["threads", "metrics", "plot", "quiet", "resume"] {
             object.remove(volatile);
         }
     }
@@ -89,7 +103,10 @@ fn fingerprint(settings: &Value) -> Value {
 }
 
 fn checkpoint_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".checkpoint");
     out.with_file_name(name)
 }
@@ -103,7 +120,12 @@ fn accuracy_object(accuracies: &[(usize, f64)]) -> Value {
 }
 
 /// Top-k accuracies of the layer on a set, in blocks of rows.
-fn evaluate(linear: &RuntimeLinear<f32>, device: &Cpu, set: &LabelledSet, ks: &[usize]) -> CliResult<Vec<(usize, f64)>> {
+fn evaluate(
+    linear: &RuntimeLinear<f32>,
+    device: &Cpu,
+    set: &LabelledSet,
+    ks: &[usize],
+) -> CliResult<Vec<(usize, f64)>> {
     let mut counter = TopkCounter::new(ks);
     let (mut x, mut labels) = (Vec::new(), Vec::new());
     let positions: Vec<usize> = (0..set.len()).collect();
@@ -137,30 +159,73 @@ fn save_checkpoint(path: &Path, state: &State, settings: &Value) -> CliResult<()
     let (classes, dimension) = (state.linear.outputs(), state.linear.inputs());
     let moments = state.optimiser.moments();
     let mut tensors = vec![
-        safetensors::TensorToWrite { name: "weight", shape: vec![classes, dimension], values: &weight },
-        safetensors::TensorToWrite { name: "bias", shape: vec![classes], values: &bias },
+        safetensors::TensorToWrite {
+            name: "weight",
+            shape: vec![classes, dimension],
+            values: &weight,
+        },
+        safetensors::TensorToWrite {
+            name: "bias",
+            shape: vec![classes],
+            values: &bias,
+        },
     ];
-    let names = [("adam_m_weight", "adam_v_weight"), ("adam_m_bias", "adam_v_bias")];
+    let names = [
+        ("adam_m_weight", "adam_v_weight"),
+        ("adam_m_bias", "adam_v_bias"),
+    ];
     for ((m, v), (m_name, v_name)) in moments.iter().zip(names) {
-        tensors.push(safetensors::TensorToWrite { name: m_name, shape: vec![m.len()], values: m });
-        tensors.push(safetensors::TensorToWrite { name: v_name, shape: vec![v.len()], values: v });
+        tensors.push(safetensors::TensorToWrite {
+            name: m_name,
+            shape: vec![m.len()],
+            values: m,
+        });
+        tensors.push(safetensors::TensorToWrite {
+            name: v_name,
+            shape: vec![v.len()],
+            values: v,
+        });
     }
     let mut metadata = BTreeMap::new();
     metadata.insert("format".into(), "difftopk-checkpoint-v1".into());
     metadata.insert("adam_steps".into(), state.optimiser.steps().to_string());
-    metadata.insert("history".into(), Value::Array(state.history.clone()).to_string());
+    metadata.insert(
+        "history".into(),
+        Value::Array(state.history.clone()).to_string(),
+    );
     metadata.insert("fingerprint".into(), fingerprint(settings).to_string());
     let bytes = safetensors::serialise(&tensors, &metadata);
-    write_bytes_atomically(path, &bytes).map_err(|e| CliError(format!("{}: cannot write the checkpoint: {e}", path.display())))
+    write_bytes_atomically(path, &bytes).map_err(|e| {
+        CliError(format!(
+            "{}: cannot write the checkpoint: {e}",
+            path.display()
+        ))
+    })
 }
 
-fn load_checkpoint(path: &Path, state: &mut State, settings: &Value, device: &Cpu) -> CliResult<()> {
+fn load_checkpoint(
+    path: &Path,
+    state: &mut State,
+    settings: &Value,
+    device: &Cpu,
+) -> CliResult<()> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| CliError(format!("{name}: cannot resume: {e}")))?;
-    let len = file.metadata().map_err(|e| CliError(format!("{name}: {e}")))?.len();
+    let file =
+        std::fs::File::open(path).map_err(|e| CliError(format!("{name}: cannot resume: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| CliError(format!("{name}: {e}")))?
+        .len();
     let header = difftopk_io::read_safetensors_header(&name, &file, len)?;
-    let meta = |key: &str| header.metadata.get(key).cloned().ok_or_else(|| CliError(format!("{name}: not a difftopk checkpoint (no {key})")));
-    let stored: Value = serde_json::from_str(&meta("fingerprint")?).map_err(|e| CliError(format!("{name}: {e}")))?;
+    let meta = |key: &str| {
+        header
+            .metadata
+            .get(key)
+            .cloned()
+            .ok_or_else(|| CliError(format!("{name}: not a difftopk checkpoint (no {key})")))
+    };
+    let stored: Value = serde_json::from_str(&meta("fingerprint")?)
+        .map_err(|e| CliError(format!("{name}: {e}")))?;
     if stored != fingerprint(settings) {
         fail!("{name}: the checkpoint was written with other settings ({stored}); resume with the same data and options, changing only --epochs");
     }
@@ -177,14 +242,26 @@ fn load_checkpoint(path: &Path, state: &mut State, settings: &Value, device: &Cp
         Ok(values)
     };
     let (classes, dimension) = (state.linear.outputs(), state.linear.inputs());
-    state.linear = RuntimeLinear::from_parts(device, dimension, classes, read("weight", classes * dimension)?, read("bias", classes)?)?;
+    state.linear = RuntimeLinear::from_parts(
+        device,
+        dimension,
+        classes,
+        read("weight", classes * dimension)?,
+        read("bias", classes)?,
+    )?;
     let moments = vec![
-        (read("adam_m_weight", classes * dimension)?, read("adam_v_weight", classes * dimension)?),
+        (
+            read("adam_m_weight", classes * dimension)?,
+            read("adam_v_weight", classes * dimension)?,
+        ),
         (read("adam_m_bias", classes)?, read("adam_v_bias", classes)?),
     ];
-    let steps: u64 = meta("adam_steps")?.parse().map_err(|_| CliError(format!("{name}: bad adam_steps")))?;
+    let steps: u64 = meta("adam_steps")?
+        .parse()
+        .map_err(|_| CliError(format!("{name}: bad adam_steps")))?;
     state.optimiser.restore(steps, moments);
-    state.history = serde_json::from_str::<Vec<Value>>(&meta("history")?).map_err(|e| CliError(format!("{name}: bad history: {e}")))?;
+    state.history = serde_json::from_str::<Vec<Value>>(&meta("history")?)
+        .map_err(|e| CliError(format!("{name}: bad history: {e}")))?;
     Ok(())
 }
 
@@ -243,13 +320,20 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         fail!("the learning rate must be positive and finite, got {learning_rate}");
     }
     if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
-        fail!("--weight-decay must be non-negative, got {}", args.weight_decay);
+        fail!(
+            "--weight-decay must be non-negative, got {}",
+            args.weight_decay
+        );
     }
     let budget = args.max_memory_mib.saturating_mul(1 << 20);
     let mut train = LabelledSet::open(&args.train_x, &args.train_y, budget)?;
     let validation = match (&args.val_x, &args.val_y, args.val_fraction) {
         (Some(x), Some(y), _) => Some((LabelledSet::open(x, y, budget)?, x.clone(), y.clone())),
-        (_, _, Some(fraction)) => Some((train.split_off_validation(fraction, args.seed)?, args.train_x.clone(), args.train_y.clone())),
+        (_, _, Some(fraction)) => Some((
+            train.split_off_validation(fraction, args.seed)?,
+            args.train_x.clone(),
+            args.train_y.clone(),
+        )),
         _ => None,
     };
     let test = match (&args.test_x, &args.test_y) {
@@ -259,22 +343,40 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     let dimension = train.dimension();
     for (set, x, _) in validation.iter().chain(test.iter()) {
         if set.dimension() != dimension {
-            fail!("{x}: dimension {} differs from the training embeddings' {dimension}", set.dimension());
+            fail!(
+                "{x}: dimension {} differs from the training embeddings' {dimension}",
+                set.dimension()
+            );
         }
     }
     let class_names = args.classes.as_deref().map(read_class_names).transpose()?;
     let seen = std::iter::once(train.classes_seen())
-        .chain(validation.iter().chain(test.iter()).map(|(s, _, _)| s.classes_seen()))
+        .chain(
+            validation
+                .iter()
+                .chain(test.iter())
+                .map(|(s, _, _)| s.classes_seen()),
+        )
         .max()
         .unwrap_or(0);
-    let classes = args.num_classes.or(class_names.as_ref().map(Vec::len)).unwrap_or(seen);
+    let classes = args
+        .num_classes
+        .or(class_names.as_ref().map(Vec::len))
+        .unwrap_or(seen);
     if let Some(names) = &class_names {
         if names.len() != classes {
-            fail!("{}: {} class names, but --num-classes is {classes}", args.classes.as_deref().unwrap_or(""), names.len());
+            fail!(
+                "{}: {} class names, but --num-classes is {classes}",
+                args.classes.as_deref().unwrap_or(""),
+                names.len()
+            );
         }
     }
     if classes < 2 {
-        fail!("{}: a classifier needs at least 2 classes, found {classes}", args.train_y);
+        fail!(
+            "{}: a classifier needs at least 2 classes, found {classes}",
+            args.train_y
+        );
     }
     train.check_labels(&args.train_y, classes)?;
     for (set, _, y) in validation.iter().chain(test.iter()) {
@@ -310,31 +412,51 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         "out": args.out.display().to_string(),
     });
     if !args.quiet {
-        eprintln!("difftopk train: settings in effect\n{}", serde_json::to_string_pretty(&settings).expect("JSON"));
+        eprintln!(
+            "difftopk train: settings in effect\n{}",
+            serde_json::to_string_pretty(&settings).expect("JSON")
+        );
     }
 
     let device = Cpu::default();
     let mut state = State {
         linear: RuntimeLinear::new(&device, dimension, classes, args.seed)?,
-        optimiser: AdamW::new(AdamWConfig { learning_rate, betas: [0.9, 0.999], epsilon: 1e-8, weight_decay: args.weight_decay })?,
+        optimiser: AdamW::new(AdamWConfig {
+            learning_rate,
+            betas: [0.9, 0.999],
+            epsilon: 1e-8,
+            weight_decay: args.weight_decay,
+        })?,
         history: Vec::new(),
     };
     let checkpoint = checkpoint_path(&args.out);
     if args.resume {
         load_checkpoint(&checkpoint, &mut state, &settings, &device)?;
         if !args.quiet {
-            eprintln!("resuming from {} after epoch {}", checkpoint.display(), state.history.len());
+            eprintln!(
+                "resuming from {} after epoch {}",
+                checkpoint.display(),
+                state.history.len()
+            );
         }
     }
     let first_epoch = state.history.len() + 1;
     let terminal = !args.quiet && std::io::stderr().is_terminal();
     let (mut x, mut labels) = (Vec::new(), Vec::new());
-    for epoch in first_epoch..=args.epochs {
+    let last_epoch = match args.stop_after {
+        Some(count) => args.epochs.min(first_epoch - 1 + count),
+        None => args.epochs,
+    };
+    for epoch in first_epoch..=last_epoch {
         let started = Instant::now();
         let order = train.epoch_order(args.seed, epoch);
         let bar = terminal.then(|| {
             let bar = ProgressBar::new(steps_per_epoch as u64);
-            bar.set_style(ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}").expect("template").progress_chars("=> "));
+            bar.set_style(
+                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
             bar.set_prefix(format!("{epoch}/{}", args.epochs));
             bar
         });
@@ -344,7 +466,12 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             let global_step = (epoch - 1) * steps_per_epoch + step;
             learning_rate_now = match args.schedule {
                 Schedule::Constant => learning_rate,
-                Schedule::Cosine => 0.5 * learning_rate * (1.0 + (std::f64::consts::PI * global_step as f64 / total_steps as f64).cos()),
+                Schedule::Cosine => {
+                    0.5 * learning_rate
+                        * (1.0
+                            + (std::f64::consts::PI * global_step as f64 / total_steps as f64)
+                                .cos())
+                }
             };
             train.gather(batch, &mut x, &mut labels)?;
             let input = device.tensor_from_vec(std::mem::take(&mut x), (batch.len(), dimension));
@@ -361,18 +488,30 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             loss_sum += value as f64 * batch.len() as f64;
             let mut gradients = loss.backward();
             state.optimiser.set_learning_rate(learning_rate_now);
-            state.optimiser.update_linear(&mut state.linear, &mut gradients)?;
+            state
+                .optimiser
+                .update_linear(&mut state.linear, &mut gradients)?;
             if let Some(bar) = &bar {
                 bar.inc(1);
                 let rows = ((step + 1) * args.batch_size).min(order.len());
-                bar.set_message(format!("loss {:.4}  {:.0} rows/s", loss_sum / rows as f64, rows as f64 / started.elapsed().as_secs_f64()));
+                bar.set_message(format!(
+                    "loss {:.4}  {:.0} rows/s",
+                    loss_sum / rows as f64,
+                    rows as f64 / started.elapsed().as_secs_f64()
+                ));
             }
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let train_loss = loss_sum / train.len() as f64;
         let mut record = json!({"epoch": epoch, "train_loss": train_loss, "lr_end": learning_rate_now, "train_seconds": train_seconds});
-        let val_accuracy = validation.as_ref().map(|(s, _, _)| evaluate(&state.linear, &device, s, &ks)).transpose()?;
-        let test_accuracy = test.as_ref().map(|(s, _, _)| evaluate(&state.linear, &device, s, &ks)).transpose()?;
+        let val_accuracy = validation
+            .as_ref()
+            .map(|(s, _, _)| evaluate(&state.linear, &device, s, &ks))
+            .transpose()?;
+        let test_accuracy = test
+            .as_ref()
+            .map(|(s, _, _)| evaluate(&state.linear, &device, s, &ks))
+            .transpose()?;
         if let Some(a) = &val_accuracy {
             record["val"] = accuracy_object(a);
         }
@@ -397,6 +536,16 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         save_checkpoint(&checkpoint, &state, &settings)?;
     }
 
+    if last_epoch < args.epochs {
+        if !args.quiet {
+            eprintln!(
+                "stopped after epoch {last_epoch} of {}; continue with --resume ({})",
+                args.epochs,
+                checkpoint.display()
+            );
+        }
+        return Ok(());
+    }
     let final_block = final_metrics(&state.history, &ks);
     let mut metadata = BTreeMap::new();
     metadata.insert("settings".into(), settings.to_string());
@@ -413,7 +562,8 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     if let Some(path) = &args.metrics {
         let document = json!({"settings": settings, "epochs": state.history, "final": final_block});
         let text = serde_json::to_string_pretty(&document).expect("JSON") + "\n";
-        write_bytes_atomically(path, text.as_bytes()).map_err(|e| CliError(format!("{}: cannot write the metrics: {e}", path.display())))?;
+        write_bytes_atomically(path, text.as_bytes())
+            .map_err(|e| CliError(format!("{}: cannot write the metrics: {e}", path.display())))?;
     }
     if let Some(path) = &args.plot {
         write_plot(path, &state.history, &ks)?;
@@ -431,7 +581,10 @@ fn write_plot(path: &Path, history: &[Value], ks: &[usize]) -> CliResult<()> {
     }
     let loss = vec![plot::Series {
         label: "train loss".into(),
-        values: history.iter().map(|h| h["train_loss"].as_f64().unwrap_or(f64::NAN)).collect(),
+        values: history
+            .iter()
+            .map(|h| h["train_loss"].as_f64().unwrap_or(f64::NAN))
+            .collect(),
     }];
     let mut accuracy = Vec::new();
     for set in ["val", "test"] {
@@ -440,11 +593,15 @@ fn write_plot(path: &Path, history: &[Value], ks: &[usize]) -> CliResult<()> {
             if history.iter().any(|h| h[set][&key].is_number()) {
                 accuracy.push(plot::Series {
                     label: format!("{set} top-{k}"),
-                    values: history.iter().map(|h| h[set][&key].as_f64().unwrap_or(f64::NAN)).collect(),
+                    values: history
+                        .iter()
+                        .map(|h| h[set][&key].as_f64().unwrap_or(f64::NAN))
+                        .collect(),
                 });
             }
         }
     }
     let svg = plot::chart("difftopk train", &loss, &accuracy);
-    write_bytes_atomically(path, svg.as_bytes()).map_err(|e| CliError(format!("{}: cannot write the plot: {e}", path.display())))
+    write_bytes_atomically(path, svg.as_bytes())
+        .map_err(|e| CliError(format!("{}: cannot write the plot: {e}", path.display())))
 }

@@ -43,11 +43,7 @@ fn unreadable(source: &str, error: std::io::Error) -> DataError {
     DataError::new(source, Problem::Unreadable(error.to_string()))
 }
 
-fn choose(
-    source: &str,
-    names: Vec<String>,
-    wanted: Option<&str>,
-) -> Result<String, DataError> {
+fn choose(source: &str, names: Vec<String>, wanted: Option<&str>) -> Result<String, DataError> {
     match wanted {
         Some(name) if names.iter().any(|n| n == name) => Ok(name.to_string()),
         Some(name) => Err(DataError::new(

@@ -1,0 +1,467 @@
+//! End-to-end runs of the real `difftopk` binary on the bundled digits_smoke set: train → eval →
+//! predict, resume, and one test per bad input (exit status 2, one error line naming the file and
+//! the problem, no output file written or damaged).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use difftopk_io::{npy_f32_bytes, npy_i64_bytes};
+use serde_json::Value;
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_difftopk"))
+}
+
+fn data(file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/digits_smoke")
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("difftopk-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("the difftopk binary runs")
+}
+
+fn train_args(dir: &Path) -> Vec<String> {
+    [
+        "train",
+        "--train-x",
+        &data("X_train.npy"),
+        "--train-y",
+        &data("y_train.npy"),
+        "--out",
+        &path(dir, "head.safetensors"),
+        "--epochs",
+        "3",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn json_file(file: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+}
+
+#[test]
+fn train_eval_predict_end_to_end() {
+    let dir = scratch("e2e");
+    let (head, metrics, plot) = (
+        path(&dir, "head.safetensors"),
+        path(&dir, "metrics.json"),
+        path(&dir, "curves.svg"),
+    );
+    let output = run(binary().args(train_args(&dir)).args([
+        "--val-fraction",
+        "0.2",
+        "--test-x",
+        &data("X_test.npy"),
+        "--test-y",
+        &data("y_test.npy"),
+        "--classes",
+        &data("classes.txt"),
+        "--metrics",
+        &metrics,
+        "--plot",
+        &plot,
+        "--epochs",
+        "8",
+        "--k",
+        "7",
+    ]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let document = json_file(&metrics);
+    let epochs = document["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 8);
+    for record in epochs {
+        for k in ["top1", "top2", "top3", "top4", "top5", "top7"] {
+            assert!(
+                record["val"][k].is_number() && record["test"][k].is_number(),
+                "{record}"
+            );
+        }
+        assert!(record["train_loss"].as_f64().unwrap().is_finite());
+    }
+    let last_loss = epochs[7]["train_loss"].as_f64().unwrap();
+    assert!(last_loss < epochs[0]["train_loss"].as_f64().unwrap());
+    let final_block = &document["final"];
+    assert!(
+        final_block["rule"]["epochs"]["top1"].is_number(),
+        "{final_block}"
+    );
+    let top1 = final_block["test"]["top1"].as_f64().unwrap();
+    let top5 = final_block["test"]["top5"].as_f64().unwrap();
+    assert!(top1 > 0.9 && top5 >= top1, "top1 {top1} top5 {top5}");
+    assert_eq!(document["settings"]["topk"]["method"], "splitter_selection");
+    assert!(std::fs::read_to_string(&plot).unwrap().starts_with("<svg"));
+
+    // eval: the saved head is the last epoch's, so its test accuracy is the last record's.
+    let output = run(binary().args([
+        "eval",
+        "--head",
+        &head,
+        "--x",
+        &data("X_test.npy"),
+        "--y",
+        &data("y_test.npy"),
+        "--json",
+    ]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let evaluated: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(evaluated["top1"], epochs[7]["test"]["top1"]);
+    assert_eq!(evaluated["rows"], 540);
+    let table = run(binary().args([
+        "eval",
+        "--head",
+        &head,
+        "--x",
+        &data("X_test.npy"),
+        "--y",
+        &data("y_test.npy"),
+        "--k",
+        "10",
+    ]));
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("100.00%"),
+        "top-10 of 10 classes is 100 %: {table}"
+    );
+
+    // predict: CSV and JSON lines, class names from the head.
+    let predictions = path(&dir, "predictions.csv");
+    let output = run(binary().args([
+        "predict",
+        "--head",
+        &head,
+        "--x",
+        &data("X_test.npy"),
+        "--top",
+        "3",
+        "--out",
+        &predictions,
+    ]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let csv = std::fs::read_to_string(&predictions).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "row,rank,class,name,probability");
+    assert_eq!(lines.len(), 1 + 540 * 3);
+    let output = run(binary().args([
+        "predict",
+        "--head",
+        &head,
+        "--x",
+        &data("X_test.npy"),
+        "--format",
+        "jsonl",
+    ]));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let top = first["top"].as_array().unwrap();
+    assert_eq!(top.len(), 5);
+    let probabilities: Vec<f64> = top
+        .iter()
+        .map(|t| t["probability"].as_f64().unwrap())
+        .collect();
+    assert!(probabilities.windows(2).all(|w| w[0] >= w[1]) && probabilities[0] <= 1.0);
+    assert_eq!(top[0]["name"], top[0]["class"].to_string());
+}
+
+#[test]
+fn softmax_ce_and_other_methods_train() {
+    for extra in [
+        vec!["--loss", "softmax-ce"],
+        vec!["--method", "neuralsort", "--p-k", "0.5,0.5"],
+        vec![
+            "--method",
+            "odd_even",
+            "--distribution",
+            "cauchy",
+            "--m",
+            "all",
+        ],
+        vec![
+            "--nloglr",
+            "2",
+            "--schedule",
+            "constant",
+            "--top1-mode",
+            "smce",
+        ],
+    ] {
+        let dir = scratch(&format!("methods-{}", extra[1]));
+        let metrics = path(&dir, "m.json");
+        let output = run(binary()
+            .args(train_args(&dir))
+            .args([
+                "--test-x",
+                &data("X_test.npy"),
+                "--test-y",
+                &data("y_test.npy"),
+                "--metrics",
+                &metrics,
+            ])
+            .args(&extra));
+        assert!(
+            output.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let top5 = json_file(&metrics)["final"]["test"]["top5"]
+            .as_f64()
+            .unwrap();
+        assert!(top5 > 0.9, "{extra:?}: top5 {top5}");
+    }
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let straight = scratch("straight");
+    let output = run(binary().args(train_args(&straight)).args(["--epochs", "4"]));
+    assert!(output.status.success());
+    let resumed = scratch("resumed");
+    let output =
+        run(binary()
+            .args(train_args(&resumed))
+            .args(["--epochs", "4", "--stop-after", "2"]));
+    assert!(output.status.success());
+    assert!(
+        !Path::new(&path(&resumed, "head.safetensors")).exists(),
+        "no head before the last epoch"
+    );
+    let output = run(binary()
+        .args(train_args(&resumed))
+        .args(["--epochs", "4", "--resume"]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for tensor in ["weight", "bias"] {
+        let a = parameters(&path(&straight, "head.safetensors"), tensor);
+        let b = parameters(&path(&resumed, "head.safetensors"), tensor);
+        assert!(
+            a == b,
+            "{tensor}: a run resumed after epoch 2 differs from an uninterrupted one"
+        );
+    }
+    // Other settings cannot resume that checkpoint.
+    let output = run(binary()
+        .args(train_args(&resumed))
+        .args(["--epochs", "4", "--resume", "--lr", "0.2"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("other settings"));
+}
+
+/// The raw bytes of one tensor of a head file.
+fn parameters(head: &str, tensor: &str) -> Vec<u8> {
+    let array = difftopk_io::ArrayFile::open(&format!("{head}:{tensor}")).unwrap();
+    let mut bytes = vec![0u8; array.shape().iter().product::<usize>() * 4];
+    array.read_bytes(0, &mut bytes).unwrap();
+    bytes
+}
+
+/// Runs a command that must fail: exit 2, exactly one line on stderr containing every `needle`.
+fn assert_fails(command: &mut Command, needles: &[&str]) {
+    let output = run(command);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for needle in needles {
+        assert!(lines[0].contains(needle), "{needle:?} not in {stderr}");
+    }
+    assert!(!stderr.contains("panicked"));
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let file = path(dir, name);
+    std::fs::write(&file, bytes).unwrap();
+    file
+}
+
+fn train_with(dir: &Path, x: &str, y: &str, extra: &[&str]) -> Command {
+    let mut command = binary();
+    command.args([
+        "train",
+        "--train-x",
+        x,
+        "--train-y",
+        y,
+        "--out",
+        &path(dir, "head.safetensors"),
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    command.args(extra);
+    command
+}
+
+#[test]
+fn bad_inputs_fail_with_one_clear_line() {
+    let dir = scratch("bad");
+    let (x, y) = (data("X_train.npy"), data("y_train.npy"));
+    let good_x: Vec<f32> = (0..40).map(|i| (i % 7) as f32 / 7.0).collect();
+    let small_x = write(&dir, "small_x.npy", &npy_f32_bytes(&[10, 4], &good_x));
+    let small_y = write(
+        &dir,
+        "small_y.npy",
+        &npy_i64_bytes(&[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]),
+    );
+
+    let missing = path(&dir, "missing.npy");
+    assert_fails(
+        &mut train_with(&dir, &missing, &y, &[]),
+        &[&missing, "cannot read"],
+    );
+    let text = write(&dir, "text.npy", b"1,2,3\n4,5,6\n");
+    assert_fails(
+        &mut train_with(&dir, &text, &y, &[]),
+        &[&text, "not a .npy, .npz or .safetensors"],
+    );
+    let full = npy_f32_bytes(&[10, 4], &good_x);
+    let truncated = write(&dir, "truncated.npy", &full[..full.len() - 7]);
+    assert_fails(
+        &mut train_with(&dir, &truncated, &small_y, &[]),
+        &[&truncated, "truncated"],
+    );
+    let mut complex = full.clone();
+    let at = complex.windows(3).position(|w| w == b"<f4").unwrap();
+    complex[at..at + 3].copy_from_slice(b"<c8");
+    let complex = write(&dir, "complex.npy", &complex);
+    assert_fails(
+        &mut train_with(&dir, &complex, &small_y, &[]),
+        &[&complex, "unsupported dtype"],
+    );
+    let one_d = write(&dir, "one_d.npy", &npy_f32_bytes(&[40], &good_x));
+    assert_fails(
+        &mut train_with(&dir, &one_d, &small_y, &[]),
+        &[&one_d, "2-D"],
+    );
+    let empty = write(&dir, "empty.npy", b"");
+    assert_fails(
+        &mut train_with(&dir, &empty, &small_y, &[]),
+        &[&empty, "empty"],
+    );
+    let short_y = write(&dir, "short_y.npy", &npy_i64_bytes(&[0, 1, 2]));
+    assert_fails(
+        &mut train_with(&dir, &small_x, &short_y, &[]),
+        &[&short_y, "3 labels", "10 rows"],
+    );
+    let big_label = write(
+        &dir,
+        "big_label.npy",
+        &npy_i64_bytes(&[0, 1, 2, 0, 1, 2, 3, 1, 2, 0]),
+    );
+    assert_fails(
+        &mut train_with(&dir, &small_x, &big_label, &["--num-classes", "3"]),
+        &[&big_label, "label 3 at row 6", "3"],
+    );
+    let negative = write(
+        &dir,
+        "negative.npy",
+        &npy_i64_bytes(&[0, 1, 2, -1, 1, 2, 0, 1, 2, 0]),
+    );
+    assert_fails(
+        &mut train_with(&dir, &small_x, &negative, &[]),
+        &[&negative, "label -1 at row 3"],
+    );
+    let mut with_nan = good_x.clone();
+    with_nan[4 * 5 + 2] = f32::INFINITY;
+    let nan_x = write(&dir, "nan_x.npy", &npy_f32_bytes(&[10, 4], &with_nan));
+    assert_fails(
+        &mut train_with(&dir, &nan_x, &small_y, &[]),
+        &[&nan_x, "row 5, column 2"],
+    );
+    assert_fails(&mut train_with(&dir, &x, &y, &["--m", "12"]), &["--m 12"]);
+    assert_fails(
+        &mut train_with(
+            &dir,
+            &x,
+            &y,
+            &["--p-k", ".1,.1,.1,.1,.1,.1,.1,.1,.1,.05,.05"],
+        ),
+        &["--p-k"],
+    );
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--p-k", ".5,0,0,0,.4"]),
+        &["--p-k", "sum"],
+    );
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--p-k", ".5,x"]),
+        &["--p-k", "\"x\""],
+    );
+
+    // A head whose D does not match the embeddings.
+    let head = path(&dir, "head.safetensors");
+    assert!(run(&mut train_with(
+        &dir,
+        &small_x,
+        &small_y,
+        &["--p-k", ".5,.5"]
+    ))
+    .status
+    .success());
+    assert_fails(
+        binary().args(["eval", "--head", &head, "--x", &x, "--y", &y]),
+        &[&x, "dimension 64", "head's 4"],
+    );
+    assert_fails(
+        binary().args(["predict", "--head", &head, "--x", &x]),
+        &[&x, "dimension 64"],
+    );
+    assert_fails(
+        binary().args(["eval", "--head", &small_x, "--x", &small_x, "--y", &small_y]),
+        &[&small_x],
+    );
+}
+
+#[test]
+fn failures_leave_existing_outputs_untouched() {
+    let dir = scratch("untouched");
+    let head = path(&dir, "head.safetensors");
+    let metrics = path(&dir, "metrics.json");
+    std::fs::write(&head, b"precious").unwrap();
+    let bad_y = write(&dir, "bad_y.npy", &npy_i64_bytes(&[-5]));
+    assert_fails(
+        &mut train_with(&dir, &data("X_train.npy"), &bad_y, &["--metrics", &metrics]),
+        &[&bad_y],
+    );
+    assert_eq!(std::fs::read(&head).unwrap(), b"precious");
+    assert!(!Path::new(&metrics).exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
