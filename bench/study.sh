@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Loss study: softmax CE against top-k settings on one data set, same budget, several seeds.
 # Usage: bench/study.sh DATA_DIR [extra difftopk train flags...]
+# GRID_FILE=file replaces the built-in grid (lines: LABEL FLAGS...); SEEDS="0 1 2" sets the seeds.
 # Prints one line per setting: mean test top-1..top-5 over the seeds (percent).
 set -euo pipefail
 data=${1:?data directory with X_train.npy y_train.npy X_test.npy y_test.npy}; shift
@@ -30,11 +31,7 @@ PY
 }
 EXTRA=("$@")
 echo "setting                                                 top1   top2   top3   top4   top5"
-while read -r label flags; do
-  [ -z "$label" ] && continue
-  # shellcheck disable=SC2086
-  run "$label" $flags
-done <<'GRID'
+default_grid=$(cat <<'GRID'
 softmax-ce                 --loss softmax-ce
 topk-default               --loss topk
 topk-pk.5,0,0,0,.5-m-all   --loss topk --m all
@@ -50,3 +47,10 @@ topk-logistic              --loss topk --distribution logistic
 topk-smce                  --loss topk --top1-mode smce
 topk-softsort              --loss topk --method softsort
 GRID
+)
+if [ -n "${GRID_FILE:-}" ]; then grid=$(cat "$GRID_FILE"); else grid=$default_grid; fi
+while read -r label flags; do
+  [ -z "$label" ] && continue
+  # shellcheck disable=SC2086
+  run "$label" $flags
+done <<< "$grid"
