@@ -37,11 +37,12 @@ PY
 }
 echo "data $data, $epochs epochs, batch $batch, Adam lr $lr, 1 thread; seconds = training loop only"
 {
-  echo "pytorch-ce $($PYTHON bench/reference_head.py "$data" ce "$epochs" "$batch" "$lr")"
-  echo "pytorch-difftopk $($PYTHON bench/reference_head.py "$data" topk "$epochs" "$batch" "$lr")"
+  echo "pytorch-ce $($PYTHON bench/reference_head.py "$data" ce "$epochs" "$batch" "$lr" | tail -1)"
+  echo "pytorch-difftopk $($PYTHON bench/reference_head.py "$data" topk "$epochs" "$batch" "$lr" | tail -1)"
   echo "difftopk-rs-ce $(ours softmax-ce)"
   echo "difftopk-rs-topk $(ours topk)"
 } > "$tmp/results"
+cat "$tmp/results" >&2
 python3 - "$tmp/results" <<'PY'
 import json, sys
 rows = {}

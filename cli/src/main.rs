@@ -10,6 +10,7 @@ mod args;
 mod data;
 mod error;
 mod eval;
+mod fused;
 mod head;
 mod metrics;
 mod plot;

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use difftopk_autodiff::dfdx::prelude::*;
-use difftopk_autodiff::{
-    softmax_cross_entropy, topk_cross_entropy, AdamW, AdamWConfig, RuntimeLinear,
-};
+use difftopk_autodiff::{AdamW, AdamWConfig, RuntimeLinear};
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
 use difftopk_io::{safetensors, write_bytes_atomically};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,6 +16,7 @@ use crate::args::{LossKind, Schedule, TrainArgs};
 use crate::data::LabelledSet;
 use crate::error::{CliError, CliResult};
 use crate::fail;
+use crate::fused::{FusedHead, StepLoss};
 use crate::head::{logits, read_class_names, Head};
 use crate::metrics::{report_ks, TopkCounter};
 use crate::plot;
@@ -148,15 +147,14 @@ fn describe(accuracies: &[(usize, f64)]) -> String {
 
 /// Everything a run carries from epoch to epoch (what a checkpoint holds).
 struct State {
-    linear: RuntimeLinear<f32>,
+    head: FusedHead,
     optimiser: AdamW<f32>,
     history: Vec<Value>,
 }
 
 fn save_checkpoint(path: &Path, state: &State, settings: &Value) -> CliResult<()> {
-    let weight = state.linear.weight.as_vec();
-    let bias = state.linear.bias.as_vec();
-    let (classes, dimension) = (state.linear.outputs(), state.linear.inputs());
+    let (weight, bias) = (&state.head.weight, &state.head.bias);
+    let (classes, dimension) = (bias.len(), weight.len() / bias.len());
     let moments = state.optimiser.moments();
     let mut tensors = vec![
         safetensors::TensorToWrite {
@@ -203,12 +201,7 @@ fn save_checkpoint(path: &Path, state: &State, settings: &Value) -> CliResult<()
     })
 }
 
-fn load_checkpoint(
-    path: &Path,
-    state: &mut State,
-    settings: &Value,
-    device: &Cpu,
-) -> CliResult<()> {
+fn load_checkpoint(path: &Path, state: &mut State, settings: &Value) -> CliResult<()> {
     let name = path.display().to_string();
     let file =
         std::fs::File::open(path).map_err(|e| CliError(format!("{name}: cannot resume: {e}")))?;
@@ -241,13 +234,13 @@ fn load_checkpoint(
         array.dtype().decode_into_f32(&bytes, true, &mut values);
         Ok(values)
     };
-    let (classes, dimension) = (state.linear.outputs(), state.linear.inputs());
-    state.linear = RuntimeLinear::from_parts(
-        device,
-        dimension,
-        classes,
+    let classes = state.head.bias.len();
+    let dimension = state.head.weight.len() / classes;
+    state.head = FusedHead::new(
         read("weight", classes * dimension)?,
         read("bias", classes)?,
+        classes,
+        dimension,
     )?;
     let moments = vec![
         (
@@ -419,8 +412,14 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     }
 
     let device = Cpu::default();
+    let initial = RuntimeLinear::<f32>::new(&device, dimension, classes, args.seed)?;
     let mut state = State {
-        linear: RuntimeLinear::new(&device, dimension, classes, args.seed)?,
+        head: FusedHead::new(
+            initial.weight.as_vec(),
+            initial.bias.as_vec(),
+            classes,
+            dimension,
+        )?,
         optimiser: AdamW::new(AdamWConfig {
             learning_rate,
             betas: [0.9, 0.999],
@@ -431,7 +430,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     };
     let checkpoint = checkpoint_path(&args.out);
     if args.resume {
-        load_checkpoint(&checkpoint, &mut state, &settings, &device)?;
+        load_checkpoint(&checkpoint, &mut state, &settings)?;
         if !args.quiet {
             eprintln!(
                 "resuming from {} after epoch {}",
@@ -441,6 +440,10 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         }
     }
     let first_epoch = state.history.len() + 1;
+    let step_loss = match &topk_loss {
+        Some(loss) => StepLoss::Topk(loss),
+        None => StepLoss::SoftmaxCrossEntropy,
+    };
     let terminal = !args.quiet && std::io::stderr().is_terminal();
     let (mut x, mut labels) = (Vec::new(), Vec::new());
     let last_epoch = match args.stop_after {
@@ -474,23 +477,14 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
                 }
             };
             train.gather(batch, &mut x, &mut labels)?;
-            let input = device.tensor_from_vec(std::mem::take(&mut x), (batch.len(), dimension));
-            let gradients = state.linear.alloc_grads()?;
-            let scores = state.linear.forward(input.traced(gradients))?;
-            let loss = match &topk_loss {
-                Some(loss) => topk_cross_entropy(scores, &labels, loss)?,
-                None => softmax_cross_entropy(scores, &labels)?,
-            };
-            let value = loss.array();
+            state.optimiser.set_learning_rate(learning_rate_now);
+            let value = state
+                .head
+                .step(&x, &labels, &step_loss, &mut state.optimiser)?;
             if !value.is_finite() {
                 fail!("the training loss became {value} at epoch {epoch}, step {step}: lower --lr");
             }
             loss_sum += value as f64 * batch.len() as f64;
-            let mut gradients = loss.backward();
-            state.optimiser.set_learning_rate(learning_rate_now);
-            state
-                .optimiser
-                .update_linear(&mut state.linear, &mut gradients)?;
             if let Some(bar) = &bar {
                 bar.inc(1);
                 let rows = ((step + 1) * args.batch_size).min(order.len());
@@ -504,13 +498,20 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         let train_seconds = started.elapsed().as_secs_f64();
         let train_loss = loss_sum / train.len() as f64;
         let mut record = json!({"epoch": epoch, "train_loss": train_loss, "lr_end": learning_rate_now, "train_seconds": train_seconds});
+        let linear = RuntimeLinear::from_parts(
+            &device,
+            dimension,
+            classes,
+            state.head.weight.clone(),
+            state.head.bias.clone(),
+        )?;
         let val_accuracy = validation
             .as_ref()
-            .map(|(s, _, _)| evaluate(&state.linear, &device, s, &ks))
+            .map(|(s, _, _)| evaluate(&linear, &device, s, &ks))
             .transpose()?;
         let test_accuracy = test
             .as_ref()
-            .map(|(s, _, _)| evaluate(&state.linear, &device, s, &ks))
+            .map(|(s, _, _)| evaluate(&linear, &device, s, &ks))
             .transpose()?;
         if let Some(a) = &val_accuracy {
             record["val"] = accuracy_object(a);
@@ -551,8 +552,8 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     metadata.insert("settings".into(), settings.to_string());
     metadata.insert("final".into(), final_block.to_string());
     let head = Head {
-        weight: state.linear.weight.as_vec(),
-        bias: state.linear.bias.as_vec(),
+        weight: state.head.weight.clone(),
+        bias: state.head.bias.clone(),
         classes,
         dimension,
         class_names: class_names.unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect()),
