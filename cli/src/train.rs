@@ -160,12 +160,12 @@ fn save_checkpoint(path: &Path, state: &State, settings: &Value) -> CliResult<()
         safetensors::TensorToWrite {
             name: "weight",
             shape: vec![classes, dimension],
-            values: &weight,
+            values: weight,
         },
         safetensors::TensorToWrite {
             name: "bias",
             shape: vec![classes],
-            values: &bias,
+            values: bias,
         },
     ];
     let names = [

@@ -1,7 +1,8 @@
 //! The batch API: mean loss over row-major `(B, n)` logits and its gradient.
 
+use crate::lanes::{network_loss_lanes, LaneBuffers, LANES};
 use crate::loss::{sample_loss, scratch_size, Scratch, ScratchSize};
-use crate::network::{NetworkRef, SortingNetwork};
+use crate::network::SortingNetwork;
 use crate::{Error, Method, Real, TopkLossConfig};
 use alloc::vec;
 
@@ -90,17 +91,43 @@ impl TopkLoss {
         losses: &mut [F],
     ) -> Result<(), Error> {
         let n = self.config.classes();
+        if let Some(network) = self.network.as_ref() {
+            // Sorting networks: rows side by side in lanes (bit-identical to sample_loss).
+            let mut buffers =
+                LaneBuffers::new(self.config.sorted_inputs(), network.num_comparators());
+            for (block, (block_logits, block_labels)) in logits
+                .chunks(LANES * n)
+                .zip(labels.chunks(LANES))
+                .enumerate()
+            {
+                let start = block * LANES;
+                let block_gradient = gradient
+                    .as_deref_mut()
+                    .map(|g| &mut g[start * n..(start + block_labels.len()) * n]);
+                network_loss_lanes(
+                    &self.config,
+                    network.as_ref().comparators(),
+                    first_row + start,
+                    block_logits,
+                    block_labels,
+                    block_gradient,
+                    scale,
+                    &mut losses[start..start + block_labels.len()],
+                    &mut buffers,
+                )?;
+            }
+            return Ok(());
+        }
         let size = self.scratch_size();
         let mut reals = vec![F::zero(); size.reals];
         let mut indices = vec![0u32; size.indices];
-        let network: Option<NetworkRef<'_>> = self.network.as_ref().map(|n| n.as_ref());
         for (offset, (row_logits, &label)) in logits.chunks_exact(n).zip(labels).enumerate() {
             let row_gradient = gradient
                 .as_deref_mut()
                 .map(|g| &mut g[offset * n..(offset + 1) * n]);
             losses[offset] = sample_loss(
                 &self.config,
-                network.as_ref(),
+                None,
                 first_row + offset,
                 row_logits,
                 label,

@@ -46,9 +46,14 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 mod config;
 mod error;
+mod exp;
+#[cfg(feature = "alloc")]
+mod lanes;
 pub mod loss;
 pub mod network;
 pub mod neuralsort;

@@ -99,17 +99,7 @@ pub fn sample_loss<F: Real>(
     scratch: Scratch<'_, F>,
 ) -> Result<F, Error> {
     let classes = config.classes();
-    Error::check_length("logits", classes, logits.len())?;
-    if label >= classes {
-        return Err(Error::LabelOutOfRange {
-            row,
-            label,
-            classes,
-        });
-    }
-    if let Some(column) = logits.iter().position(|z| !z.is_finite()) {
-        return Err(Error::NonFiniteInput { row, column });
-    }
+    check_row(config, row, logits, label)?;
     let comparators = match (config.method().is_network(), network) {
         (true, Some(net)) => {
             check_network(config, net)?;
@@ -139,22 +129,7 @@ pub fn sample_loss<F: Real>(
     let (work_v, reals) = reals.split_at_mut(n);
 
     // 1. Preselection: the true class first, then the m − 1 largest wrong classes.
-    let sorted_label = match config.preselection() {
-        Some(_) => {
-            selection[0] = label as u32;
-            largest_indices(logits, Some(label), &mut selection[1..n]);
-            0
-        }
-        None => {
-            for (i, s) in selection.iter_mut().enumerate() {
-                *s = i as u32;
-            }
-            label
-        }
-    };
-    for (x, &i) in selected.iter_mut().zip(selection.iter()) {
-        *x = logits[i as usize];
-    }
+    let sorted_label = preselect(config, logits, label, selection, selected);
 
     // 2. Mass of the label at the top K positions (rank ρ = 0 the largest).
     let beta = F::of(config.inverse_temperature());
@@ -195,50 +170,15 @@ pub fn sample_loss<F: Real>(
     }
 
     // 3.–4. Mixture, clamp, log.
-    let mode = config.top1_mode();
-    let p_first = F::of(config.topk_distribution()[0]);
-    let mut q = F::zero();
-    let mut weights = [F::zero(); crate::MAX_K];
-    for rank in 0..k {
-        weights[rank] = F::of(config.rank_weight(rank));
-        q += weights[rank] * mass[rank];
-    }
-    let uses_softmax = mode != Top1Mode::Sort;
-    let mut log_partition = F::zero();
-    if uses_softmax {
-        let (maximum, sum) = softmax(selected, probabilities);
-        log_partition = maximum + sum.ln();
-    }
-    let scale = F::of(CLAMP_SCALE);
-    let shift = F::of(CLAMP_SHIFT);
-    let (loss, q_adjoint) = match mode {
-        Top1Mode::Softmax => {
-            q += p_first * probabilities[sorted_label];
-            let clamped = q * scale + shift;
-            (-clamped.ln(), -scale / clamped)
-        }
-        Top1Mode::Sort => {
-            let clamped = q * scale + shift;
-            (-clamped.ln(), -scale / clamped)
-        }
-        Top1Mode::SoftmaxCrossEntropy => {
-            let rest_weight = F::of(config.topk_distribution()[1..].iter().sum::<f64>());
-            let cross_entropy = log_partition - selected[sorted_label];
-            let clamped = q * scale + shift;
-            (
-                p_first * cross_entropy - rest_weight * clamped.ln(),
-                -rest_weight * scale / clamped,
-            )
-        }
-    };
+    let (loss, q_adjoint) = mixture(config, &mass[..k], selected, sorted_label, probabilities);
 
     let Some(gradient) = gradient else {
         return Ok(loss);
     };
 
     // Backward: adjoints of the mass, then the method's reverse pass into work_x (n values).
-    for rank in 0..k {
-        mass_adjoint[rank] = q_adjoint * weights[rank];
+    for (rank, adjoint) in mass_adjoint.iter_mut().take(k).enumerate() {
+        *adjoint = q_adjoint * F::of(config.rank_weight(rank));
     }
     match config.method().family() {
         Family::SortingNetwork => {
@@ -281,8 +221,133 @@ pub fn sample_loss<F: Real>(
             softsort_rows_backward(selected, k, beta, rows, &index_rest[..k], adjoint, work_x);
         }
     }
-    // The softmax / cross-entropy term.
+    finish_gradient(
+        config,
+        q_adjoint,
+        probabilities,
+        sorted_label,
+        selection,
+        work_x,
+        gradient,
+        gradient_scale,
+    );
+    Ok(loss)
+}
+
+/// Validation of one row: its length, its label, finite logits (errors name `row`).
+pub(crate) fn check_row<F: Real>(
+    config: &TopkLossConfig,
+    row: usize,
+    logits: &[F],
+    label: usize,
+) -> Result<(), Error> {
+    let classes = config.classes();
+    Error::check_length("logits", classes, logits.len())?;
+    if label >= classes {
+        return Err(Error::LabelOutOfRange {
+            row,
+            label,
+            classes,
+        });
+    }
+    if let Some(column) = logits.iter().position(|z| !z.is_finite()) {
+        return Err(Error::NonFiniteInput { row, column });
+    }
+    Ok(())
+}
+
+/// Step 1 of the loss: `selection` (n′ indices) receives the sorted classes — with m, the true
+/// class first, then the m − 1 largest others (ties to the lower index); without, all classes —
+/// and `selected` their logits. Returns the label's position among them.
+pub(crate) fn preselect<F: Real>(
+    config: &TopkLossConfig,
+    logits: &[F],
+    label: usize,
+    selection: &mut [u32],
+    selected: &mut [F],
+) -> usize {
+    let n = config.sorted_inputs();
+    let sorted_label = match config.preselection() {
+        Some(_) => {
+            selection[0] = label as u32;
+            largest_indices(logits, Some(label), &mut selection[1..n]);
+            0
+        }
+        None => {
+            for (i, s) in selection.iter_mut().enumerate().take(n) {
+                *s = i as u32;
+            }
+            label
+        }
+    };
+    for (x, &i) in selected.iter_mut().zip(selection.iter()).take(n) {
+        *x = logits[i as usize];
+    }
+    sorted_label
+}
+
+/// Steps 3–4: the mixture `q` of the label's mass at the top K positions (`mass[ρ]`, ρ = 0 the
+/// largest) and, by the top-1 mode, the softmax of the selected logits; the clamp and the log.
+/// Returns `(loss, ∂loss/∂q)`; `probabilities` receives the softmax when the mode uses it.
+pub(crate) fn mixture<F: Real>(
+    config: &TopkLossConfig,
+    mass: &[F],
+    selected: &[F],
+    sorted_label: usize,
+    probabilities: &mut [F],
+) -> (F, F) {
+    let mode = config.top1_mode();
+    let p_first = F::of(config.topk_distribution()[0]);
+    let mut q = F::zero();
+    for (rank, &m) in mass.iter().enumerate() {
+        q += F::of(config.rank_weight(rank)) * m;
+    }
+    let uses_softmax = mode != Top1Mode::Sort;
+    let mut log_partition = F::zero();
+    if uses_softmax {
+        let (maximum, sum) = softmax(selected, probabilities);
+        log_partition = maximum + sum.ln();
+    }
+    let scale = F::of(CLAMP_SCALE);
+    let shift = F::of(CLAMP_SHIFT);
     match mode {
+        Top1Mode::Softmax => {
+            q += p_first * probabilities[sorted_label];
+            let clamped = q * scale + shift;
+            (-clamped.ln(), -scale / clamped)
+        }
+        Top1Mode::Sort => {
+            let clamped = q * scale + shift;
+            (-clamped.ln(), -scale / clamped)
+        }
+        Top1Mode::SoftmaxCrossEntropy => {
+            let rest_weight = F::of(config.topk_distribution()[1..].iter().sum::<f64>());
+            let cross_entropy = log_partition - selected[sorted_label];
+            let clamped = q * scale + shift;
+            (
+                p_first * cross_entropy - rest_weight * clamped.ln(),
+                -rest_weight * scale / clamped,
+            )
+        }
+    }
+}
+
+/// The end of the backward pass: adds the softmax / cross-entropy term of the top-1 mode to
+/// `work_x` (the adjoint of the selected logits) and scatters `scale · work_x` into the row's
+/// gradient (zero for classes the preselection left out).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish_gradient<F: Real>(
+    config: &TopkLossConfig,
+    q_adjoint: F,
+    probabilities: &[F],
+    sorted_label: usize,
+    selection: &[u32],
+    work_x: &mut [F],
+    gradient: &mut [F],
+    gradient_scale: F,
+) {
+    let p_first = F::of(config.topk_distribution()[0]);
+    match config.top1_mode() {
         Top1Mode::Softmax => {
             // ∂softmax_y/∂s_i = p_y (δ_iy − p_i)
             let factor = q_adjoint * p_first * probabilities[sorted_label];
@@ -307,12 +372,10 @@ pub fn sample_loss<F: Real>(
         }
         Top1Mode::Sort => {}
     }
-    // Scatter to the full row.
     if config.preselection().is_some() {
         gradient.iter_mut().for_each(|g| *g = F::zero());
     }
     for (&i, &g) in selection.iter().zip(work_x.iter()) {
         gradient[i as usize] = g * gradient_scale;
     }
-    Ok(loss)
 }

@@ -66,7 +66,7 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn exp(self) -> Self {
-        libm::expf(self)
+        crate::exp::exp_f32(self)
     }
     #[inline(always)]
     fn ln(self) -> Self {
@@ -78,7 +78,11 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn sqrt(self) -> Self {
-        libm::sqrtf(self)
+        // Both correctly rounded (IEEE 754); std's lowers to an instruction loops can vectorise.
+        #[cfg(feature = "std")]
+        return std::primitive::f32::sqrt(self);
+        #[cfg(not(feature = "std"))]
+        return libm::sqrtf(self);
     }
     #[inline(always)]
     fn atan(self) -> Self {
@@ -118,7 +122,7 @@ impl Real for f64 {
     }
     #[inline(always)]
     fn exp(self) -> Self {
-        libm::exp(self)
+        crate::exp::exp_f64(self)
     }
     #[inline(always)]
     fn ln(self) -> Self {
@@ -130,7 +134,10 @@ impl Real for f64 {
     }
     #[inline(always)]
     fn sqrt(self) -> Self {
-        libm::sqrt(self)
+        #[cfg(feature = "std")]
+        return std::primitive::f64::sqrt(self);
+        #[cfg(not(feature = "std"))]
+        return libm::sqrt(self);
     }
     #[inline(always)]
     fn atan(self) -> Self {

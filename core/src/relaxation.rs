@@ -154,6 +154,30 @@ impl<F: Real> Sigmoid<F> for LogisticPhi<F> {
     }
 }
 
+/// `'logistic_phi'` for λ = ½ (`FOURTH = false`, `√x`) and λ = ¼ (`FOURTH = true`, `√√x`): the same
+/// values as [`LogisticPhi`], with the power chosen at compile time so that loops over rows
+/// vectorise (no branch on λ per comparator).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LogisticPhiRoot<F, const FOURTH: bool> {
+    pub(crate) beta: F,
+    pub(crate) lambda: F,
+}
+impl<F: Real, const FOURTH: bool> Sigmoid<F> for LogisticPhiRoot<F, FOURTH> {
+    #[inline(always)]
+    fn alpha_and_slope(&self, v: F) -> (F, F) {
+        let shifted = v.abs() + F::of(GUARD);
+        let denominator = if FOURTH {
+            shifted.sqrt().sqrt()
+        } else {
+            shifted.sqrt()
+        };
+        let s = sigmoid(v * self.beta / denominator);
+        let inner = shifted - self.lambda * v.abs();
+        let slope = s * (F::one() - s) * self.beta * inner / (denominator * shifted);
+        (s, slope)
+    }
+}
+
 /// x^λ, with the exponents torch's `pow` special-cases computed as torch does (λ = ½ → √x,
 /// ¼ → √√x, 1 → x, 0 → 1); libm's `pow` otherwise.
 #[inline(always)]
@@ -255,6 +279,20 @@ macro_rules! with_sigmoid {
         match $relaxation {
             $crate::Relaxation::Logistic => {
                 let $sigmoid = $crate::relaxation::Logistic { beta };
+                $body
+            }
+            $crate::Relaxation::LogisticPhi { lambda } if lambda == 0.5 => {
+                let $sigmoid = $crate::relaxation::LogisticPhiRoot::<_, false> {
+                    beta,
+                    lambda: $crate::Real::of(lambda),
+                };
+                $body
+            }
+            $crate::Relaxation::LogisticPhi { lambda } if lambda == 0.25 => {
+                let $sigmoid = $crate::relaxation::LogisticPhiRoot::<_, true> {
+                    beta,
+                    lambda: $crate::Real::of(lambda),
+                };
                 $body
             }
             $crate::Relaxation::LogisticPhi { lambda } => {

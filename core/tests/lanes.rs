@@ -1,0 +1,106 @@
+//! The batch API runs sorting-network rows side by side in SIMD lanes (`LANES` rows at once, with
+//! an AVX2 build chosen at run time); it must give, row for row, exactly the bits of the one-row
+//! kernel `loss::sample_loss`, for every network method, relaxation, top-1 mode, m and batch size
+//! (including batches that do not fill the last group of lanes).
+
+use difftopk_core::loss::{sample_loss, Scratch};
+use difftopk_core::{Method, Real, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
+use proptest::prelude::*;
+
+fn check<F: Real>(loss: &TopkLoss, logits: &[F], labels: &[usize]) {
+    let classes = loss.config().classes();
+    let batch = labels.len();
+    let scale = F::one() / F::of(batch as f64);
+    let mut gradient = vec![F::zero(); logits.len()];
+    loss.forward_backward(logits, labels, Some(&mut gradient))
+        .unwrap();
+    let mut losses = vec![F::zero(); batch];
+    loss.per_row_losses(logits, labels, &mut losses).unwrap();
+    let size = loss.scratch_size();
+    let (mut reals, mut indices) = (vec![F::zero(); size.reals], vec![0u32; size.indices]);
+    let network = loss.network().map(|n| n.as_ref());
+    for row in 0..batch {
+        let mut expected = vec![F::zero(); classes];
+        let value = sample_loss(
+            loss.config(),
+            network.as_ref(),
+            row,
+            &logits[row * classes..(row + 1) * classes],
+            labels[row],
+            Some(&mut expected),
+            scale,
+            Scratch {
+                reals: &mut reals,
+                indices: &mut indices,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            value.as_f64().to_bits(),
+            losses[row].as_f64().to_bits(),
+            "row {row} loss"
+        );
+        for (column, (a, e)) in gradient[row * classes..(row + 1) * classes]
+            .iter()
+            .zip(&expected)
+            .enumerate()
+        {
+            assert_eq!(
+                a.as_f64().to_bits(),
+                e.as_f64().to_bits(),
+                "row {row} column {column}"
+            );
+        }
+    }
+}
+
+fn relaxation(index: usize) -> Relaxation {
+    [
+        Relaxation::Logistic,
+        Relaxation::LogisticPhi { lambda: 0.5 },
+        Relaxation::LogisticPhi { lambda: 0.25 },
+        Relaxation::LogisticPhi { lambda: 0.3 },
+        Relaxation::Gaussian,
+        Relaxation::Reciprocal,
+        Relaxation::Cauchy,
+        Relaxation::Optimal,
+    ][index]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn lanes_equal_the_one_row_kernel(
+        method in 0usize..4,
+        relaxation_index in 0usize..8,
+        mode in 0usize..3,
+        classes in 6usize..40,
+        batch in 1usize..20,
+        preselect in any::<bool>(),
+        beta in 0.3f64..4.0,
+        seed in any::<u64>(),
+    ) {
+        let method = [Method::OddEven, Method::Bitonic, Method::BitonicAnySize, Method::SplitterSelection][method];
+        let mode = [Top1Mode::Softmax, Top1Mode::SoftmaxCrossEntropy, Top1Mode::Sort][mode];
+        let m = (preselect && classes > 6).then_some(5 + classes / 3).filter(|&m| m < classes);
+        let config = TopkLossConfig::new(method, classes, &[0.4, 0.1, 0.5]).unwrap()
+            .with_relaxation(relaxation(relaxation_index)).unwrap()
+            .with_inverse_temperature(beta).unwrap()
+            .with_preselection(m).unwrap()
+            .with_top1_mode(mode);
+        let loss = TopkLoss::new(config).unwrap();
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 / (1u64 << 53) as f64) * 8.0 - 4.0
+        };
+        let values: Vec<f64> = (0..batch * classes).map(|i| if i % 7 == 3 { 0.5 } else { next() }).collect();
+        let labels: Vec<usize> = (0..batch).map(|b| (b * 5 + seed as usize % 3) % classes).collect();
+        check::<f64>(&loss, &values, &labels);
+        let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        check::<f32>(&loss, &values32, &labels);
+    }
+}
