@@ -247,9 +247,11 @@ pub fn softmax_cross_entropy<F: Real>(
         match gradient.as_deref_mut() {
             Some(g) => {
                 let g = &mut g[row * classes..(row + 1) * classes];
+                // Exponentials first (a loop that vectorises), then the sum in the same order.
                 for (gi, &v) in g.iter_mut().zip(z) {
-                    let e = (v - maximum).exp();
-                    *gi = e;
+                    *gi = (v - maximum).exp();
+                }
+                for &e in g.iter() {
                     sum += e;
                 }
                 let inverse = scale / sum;

@@ -22,7 +22,9 @@ pub fn softmax_in_place<F: Real>(values: &mut [F]) -> (F, F) {
     let mut sum = F::zero();
     for z in values.iter_mut() {
         *z = (*z - maximum).exp();
-        sum += *z;
+    }
+    for &z in values.iter() {
+        sum += z;
     }
     let inverse = F::one() / sum;
     for z in values.iter_mut() {
