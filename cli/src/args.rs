@@ -142,7 +142,7 @@ pub struct TrainArgs {
     /// Where to write per-epoch metrics (JSON).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
-    /// Draw loss and accuracy per epoch (.svg).
+    /// Draw loss and accuracy per epoch (.svg or .png).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Continue from the checkpoint written beside --out (OUT.checkpoint) after each epoch.

@@ -576,10 +576,18 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
 }
 
 fn write_plot(path: &Path, history: &[Value], ks: &[usize]) -> CliResult<()> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some(e) if e.eq_ignore_ascii_case("svg") => {}
-        _ => fail!("{}: --plot writes SVG; name the file *.svg", path.display()),
-    }
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let as_png = match extension.as_deref() {
+        Some("svg") => false,
+        Some("png") => true,
+        _ => fail!(
+            "{}: --plot writes SVG or PNG; name the file *.svg or *.png",
+            path.display()
+        ),
+    };
     let loss = vec![plot::Series {
         label: "train loss".into(),
         values: history
@@ -602,7 +610,12 @@ fn write_plot(path: &Path, history: &[Value], ks: &[usize]) -> CliResult<()> {
             }
         }
     }
-    let svg = plot::chart("difftopk train", &loss, &accuracy);
-    write_bytes_atomically(path, svg.as_bytes())
+    let shapes = plot::layout(&loss, &accuracy);
+    let bytes = if as_png {
+        plot::png(&shapes)
+    } else {
+        plot::svg("difftopk train", &shapes).into_bytes()
+    };
+    write_bytes_atomically(path, &bytes)
         .map_err(|e| CliError(format!("{}: cannot write the plot: {e}", path.display())))
 }
