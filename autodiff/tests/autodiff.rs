@@ -124,32 +124,39 @@ fn gradient_is_the_cores_bit_for_bit_for_every_method_and_relaxation() {
 }
 
 #[test]
-fn compile_time_shapes_and_top1_modes() {
+fn compile_time_shapes_every_method_and_top1_mode() {
     let device = Cpu::default();
-    for mode in [
-        Top1Mode::Softmax,
-        Top1Mode::SoftmaxCrossEntropy,
-        Top1Mode::Sort,
-    ] {
-        let config = config(
-            Method::SplitterSelection,
-            Relaxation::LogisticPhi { lambda: 0.5 },
-            10,
-            None,
-        )
-        .with_top1_mode(mode);
-        let loss = TopkLoss::new(config).unwrap();
-        let logits: Vec<f64> = values(40, 7);
-        let labels = [1usize, 4, 9, 0];
-        let x: Tensor<Rank2<4, 10>, f64, _> =
-            device.tensor_from_vec(logits.clone(), (Const, Const));
-        let out = topk_cross_entropy(x.leaky_trace(), &labels, &loss).unwrap();
-        let mut expected_gradient = vec![0.0; 40];
-        let expected = loss
-            .forward_backward(&logits, &labels, Some(&mut expected_gradient))
-            .unwrap();
-        assert_eq!(out.array(), expected);
-        assert_eq!(out.backward().get(&x).as_vec(), expected_gradient);
+    for method in METHODS {
+        for mode in [
+            Top1Mode::Softmax,
+            Top1Mode::SoftmaxCrossEntropy,
+            Top1Mode::Sort,
+        ] {
+            let config = config(method, Relaxation::LogisticPhi { lambda: 0.5 }, 10, None)
+                .with_top1_mode(mode);
+            let loss = TopkLoss::new(config).unwrap();
+            let logits: Vec<f64> = values(40, 7);
+            let labels = [1usize, 4, 9, 0];
+            let x: Tensor<Rank2<4, 10>, f64, _> =
+                device.tensor_from_vec(logits.clone(), (Const, Const));
+            let out = topk_cross_entropy(x.leaky_trace(), &labels, &loss).unwrap();
+            let mut expected_gradient = vec![0.0; 40];
+            let expected = loss
+                .forward_backward(&logits, &labels, Some(&mut expected_gradient))
+                .unwrap();
+            assert_eq!(out.array(), expected);
+            assert_eq!(out.backward().get(&x).as_vec(), expected_gradient);
+            let x32: Tensor<Rank2<4, 10>, f32, _> =
+                device.tensor_from_vec(logits.iter().map(|&v| v as f32).collect(), (Const, Const));
+            let out = topk_cross_entropy(x32.leaky_trace(), &labels, &loss).unwrap();
+            let mut expected_gradient = vec![0.0f32; 40];
+            let values32: Vec<f32> = logits.iter().map(|&v| v as f32).collect();
+            let expected = loss
+                .forward_backward(&values32, &labels, Some(&mut expected_gradient))
+                .unwrap();
+            assert_eq!(out.array().to_bits(), expected.to_bits());
+            assert_eq!(out.backward().get(&x32).as_vec(), expected_gradient);
+        }
     }
 }
 
