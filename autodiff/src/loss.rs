@@ -57,36 +57,9 @@ where
     difftopk_core::Error::check_length("logits columns", loss.config().classes(), classes)?;
     let labels = labels.as_labels();
     difftopk_core::Error::check_length("labels", batch, labels.len())?;
-    let logits = logits.try_contiguous()?;
-    let (logits, mut tape) = logits.split_tape();
-    let values = logits.as_vec();
-    let device = logits.device().clone();
-    if T::OWNS_TAPE {
-        let mut gradient = vec![E::zero(); values.len()];
-        let value = loss.forward_backward_parallel(&values, &labels, Some(&mut gradient))?;
-        let output = device.try_tensor_from_vec(vec![value], ())?;
-        register_vjp(
-            &mut tape,
-            &logits,
-            &output,
-            move |upstream, input_gradient| {
-                difftopk_core::Error::check_length(
-                    "gradient",
-                    gradient.len(),
-                    input_gradient.len(),
-                )?;
-                let scale = upstream[0];
-                for (target, &g) in input_gradient.iter_mut().zip(&gradient) {
-                    *target += scale * g;
-                }
-                Ok(())
-            },
-        );
-        Ok(output.put_tape(tape))
-    } else {
-        let value = loss.forward_backward_parallel(&values, &labels, None)?;
-        Ok(device.try_tensor_from_vec(vec![value], ())?.put_tape(tape))
-    }
+    scalar_loss(logits, |values, gradient| {
+        loss.forward_backward_parallel(values, &labels, gradient)
+    })
 }
 
 /// Plain softmax cross-entropy, mean over the batch, `−mean_b log softmax(s_b)[y_b]`, with the
@@ -108,14 +81,30 @@ where
     let (batch, classes) = (logits.shape().0.size(), logits.shape().1.size());
     let labels = labels.as_labels();
     difftopk_core::Error::check_length("labels", batch, labels.len())?;
-    let logits = logits.try_contiguous()?;
-    let (logits, mut tape) = logits.split_tape();
+    scalar_loss(logits, |values, gradient| {
+        difftopk_core::softmax_cross_entropy(values, &labels, classes, gradient)
+    })
+}
+
+/// The shared body of the two losses: `compute(values, gradient)` returns the mean loss of the
+/// contiguous `(B, C)` logits and, when given a buffer (only with an `OwnedTape`), writes
+/// ∂loss/∂logits; the backward op then adds `upstream · gradient` to the logits' gradient.
+fn scalar_loss<B, C, E, T>(
+    logits: Tensor<(B, C), E, Cpu, T>,
+    compute: impl FnOnce(&[E], Option<&mut [E]>) -> Result<E, difftopk_core::Error>,
+) -> Result<Tensor<Rank0, E, Cpu, T>, Error>
+where
+    B: Dim,
+    C: Dim,
+    E: Element,
+    Cpu: Device<E>,
+    T: Tape<E, Cpu>,
+{
+    let (logits, mut tape) = logits.try_contiguous()?.split_tape();
     let values = logits.as_vec();
-    let device = logits.device().clone();
     let mut gradient = T::OWNS_TAPE.then(|| vec![E::zero(); values.len()]);
-    let value =
-        difftopk_core::softmax_cross_entropy(&values, &labels, classes, gradient.as_deref_mut())?;
-    let output = device.try_tensor_from_vec(vec![value], ())?;
+    let value = compute(&values, gradient.as_deref_mut())?;
+    let output = logits.device().try_tensor_from_vec(vec![value], ())?;
     if let Some(gradient) = gradient {
         register_vjp(
             &mut tape,

@@ -2,6 +2,19 @@
 
 use half::{bf16, f16};
 
+/// Reads a `$t` from the first `$n` bytes of `$bytes` in the given byte order.
+macro_rules! read {
+    ($bytes:expr, $little:expr, $t:ty, $n:expr) => {{
+        let mut buffer = [0u8; $n];
+        buffer.copy_from_slice(&$bytes[..$n]);
+        if $little {
+            <$t>::from_le_bytes(buffer)
+        } else {
+            <$t>::from_be_bytes(buffer)
+        }
+    }};
+}
+
 /// An element type as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
@@ -49,55 +62,33 @@ impl Dtype {
 
     /// Decodes one element as f64 (`little`: byte order of the file).
     pub fn decode_f64(self, bytes: &[u8], little: bool) -> f64 {
-        macro_rules! read {
-            ($t:ty, $n:expr) => {{
-                let mut buffer = [0u8; $n];
-                buffer.copy_from_slice(&bytes[..$n]);
-                if little {
-                    <$t>::from_le_bytes(buffer)
-                } else {
-                    <$t>::from_be_bytes(buffer)
-                }
-            }};
-        }
         match self {
-            Dtype::F16 => f16::from_bits(read!(u16, 2)).to_f64(),
-            Dtype::BF16 => bf16::from_bits(read!(u16, 2)).to_f64(),
-            Dtype::F32 => read!(f32, 4) as f64,
-            Dtype::F64 => read!(f64, 8),
+            Dtype::F16 => f16::from_bits(read!(bytes, little, u16, 2)).to_f64(),
+            Dtype::BF16 => bf16::from_bits(read!(bytes, little, u16, 2)).to_f64(),
+            Dtype::F32 => read!(bytes, little, f32, 4) as f64,
+            Dtype::F64 => read!(bytes, little, f64, 8),
             Dtype::I8 => bytes[0] as i8 as f64,
             Dtype::U8 => bytes[0] as f64,
-            Dtype::I16 => read!(i16, 2) as f64,
-            Dtype::U16 => read!(u16, 2) as f64,
-            Dtype::I32 => read!(i32, 4) as f64,
-            Dtype::U32 => read!(u32, 4) as f64,
-            Dtype::I64 => read!(i64, 8) as f64,
-            Dtype::U64 => read!(u64, 8) as f64,
+            Dtype::I16 => read!(bytes, little, i16, 2) as f64,
+            Dtype::U16 => read!(bytes, little, u16, 2) as f64,
+            Dtype::I32 => read!(bytes, little, i32, 4) as f64,
+            Dtype::U32 => read!(bytes, little, u32, 4) as f64,
+            Dtype::I64 => read!(bytes, little, i64, 8) as f64,
+            Dtype::U64 => read!(bytes, little, u64, 8) as f64,
         }
     }
 
     /// Decodes one integer element exactly (`None` for float types).
     pub fn decode_integer(self, bytes: &[u8], little: bool) -> Option<i128> {
-        macro_rules! read {
-            ($t:ty, $n:expr) => {{
-                let mut buffer = [0u8; $n];
-                buffer.copy_from_slice(&bytes[..$n]);
-                if little {
-                    <$t>::from_le_bytes(buffer)
-                } else {
-                    <$t>::from_be_bytes(buffer)
-                }
-            }};
-        }
         Some(match self {
             Dtype::I8 => bytes[0] as i8 as i128,
             Dtype::U8 => bytes[0] as i128,
-            Dtype::I16 => read!(i16, 2) as i128,
-            Dtype::U16 => read!(u16, 2) as i128,
-            Dtype::I32 => read!(i32, 4) as i128,
-            Dtype::U32 => read!(u32, 4) as i128,
-            Dtype::I64 => read!(i64, 8) as i128,
-            Dtype::U64 => read!(u64, 8) as i128,
+            Dtype::I16 => read!(bytes, little, i16, 2) as i128,
+            Dtype::U16 => read!(bytes, little, u16, 2) as i128,
+            Dtype::I32 => read!(bytes, little, i32, 4) as i128,
+            Dtype::U32 => read!(bytes, little, u32, 4) as i128,
+            Dtype::I64 => read!(bytes, little, i64, 8) as i128,
+            Dtype::U64 => read!(bytes, little, u64, 8) as i128,
             _ => return None,
         })
     }
