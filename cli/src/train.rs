@@ -298,6 +298,14 @@ fn final_metrics(history: &[Value], ks: &[usize]) -> Value {
 
 /// Runs `difftopk train`.
 pub fn run(args: &TrainArgs) -> CliResult<()> {
+    check_output_directory("--out", &args.out)?;
+    if let Some(path) = &args.metrics {
+        check_output_directory("--metrics", path)?;
+    }
+    if let Some(path) = &args.plot {
+        check_output_directory("--plot", path)?;
+        plot_is_png(path)?;
+    }
     if args.epochs == 0 {
         fail!("--epochs must be at least 1");
     }
@@ -575,19 +583,37 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     Ok(())
 }
 
-fn write_plot(path: &Path, history: &[Value], ks: &[usize]) -> CliResult<()> {
+/// Whether `--plot` asks for PNG (else SVG); an error for other extensions.
+fn plot_is_png(path: &Path) -> CliResult<bool> {
     let extension = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    let as_png = match extension.as_deref() {
-        Some("svg") => false,
-        Some("png") => true,
+    match extension.as_deref() {
+        Some("svg") => Ok(false),
+        Some("png") => Ok(true),
         _ => fail!(
             "{}: --plot writes SVG or PNG; name the file *.svg or *.png",
             path.display()
         ),
-    };
+    }
+}
+
+/// Errors before any work when an output's directory does not exist.
+fn check_output_directory(flag: &str, path: &Path) -> CliResult<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    match parent {
+        Some(directory) if !directory.is_dir() => fail!(
+            "{}: {flag}: the directory {} does not exist",
+            path.display(),
+            directory.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn write_plot(path: &Path, history: &[Value], ks: &[usize]) -> CliResult<()> {
+    let as_png = plot_is_png(path)?;
     let loss = vec![plot::Series {
         label: "train loss".into(),
         values: history

@@ -420,6 +420,17 @@ fn bad_inputs_fail_with_one_clear_line() {
         &mut train_with(&dir, &x, &y, &["--p-k", ".5,x"]),
         &["--p-k", "\"x\""],
     );
+    // Output problems are found before training, not after it.
+    let nowhere = path(&dir, "no/such/dir/metrics.json");
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--metrics", &nowhere]),
+        &["--metrics", "does not exist"],
+    );
+    let pdf = path(&dir, "curves.pdf");
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--plot", &pdf]),
+        &["--plot", "SVG or PNG"],
+    );
 
     // A head whose D does not match the embeddings.
     let head = path(&dir, "head.safetensors");

@@ -13,6 +13,8 @@
 //! Every error is a [`DataError`] naming the file and the problem (row and column for bad
 //! values); no input makes a reader panic (fuzzed in `tests/`).
 
+#![warn(missing_docs)]
+
 mod array;
 mod atomic;
 mod dtype;
