@@ -250,7 +250,13 @@ pub(crate) fn check_row<F: Real>(
             classes,
         });
     }
-    if let Some(column) = logits.iter().position(|z| !z.is_finite()) {
+    // One pass without an early exit (it vectorises); the position only when something is wrong.
+    let mut all_finite = true;
+    for &z in logits {
+        all_finite &= z.is_finite();
+    }
+    if !all_finite {
+        let column = logits.iter().position(|z| !z.is_finite()).unwrap_or(0);
         return Err(Error::NonFiniteInput { row, column });
     }
     Ok(())

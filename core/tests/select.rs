@@ -1,0 +1,54 @@
+//! The partial selection (preselection of m) against a sort, with many ties, any skip, and sizes
+//! on both sides of the threshold where the lower-bound pass starts.
+
+use difftopk_core::select::{largest_indices, largest_indices_ties_high};
+use proptest::prelude::*;
+
+/// The reference: sort the candidates by value descending, ties by index (ascending, or
+/// descending with `ties_high`), take the first `count`.
+fn reference(values: &[f32], skip: Option<usize>, count: usize, ties_high: bool) -> Vec<u32> {
+    let mut candidates: Vec<usize> = (0..values.len()).filter(|&i| Some(i) != skip).collect();
+    candidates.sort_by(|&a, &b| {
+        values[b]
+            .partial_cmp(&values[a])
+            .unwrap()
+            .then(if ties_high { b.cmp(&a) } else { a.cmp(&b) })
+    });
+    candidates[..count].iter().map(|&i| i as u32).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn selection_equals_a_sort(
+        length in 2usize..2500,
+        levels in 1u32..2000,
+        count_seed in any::<usize>(),
+        skip_seed in any::<usize>(),
+        skip_some in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut state = seed | 1;
+        let values: Vec<f32> = (0..length)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % levels as u64) as f32 * 0.25 - 10.0
+            })
+            .collect();
+        let skip = skip_some.then_some(skip_seed % length);
+        let available = length - usize::from(skip.is_some());
+        let count = 1 + count_seed % available.min(70);
+        for ties_high in [false, true] {
+            let mut out = vec![0u32; count];
+            if ties_high {
+                largest_indices_ties_high(&values, skip, &mut out);
+            } else {
+                largest_indices(&values, skip, &mut out);
+            }
+            prop_assert_eq!(&out, &reference(&values, skip, count, ties_high));
+        }
+    }
+}
