@@ -4,8 +4,10 @@ use crate::Real;
 
 /// Writes into `out` the indices of the `out.len()` largest entries of `values` whose index is
 /// not `skip`, in descending order of value, ties broken by the lower index first (so the result
-/// is deterministic). O(n · log(count)) comparisons plus O(count) per insertion; on typical data
-/// almost every value is rejected by one comparison with the current minimum of the selection.
+/// is deterministic). For a small count on a long row (count ≤ 56, n ≥ 16·(count + 1)) a
+/// lower bound from group maxima and a branch-free pass leave only the few entries that can
+/// qualify to the insertion step; otherwise every entry goes through insertion, most of them
+/// rejected by one comparison with the current minimum. O(n + candidates · count).
 ///
 /// Requires `out.len() ≤ values.len() − (skip is in range) as usize`.
 pub fn largest_indices<F: Real>(values: &[F], skip: Option<usize>, out: &mut [u32]) {
