@@ -46,10 +46,10 @@ pub enum Schedule {
 /// `difftopk train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Training embeddings, [rows, D] (.npy, .npz:NAME, .safetensors:NAME).
+    /// Training embeddings: rows × D floats (.npy, .npz:NAME, .safetensors:NAME).
     #[arg(long, value_name = "FILE")]
     pub train_x: String,
-    /// Training labels, [rows] integers.
+    /// Training labels: one integer per row.
     #[arg(long, value_name = "FILE")]
     pub train_y: String,
     /// Validation embeddings.

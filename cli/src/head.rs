@@ -1,4 +1,4 @@
-//! The trained head on disk: a safetensors file with `weight` [C, D], `bias` [C] and metadata
+//! The trained head on disk: a safetensors file with `weight` (C × D), `bias` (C) and metadata
 //! (format, class names, the training settings).
 
 use std::collections::BTreeMap;

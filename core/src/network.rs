@@ -20,7 +20,7 @@ use crate::Error;
 pub struct Comparator {
     /// The "a" input wire (the reference always has `wire_a < wire_b`).
     pub wire_a: u32,
-    /// The "b" input wire; α = f(x[wire_b] − x[wire_a]).
+    /// The "b" input wire; α = f(`x[wire_b] − x[wire_a]`).
     pub wire_b: u32,
     /// The wire that receives the soft minimum α·a + (1−α)·b.
     pub out_min: u32,
