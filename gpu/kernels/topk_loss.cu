@@ -1,0 +1,275 @@
+// The top-k cross-entropy loss of Petersen et al. (ICML 2022), fused forward + backward, one
+// thread per row: preselection of m, the network sweep of values and the true class's mass
+// (spec section 12), mixture / clamp / log, the reverse sweep, the scatter of the gradient.
+// The same steps, in the same order, as difftopk-core's `loss::sample_loss`; compiled by NVRTC
+// at run time (no CUDA headers needed).
+//
+// Network tables: comparators as int4 (wire_a, wire_b, out_min, out_max), layer after layer.
+// Per-row global scratch: `reals` holds 4·C (tape) + 4·n' reals, `indices` n' indices.
+
+// Overloads so that the templates below read like the Rust code.
+__device__ __forceinline__ float d_exp(float x) { return expf(x); }
+__device__ __forceinline__ double d_exp(double x) { return exp(x); }
+__device__ __forceinline__ float d_log(float x) { return logf(x); }
+__device__ __forceinline__ double d_log(double x) { return log(x); }
+__device__ __forceinline__ float d_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double d_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float d_pow(float x, float y) { return powf(x, y); }
+__device__ __forceinline__ double d_pow(double x, double y) { return pow(x, y); }
+__device__ __forceinline__ float d_erf(float x) { return erff(x); }
+__device__ __forceinline__ double d_erf(double x) { return erf(x); }
+__device__ __forceinline__ float d_atan(float x) { return atanf(x); }
+__device__ __forceinline__ double d_atan(double x) { return atan(x); }
+__device__ __forceinline__ float d_abs(float x) { return fabsf(x); }
+__device__ __forceinline__ double d_abs(double x) { return fabs(x); }
+
+// Relaxations, numbered as the host passes them.
+#define RELAXATION_LOGISTIC 0
+#define RELAXATION_LOGISTIC_PHI 1
+#define RELAXATION_GAUSSIAN 2
+#define RELAXATION_RECIPROCAL 3
+#define RELAXATION_CAUCHY 4
+#define RELAXATION_OPTIMAL 5
+
+#define MODE_SOFTMAX 0
+#define MODE_SOFTMAX_CROSS_ENTROPY 1
+#define MODE_SORT 2
+
+template <typename T> __device__ __forceinline__ T sigmoid(T x) {
+    return T(1) / (T(1) + d_exp(-x));
+}
+
+// x^λ with torch's special cases (λ = ½: √x, ¼: √√x, 1: x, 0: 1).
+template <typename T> __device__ __forceinline__ T art_power(T x, T lambda) {
+    if (lambda == T(0.5)) return d_sqrt(x);
+    if (lambda == T(0.25)) return d_sqrt(d_sqrt(x));
+    if (lambda == T(1)) return x;
+    if (lambda == T(0)) return T(1);
+    return d_pow(x, lambda);
+}
+
+// α = f(v) and f'(v) of the relaxed comparator (spec section 1.1, core relaxation.rs).
+template <typename T>
+__device__ __forceinline__ void alpha_and_slope(int relaxation, T v, T beta, T lambda, T* alpha, T* slope) {
+    const T guard = T(1e-10);
+    switch (relaxation) {
+    case RELAXATION_LOGISTIC: {
+        T s = sigmoid(v * beta);
+        *alpha = s;
+        *slope = beta * s * (T(1) - s);
+        break;
+    }
+    case RELAXATION_LOGISTIC_PHI: {
+        T shifted = d_abs(v) + guard;
+        T denominator = art_power(shifted, lambda);
+        T s = sigmoid(v * beta / denominator);
+        T inner = shifted - lambda * d_abs(v);
+        *alpha = s;
+        *slope = s * (T(1) - s) * beta * inner / (denominator * shifted);
+        break;
+    }
+    case RELAXATION_GAUSSIAN: {
+        T u = v * beta;
+        *alpha = T(0.5) + T(0.5) * d_erf(u * T(0.70710678118654752440));
+        *slope = beta * T(0.3989422804014327) * d_exp(-T(0.5) * u * u);
+        break;
+    }
+    case RELAXATION_RECIPROCAL: {
+        T u = v * beta;
+        T d = T(2) + d_abs(u);
+        *alpha = T(0.5) * (u / d + T(1));
+        *slope = beta / (d * d);
+        break;
+    }
+    case RELAXATION_CAUCHY: {
+        T u = v * beta;
+        const T pi = T(3.14159265358979323846);
+        *alpha = d_atan(u) / pi + T(0.5);
+        *slope = beta / (pi * (T(1) + u * u));
+        break;
+    }
+    default: { // optimal
+        T u = v * beta;
+        if (d_abs(u) <= T(0.25)) {
+            *alpha = u + T(0.5);
+            *slope = beta;
+        } else {
+            T shifted = d_abs(u) + guard;
+            T tail = T(0.25) - T(1.0 / 16.0) / shifted;
+            *alpha = u > T(0) ? T(0.25) + T(0.5) + tail : -T(0.25) + T(0.5) - tail;
+            *slope = beta / (T(16) * shifted * shifted);
+        }
+        break;
+    }
+    }
+}
+
+// Indices of the `count` largest logits other than `skip`, descending, ties to the lower index.
+template <typename T>
+__device__ void largest_indices(const T* values, int n, int skip, unsigned* out, int count) {
+    int filled = 0;
+    T minimum = values[0];
+    for (int i = 0; i < n; ++i) {
+        if (i == skip) continue;
+        T value = values[i];
+        if (filled == count) {
+            if (!(value > minimum)) continue;
+            filled -= 1;
+        }
+        int position = filled;
+        while (position > 0 && values[out[position - 1]] < value) {
+            out[position] = out[position - 1];
+            position -= 1;
+        }
+        out[position] = (unsigned)i;
+        filled += 1;
+        minimum = values[out[filled - 1]];
+    }
+}
+
+template <typename T>
+__device__ void topk_row(
+    const T* logits, unsigned label, int classes, int n, const int4* comparators, int count,
+    int k, const double* rank_weights, double p_first_d, double rest_weight_d, int mode,
+    int preselect, int relaxation, T beta, T lambda, T scale, T* loss_out, T* gradient,
+    T* reals, unsigned* selection) {
+    T* tape = reals;                      // 4 per comparator: α, f', a − b, v_a − v_b
+    T* x = reals + 4 * count;             // values (forward) / their adjoints (backward)
+    T* v = x + n;                         // mass (forward) / its adjoint (backward)
+    T* selected = v + n;                  // the sorted classes' logits
+    T* probabilities = selected + n;      // softmax of `selected`
+    int sorted_label;
+    if (preselect) {
+        selection[0] = label;
+        largest_indices(logits, classes, (int)label, selection + 1, n - 1);
+        sorted_label = 0;
+    } else {
+        for (int i = 0; i < n; ++i) selection[i] = (unsigned)i;
+        sorted_label = (int)label;
+    }
+    for (int i = 0; i < n; ++i) {
+        selected[i] = logits[selection[i]];
+        x[i] = selected[i];
+        v[i] = i == sorted_label ? T(1) : T(0);
+    }
+    for (int c = 0; c < count; ++c) {
+        int4 comparator = comparators[c];
+        T a = x[comparator.x], b = x[comparator.y];
+        T va = v[comparator.x], vb = v[comparator.y];
+        T alpha, slope;
+        alpha_and_slope(relaxation, b - a, beta, lambda, &alpha, &slope);
+        T one_minus = T(1) - alpha;
+        x[comparator.z] = alpha * a + one_minus * b;
+        x[comparator.w] = one_minus * a + alpha * b;
+        v[comparator.z] = alpha * va + one_minus * vb;
+        v[comparator.w] = one_minus * va + alpha * vb;
+        tape[4 * c] = alpha;
+        tape[4 * c + 1] = slope;
+        tape[4 * c + 2] = a - b;
+        tape[4 * c + 3] = va - vb;
+    }
+    // Mixture, clamp, log.
+    T p_first = T(p_first_d);
+    T q = T(0);
+    for (int rank = 0; rank < k; ++rank) q += T(rank_weights[rank]) * v[n - 1 - rank];
+    T log_partition = T(0);
+    if (mode != MODE_SORT) {
+        T maximum = selected[0];
+        for (int i = 1; i < n; ++i) if (selected[i] > maximum) maximum = selected[i];
+        T sum = T(0);
+        for (int i = 0; i < n; ++i) probabilities[i] = d_exp(selected[i] - maximum);
+        for (int i = 0; i < n; ++i) sum += probabilities[i];
+        T inverse = T(1) / sum;
+        for (int i = 0; i < n; ++i) probabilities[i] *= inverse;
+        log_partition = maximum + d_log(sum);
+    }
+    const T clamp_scale = T(1.0 - 2e-7);
+    const T clamp_shift = T(1e-7);
+    T loss, q_adjoint;
+    if (mode == MODE_SOFTMAX) {
+        q += p_first * probabilities[sorted_label];
+        T clamped = q * clamp_scale + clamp_shift;
+        loss = -d_log(clamped);
+        q_adjoint = -clamp_scale / clamped;
+    } else if (mode == MODE_SORT) {
+        T clamped = q * clamp_scale + clamp_shift;
+        loss = -d_log(clamped);
+        q_adjoint = -clamp_scale / clamped;
+    } else {
+        T rest_weight = T(rest_weight_d);
+        T cross_entropy = log_partition - selected[sorted_label];
+        T clamped = q * clamp_scale + clamp_shift;
+        loss = p_first * cross_entropy - rest_weight * d_log(clamped);
+        q_adjoint = -rest_weight * clamp_scale / clamped;
+    }
+    *loss_out = loss;
+    if (gradient == 0) return;
+    // Reverse sweep.
+    for (int i = 0; i < n; ++i) { x[i] = T(0); v[i] = T(0); }
+    for (int rank = 0; rank < k; ++rank) v[n - 1 - rank] = q_adjoint * T(rank_weights[rank]);
+    for (int c = count - 1; c >= 0; --c) {
+        int4 comparator = comparators[c];
+        T alpha = tape[4 * c], slope = tape[4 * c + 1];
+        T a_minus_b = tape[4 * c + 2], va_minus_vb = tape[4 * c + 3];
+        T one_minus = T(1) - alpha;
+        T gmin = x[comparator.z], gmax = x[comparator.w];
+        T hmin = v[comparator.z], hmax = v[comparator.w];
+        T alpha_bar = a_minus_b * (gmin - gmax) + va_minus_vb * (hmin - hmax);
+        T through_alpha = slope * alpha_bar;
+        x[comparator.x] = alpha * gmin + one_minus * gmax - through_alpha;
+        x[comparator.y] = one_minus * gmin + alpha * gmax + through_alpha;
+        v[comparator.x] = alpha * hmin + one_minus * hmax;
+        v[comparator.y] = one_minus * hmin + alpha * hmax;
+    }
+    if (mode == MODE_SOFTMAX) {
+        T factor = q_adjoint * p_first * probabilities[sorted_label];
+        for (int i = 0; i < n; ++i) x[i] += factor * ((i == sorted_label ? T(1) : T(0)) - probabilities[i]);
+    } else if (mode == MODE_SOFTMAX_CROSS_ENTROPY) {
+        for (int i = 0; i < n; ++i) x[i] += p_first * (probabilities[i] - (i == sorted_label ? T(1) : T(0)));
+    }
+    if (preselect) for (int j = 0; j < classes; ++j) gradient[j] = T(0);
+    for (int i = 0; i < n; ++i) gradient[selection[i]] = x[i] * scale;
+}
+
+#define TOPK_LOSS_KERNEL(NAME, T)                                                                  \
+    extern "C" __global__ void NAME(                                                               \
+        const T* logits, const unsigned* labels, int batch, int classes, int n,                    \
+        const int4* comparators, int count, int k, const double* rank_weights, double p_first,     \
+        double rest_weight, int mode, int preselect, int relaxation, double beta, double lambda,   \
+        double scale, T* losses, T* gradient, int with_gradient, T* reals, unsigned* indices) {    \
+        int row = blockIdx.x * blockDim.x + threadIdx.x;                                           \
+        if (row >= batch) return;                                                                  \
+        topk_row<T>(logits + (size_t)row * classes, labels[row], classes, n, comparators, count,   \
+                    k, rank_weights, p_first, rest_weight, mode, preselect, relaxation, T(beta),   \
+                    T(lambda), T(scale), losses + row,                                             \
+                    with_gradient ? gradient + (size_t)row * classes : (T*)0,                      \
+                    reals + (size_t)row * (4 * count + 4 * n), indices + (size_t)row * n);         \
+    }
+
+TOPK_LOSS_KERNEL(topk_loss_f32, float)
+TOPK_LOSS_KERNEL(topk_loss_f64, double)
+
+// Plain softmax cross-entropy per row: loss_b = log Σ exp(s − max) + max − s_y, gradient
+// (softmax − e_y) · scale.
+#define SOFTMAX_CE_KERNEL(NAME, T)                                                                 \
+    extern "C" __global__ void NAME(const T* logits, const unsigned* labels, int batch,            \
+                                    int classes, double scale, T* losses, T* gradient,             \
+                                    int with_gradient) {                                           \
+        int row = blockIdx.x * blockDim.x + threadIdx.x;                                           \
+        if (row >= batch) return;                                                                  \
+        const T* z = logits + (size_t)row * classes;                                               \
+        T maximum = z[0];                                                                          \
+        for (int j = 1; j < classes; ++j) if (z[j] > maximum) maximum = z[j];                      \
+        T sum = T(0);                                                                              \
+        for (int j = 0; j < classes; ++j) sum += d_exp(z[j] - maximum);                            \
+        unsigned y = labels[row];                                                                  \
+        losses[row] = maximum + d_log(sum) - z[y];                                                 \
+        if (!with_gradient) return;                                                                \
+        T* g = gradient + (size_t)row * classes;                                                   \
+        T inverse = T(scale) / sum;                                                                \
+        for (int j = 0; j < classes; ++j) g[j] = d_exp(z[j] - maximum) * inverse;                 \
+        g[y] -= T(scale);                                                                          \
+    }
+
+SOFTMAX_CE_KERNEL(softmax_cross_entropy_f32, float)
+SOFTMAX_CE_KERNEL(softmax_cross_entropy_f64, double)

@@ -1,0 +1,22 @@
+//! # difftopk-gpu
+//!
+//! The top-k cross-entropy loss as a fused CUDA kernel, through cudarc: nothing CUDA is needed
+//! at build time; the driver and NVRTC are loaded at run time, and every entry point returns
+//! [`Error::NoCudaDevice`] / [`Error::NoNvrtc`] rather than panicking where they are missing.
+//!
+//! - [`kernels`]: the `.cu` sources (embedded with `include_str!`) and their NVRTC compilation,
+//!   once per process, for the device's architecture.
+//! - [`CudaTopkLoss`]: the loss on device 0 for the sorting-network methods, every relaxation,
+//!   top-1 mode, P_K and m, f32 and f64, on host slices.
+//!
+//! State: the kernels compile (checked in CI with the NVRTC library from PyPI) but have not yet
+//! run on a GPU; their parity tests against the core skip without a device.
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod kernels;
+mod loss;
+
+pub use error::Error;
+pub use loss::{cuda_device_available, CudaTopkLoss, GpuFloat};
