@@ -37,10 +37,12 @@ pub(crate) fn softsort_rows<F: Real>(
     for (row, &center_index) in rows.chunks_exact_mut(n).zip(top.iter()).take(k) {
         let center = scores[center_index as usize];
         // The maximum of −β|s_i − center| is 0, at i = center_index.
-        let mut sum = F::zero();
+        // Exponentials in their own loop (it vectorises), then the sum in the same order.
         for (r, &s) in row.iter_mut().zip(scores) {
-            let e = (-beta * (s - center).abs()).exp();
-            *r = e;
+            *r = (-beta * (s - center).abs()).exp();
+        }
+        let mut sum = F::zero();
+        for &e in row.iter() {
             sum += e;
         }
         let inverse = F::one() / sum;
