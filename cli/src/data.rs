@@ -108,7 +108,7 @@ impl LabelledSet {
     pub fn classes_seen(&self) -> usize {
         self.selection
             .iter()
-            .map(|&r| self.labels[r] + 1)
+            .map(|&r| self.labels[r].saturating_add(1))
             .max()
             .unwrap_or(0)
     }

@@ -16,7 +16,7 @@ use crate::metrics::{report_ks, TopkCounter};
 /// Runs `difftopk eval`: prints top-1..top-5 (and any `--k`) as a table or JSON on stdout.
 pub fn run_eval(args: &EvalArgs) -> CliResult<()> {
     let head = Head::load(&args.head)?;
-    let set = LabelledSet::open(&args.x, &args.y, 0)?;
+    let set = LabelledSet::open(&args.x, &args.y, 2048 << 20)?;
     if set.dimension() != head.dimension {
         fail!(
             "{}: dimension {} does not match the head's {} ({})",
@@ -100,7 +100,7 @@ pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
         let dimension = embeddings.dimension();
         let mut first = 0;
         while first < embeddings.rows() {
-            let count = ROWS_PER_READ.min(embeddings.rows() - first);
+            let count = embeddings.rows_per_read().min(embeddings.rows() - first);
             let mut x = vec![0f32; count * dimension];
             embeddings.read_rows(first, &mut x)?;
             let scores = logits(&linear, &device, x)?;

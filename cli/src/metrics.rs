@@ -3,8 +3,12 @@
 /// The rank of the true class in a row of scores: how many classes score strictly higher, plus
 /// how many of lower index score the same (ties go to the lower index, deterministically).
 /// The prediction is correct at k when `rank < k`.
+/// A non-finite score for the true class ranks last (never counted correct).
 pub fn rank_of_label(scores: &[f32], label: usize) -> usize {
     let target = scores[label];
+    if !target.is_finite() {
+        return usize::MAX;
+    }
     scores
         .iter()
         .enumerate()
@@ -62,4 +66,23 @@ pub fn report_ks(extra: &[usize]) -> Vec<usize> {
     ks.sort_unstable();
     ks.dedup();
     ks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_ties_and_non_finite_scores() {
+        assert_eq!(rank_of_label(&[0.1, 0.3, 0.2], 2), 1);
+        assert_eq!(
+            rank_of_label(&[0.2, 0.3, 0.2], 2),
+            2,
+            "a tie with a lower index ranks above"
+        );
+        assert_eq!(rank_of_label(&[0.2, f32::NAN, 0.1], 1), usize::MAX);
+        let mut counter = TopkCounter::new(&[1, 5]);
+        counter.add(&[f32::NAN, 0.0, 1.0, 0.5], &[0, 0], 2);
+        assert_eq!(counter.accuracies(), vec![(1, 0.5), (5, 0.5)]);
+    }
 }

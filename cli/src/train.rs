@@ -220,7 +220,7 @@ fn load_checkpoint(path: &Path, state: &mut State, settings: &Value) -> CliResul
     let stored: Value = serde_json::from_str(&meta("fingerprint")?)
         .map_err(|e| CliError(format!("{name}: {e}")))?;
     if stored != fingerprint(settings) {
-        fail!("{name}: the checkpoint was written with other settings ({stored}); resume with the same data and options, changing only --epochs");
+        fail!("{name}: the checkpoint was written with other settings ({stored}); resume with the same data and options (--epochs included: the schedule depends on it); only --threads, --metrics, --plot and --quiet may change");
     }
     let read = |tensor: &str, len: usize| -> CliResult<Vec<f32>> {
         let spec = format!("{name}:{tensor}");
@@ -228,10 +228,19 @@ fn load_checkpoint(path: &Path, state: &mut State, settings: &Value) -> CliResul
         if array.shape().iter().product::<usize>() != len {
             fail!("{spec}: {:?} does not match the head", array.shape());
         }
+        if array.dtype() != difftopk_io::Dtype::F32 {
+            fail!(
+                "{spec}: dtype {:?}, a checkpoint holds float32",
+                array.dtype()
+            );
+        }
         let mut bytes = vec![0u8; len * 4];
         array.read_bytes(0, &mut bytes)?;
         let mut values = vec![0f32; len];
         array.dtype().decode_into_f32(&bytes, true, &mut values);
+        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            fail!("{spec}: non-finite value at index {index}");
+        }
         Ok(values)
     };
     let classes = state.head.bias.len();
@@ -383,11 +392,28 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     for (set, _, y) in validation.iter().chain(test.iter()) {
         set.check_labels(y, classes)?;
     }
+    // A head of C × D parameters (and its AdamW moments) must be something we can hold: a stray
+    // huge label (an "ignore" value such as 2³²−1) would otherwise ask for terabytes.
+    const MAX_PARAMETERS: usize = 1 << 31;
+    if classes
+        .checked_mul(dimension)
+        .is_none_or(|parameters| parameters > MAX_PARAMETERS)
+    {
+        fail!(
+            "{}: {classes} classes × dimension {dimension} is too large a head (more than 2^31 weights){}",
+            args.train_y,
+            if args.num_classes.is_none() && class_names.is_none() {
+                "; the number of classes comes from the largest label: check the labels or pass --num-classes"
+            } else {
+                ""
+            }
+        );
+    }
     let config = loss_config(args, classes)?;
     let topk_loss = config.map(TopkLoss::new).transpose()?;
     let ks = report_ks(&args.k);
     let steps_per_epoch = train.len().div_ceil(args.batch_size);
-    let total_steps = steps_per_epoch * args.epochs;
+    let total_steps = steps_per_epoch.saturating_mul(args.epochs);
 
     let settings = json!({
         "train": {"x": args.train_x, "y": args.train_y, "rows": train.len(), "streamed": train.rows.is_streamed()},
@@ -455,7 +481,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     let terminal = !args.quiet && std::io::stderr().is_terminal();
     let (mut x, mut labels) = (Vec::new(), Vec::new());
     let last_epoch = match args.stop_after {
-        Some(count) => args.epochs.min(first_epoch - 1 + count),
+        Some(count) => args.epochs.min((first_epoch - 1).saturating_add(count)),
         None => args.epochs,
     };
     for epoch in first_epoch..=last_epoch {
@@ -488,7 +514,16 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             state.optimiser.set_learning_rate(learning_rate_now);
             let value = state
                 .head
-                .step(&x, &labels, &step_loss, &mut state.optimiser)?;
+                .step(&x, &labels, &step_loss, &mut state.optimiser)
+                .map_err(|error| {
+                    if error.0.contains("non-finite") || error.0.contains("NaN") {
+                        CliError(format!(
+                            "training diverged at epoch {epoch}, step {step} (the logits became non-finite): lower --lr"
+                        ))
+                    } else {
+                        error
+                    }
+                })?;
             if !value.is_finite() {
                 fail!("the training loss became {value} at epoch {epoch}, step {step}: lower --lr");
             }

@@ -272,6 +272,27 @@ fn resume_continues_exactly() {
             "{tensor}: a run resumed after epoch 2 differs from an uninterrupted one"
         );
     }
+    // A learning rate whose decimal form needs all 17 digits resumes too (the settings
+    // round-trip exactly through the checkpoint's JSON).
+    let exact = scratch("exact");
+    assert!(run(binary().args(train_args(&exact)).args([
+        "--epochs",
+        "3",
+        "--stop-after",
+        "1",
+        "--nloglr",
+        "1.02"
+    ]))
+    .status
+    .success());
+    let output = run(binary()
+        .args(train_args(&exact))
+        .args(["--epochs", "3", "--resume", "--nloglr", "1.02"]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // Other settings cannot resume that checkpoint.
     let output = run(binary()
         .args(train_args(&resumed))
@@ -419,6 +440,16 @@ fn bad_inputs_fail_with_one_clear_line() {
     assert_fails(
         &mut train_with(&dir, &x, &y, &["--p-k", ".5,x"]),
         &["--p-k", "\"x\""],
+    );
+    // A stray huge label would make the class count, and the head, enormous.
+    let huge = write(
+        &dir,
+        "huge.npy",
+        &npy_i64_bytes(&[0, 1, 2, 0, 1, 4_294_967_295, 0, 1, 2, 0]),
+    );
+    assert_fails(
+        &mut train_with(&dir, &small_x, &huge, &[]),
+        &[&huge, "too large a head", "--num-classes"],
     );
     // Output problems are found before training, not after it.
     let nowhere = path(&dir, "no/such/dir/metrics.json");

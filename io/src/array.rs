@@ -128,10 +128,20 @@ impl ArrayFile {
             },
         };
         if header.fortran_order && header.shape.len() > 1 {
-            let mut bytes = vec![0u8; needed as usize];
+            // Column-major data is transposed in memory: it must fit.
+            let mut bytes = Vec::new();
+            let size = usize::try_from(needed)
+                .ok()
+                .filter(|&n| bytes.try_reserve_exact(n).is_ok());
+            let Some(size) = size else {
+                return Err(too_large(source, needed));
+            };
+            bytes.resize(size, 0);
             array.read_bytes(0, &mut bytes)?;
-            array.storage =
-                Storage::Memory(fortran_to_c(&bytes, &header.shape, header.dtype.size()));
+            array.storage = Storage::Memory(
+                fortran_to_c(&bytes, &header.shape, header.dtype.size())
+                    .ok_or_else(|| too_large(source, needed))?,
+            );
         }
         Ok(array)
     }
@@ -156,6 +166,7 @@ impl ArrayFile {
         let data = &bytes[start..start + needed as usize];
         let data = if header.fortran_order && header.shape.len() > 1 {
             fortran_to_c(data, &header.shape, header.dtype.size())
+                .ok_or_else(|| too_large(source, needed))?
         } else {
             data.to_vec()
         };
@@ -186,10 +197,41 @@ impl ArrayFile {
                 Problem::BadHeader(format!("archive entry {chosen}: {e}")),
             )
         })?;
-        let mut bytes = Vec::with_capacity(entry.size().min(1 << 26) as usize);
-        entry.read_to_end(&mut bytes).map_err(|e| {
+        // Header first, then exactly the bytes it promises: a deflate bomb cannot make this
+        // read more than the header's shape says (which must then fit in memory).
+        let unreadable_entry = |e: std::io::Error| {
             DataError::new(source, Problem::Unreadable(format!("entry {chosen}: {e}")))
+        };
+        let bad = |what: String| DataError::new(source, Problem::BadHeader(what));
+        let mut bytes = vec![0u8; 12];
+        let got = read_up_to(&mut entry, &mut bytes).map_err(unreadable_entry)?;
+        bytes.truncate(got);
+        let header_len = npy::header_len(&bytes).map_err(bad)?;
+        if header_len > 1 << 24 {
+            return Err(bad("header longer than 16 MiB".into()));
+        }
+        let mut header = vec![0u8; header_len - bytes.len().min(header_len)];
+        let got = read_up_to(&mut entry, &mut header).map_err(unreadable_entry)?;
+        bytes.extend_from_slice(&header[..got]);
+        let parsed = npy::parse_header(&bytes).map_err(bad)?;
+        let needed = parsed
+            .data_len()
+            .ok_or_else(|| bad("shape too large".into()))?;
+        let needed_usize = usize::try_from(needed).map_err(|_| bad("shape too large".into()))?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(needed_usize).map_err(|_| {
+            DataError::new(
+                source,
+                Problem::Unreadable(format!(
+                    "entry {chosen}: not enough memory for {needed} bytes"
+                )),
+            )
         })?;
+        (&mut entry)
+            .take(needed)
+            .read_to_end(&mut data)
+            .map_err(unreadable_entry)?;
+        bytes.extend_from_slice(&data);
         Self::from_npy_bytes(source, bytes)
     }
 
@@ -258,6 +300,28 @@ impl ArrayFile {
     }
 }
 
+/// The error for a Fortran-order array that does not fit in memory.
+fn too_large(source: &str, bytes: u64) -> DataError {
+    DataError::new(
+        source,
+        Problem::Unreadable(format!(
+            "a Fortran-order array of {bytes} bytes does not fit in memory (save it in C order to stream it)"
+        )),
+    )
+}
+
+/// Reads until `buffer` is full or the input ends; returns the bytes read.
+fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..])? {
+            0 => break,
+            count => filled += count,
+        }
+    }
+    Ok(filled)
+}
+
 /// Reads and parses a safetensors header (the file's first 8 + N bytes).
 pub fn read_safetensors_header(
     source: &str,
@@ -278,9 +342,11 @@ pub fn read_safetensors_header(
 }
 
 /// Reorders column-major bytes of `shape` into row-major order.
-fn fortran_to_c(bytes: &[u8], shape: &[usize], size: usize) -> Vec<u8> {
+fn fortran_to_c(bytes: &[u8], shape: &[usize], size: usize) -> Option<Vec<u8>> {
     let count: usize = shape.iter().product();
-    let mut out = vec![0u8; bytes.len()];
+    let mut out = Vec::new();
+    out.try_reserve_exact(bytes.len()).ok()?;
+    out.resize(bytes.len(), 0u8);
     let mut index = vec![0usize; shape.len()];
     for c_position in 0..count {
         // index holds the multi-index of c_position (row-major); its Fortran offset:
@@ -300,5 +366,5 @@ fn fortran_to_c(bytes: &[u8], shape: &[usize], size: usize) -> Vec<u8> {
             index[axis] = 0;
         }
     }
-    out
+    Some(out)
 }

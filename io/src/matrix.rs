@@ -11,8 +11,11 @@ pub struct Embeddings {
     dimension: usize,
 }
 
-/// Rows per read when streaming a whole file.
+/// Rows per read when streaming a whole file (fewer for very wide rows).
 pub const ROWS_PER_READ: usize = 4096;
+
+/// Largest block read at once, in bytes of f32.
+const MAX_READ_BYTES: usize = 16 << 20;
 
 impl Embeddings {
     /// Opens and checks an embedding array: 2-D, at least one row and one column, float16,
@@ -101,21 +104,41 @@ impl Embeddings {
         Ok(())
     }
 
-    /// Loads the whole matrix as f32 (rows × D values), validated.
+    /// Rows per block read: up to [`ROWS_PER_READ`], at most 16 MiB of f32, at least one row.
+    pub fn rows_per_read(&self) -> usize {
+        (MAX_READ_BYTES / (4 * self.dimension))
+            .clamp(1, ROWS_PER_READ)
+            .min(self.rows)
+    }
+
+    /// Loads the whole matrix as f32 (rows × D values), validated. An error, not an abort,
+    /// when it does not fit in memory.
     pub fn load(&self) -> Result<Vec<f32>, DataError> {
-        let mut out = vec![0f32; self.rows * self.dimension];
-        for (block, chunk) in out.chunks_mut(ROWS_PER_READ * self.dimension).enumerate() {
-            self.read_rows(block * ROWS_PER_READ, chunk)?;
+        let total = self.rows.checked_mul(self.dimension).ok_or_else(|| {
+            DataError::new(self.source(), Problem::BadHeader("shape too large".into()))
+        })?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(total).map_err(|_| {
+            DataError::new(
+                self.source(),
+                Problem::Unreadable(format!("not enough memory for {total} values")),
+            )
+        })?;
+        out.resize(total, 0f32);
+        let block_rows = self.rows_per_read();
+        for (block, chunk) in out.chunks_mut(block_rows * self.dimension).enumerate() {
+            self.read_rows(block * block_rows, chunk)?;
         }
         Ok(out)
     }
 
     /// Reads every row once, in blocks, only to validate it (streaming; constant memory).
     pub fn validate(&self) -> Result<(), DataError> {
-        let mut buffer = vec![0f32; ROWS_PER_READ * self.dimension];
+        let block_rows = self.rows_per_read();
+        let mut buffer = vec![0f32; block_rows * self.dimension];
         let mut first = 0;
         while first < self.rows {
-            let count = ROWS_PER_READ.min(self.rows - first);
+            let count = block_rows.min(self.rows - first);
             self.read_rows(first, &mut buffer[..count * self.dimension])?;
             first += count;
         }

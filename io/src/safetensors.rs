@@ -127,7 +127,17 @@ fn parse_header_text(json: &[u8], file_len: u64) -> Result<SafetensorsHeader, He
             .filter(|o| o.len() == 2)
             .and_then(|o| Some((o[0].as_u64()?, o[1].as_u64()?)))
             .ok_or_else(|| format!("tensor {name:?} has bad data_offsets"))?;
-        let (begin, end) = (data_start + offsets.0, data_start + offsets.1);
+        let (begin, end) = match (
+            data_start.checked_add(offsets.0),
+            data_start.checked_add(offsets.1),
+        ) {
+            (Some(begin), Some(end)) => (begin, end),
+            _ => {
+                return Err(HeaderError::Bad(format!(
+                    "tensor {name:?}: data_offsets out of range"
+                )))
+            }
+        };
         let expected = shape
             .iter()
             .try_fold(dtype.size() as u64, |a, &d| a.checked_mul(d as u64))

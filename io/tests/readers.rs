@@ -346,3 +346,37 @@ proptest! {
         read_anything(&bytes, "fuzz.safetensors");
     }
 }
+
+#[test]
+fn hostile_headers_are_errors_not_crashes() {
+    // safetensors data_offsets near u64::MAX: an overflow in the offset arithmetic before.
+    let json = br#"{"x":{"dtype":"F32","shape":[1,1],"data_offsets":[18446744073709551615,3]}}"#;
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(json);
+    bytes.extend_from_slice(&[0u8; 8]);
+    let spec = write("offsets.safetensors", &bytes);
+    assert!(matches!(
+        Embeddings::open(&spec).unwrap_err().problem,
+        Problem::BadHeader(_)
+    ));
+    // A very wide row: validation reads in blocks bounded by bytes, not 4096 rows of it.
+    let wide = vec![0.5f32; 2_000_000];
+    let spec = write("wide.npy", &npy_f32_bytes(&[1, 2_000_000], &wide));
+    let embeddings = Embeddings::open(&spec).unwrap();
+    assert_eq!(embeddings.rows_per_read(), 1);
+    embeddings.validate().unwrap();
+    // An npz entry whose header promises more than the entry holds: a clean truncation error.
+    let path = temp_dir().join("short.npz");
+    let mut archive = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    archive
+        .start_file("X.npy", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    let full = npy_f32_bytes(&[2, 3], &MATRIX);
+    archive.write_all(&full[..full.len() - 4]).unwrap();
+    archive.finish().unwrap();
+    let error = Embeddings::open(&path.to_string_lossy()).unwrap_err();
+    assert!(
+        matches!(error.problem, Problem::Truncated { .. }),
+        "{error}"
+    );
+}
