@@ -242,7 +242,19 @@ impl ArrayFile {
         name: Option<&str>,
     ) -> Result<Self, DataError> {
         let header = read_safetensors_header(source, &file, len)?;
-        let chosen = choose(source, header.tensors.keys().cloned().collect(), name)?;
+        let names = header
+            .tensors
+            .keys()
+            .chain(header.unsupported.keys())
+            .cloned()
+            .collect();
+        let chosen = choose(source, names, name)?;
+        if let Some(dtype) = header.unsupported.get(&chosen) {
+            return Err(DataError::new(
+                source,
+                Problem::UnsupportedDtype(format!("{dtype} (tensor {chosen:?})")),
+            ));
+        }
         let entry = &header.tensors[&chosen];
         Ok(ArrayFile {
             source: source.to_string(),

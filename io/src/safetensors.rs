@@ -28,6 +28,9 @@ pub struct SafetensorsHeader {
     pub tensors: BTreeMap<String, TensorEntry>,
     /// `__metadata__`.
     pub metadata: BTreeMap<String, String>,
+    /// Tensors of element types this reader does not decode (name → dtype), kept so that the
+    /// other tensors of the file stay usable and asking for one of these names says why not.
+    pub unsupported: BTreeMap<String, String>,
 }
 
 /// Upper bound on the JSON header (the format's own limit is 100 MB).
@@ -110,11 +113,15 @@ fn parse_header_text(json: &[u8], file_len: u64) -> Result<SafetensorsHeader, He
             }
             continue;
         }
-        let dtype = entry["dtype"]
+        let dtype_name = entry["dtype"]
             .as_str()
-            .ok_or_else(|| format!("tensor {name:?} has no dtype"))
-            .and_then(dtype_of)
-            .map_err(|e| HeaderError::Bad(format!("tensor {name:?}: {e}")))?;
+            .ok_or_else(|| HeaderError::Bad(format!("tensor {name:?} has no dtype")))?;
+        let Ok(dtype) = dtype_of(dtype_name) else {
+            header
+                .unsupported
+                .insert(name.clone(), dtype_name.to_string());
+            continue;
+        };
         let shape = entry["shape"]
             .as_array()
             .ok_or_else(|| format!("tensor {name:?} has no shape"))?

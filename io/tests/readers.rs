@@ -380,3 +380,21 @@ fn hostile_headers_are_errors_not_crashes() {
         "{error}"
     );
 }
+
+#[test]
+fn a_tensor_of_unknown_dtype_does_not_spoil_the_others() {
+    let json = br#"{"mask":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]},"x":{"dtype":"F32","shape":[1,2],"data_offsets":[2,10]}}"#;
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(json);
+    bytes.extend_from_slice(&[1, 0]);
+    bytes.extend_from_slice(&1.5f32.to_le_bytes());
+    bytes.extend_from_slice(&2.5f32.to_le_bytes());
+    let path = write("mixed.safetensors", &bytes);
+    assert_eq!(load(&format!("{path}:x")), vec![1.5, 2.5]);
+    let error = Embeddings::open(&format!("{path}:mask")).unwrap_err();
+    assert!(
+        matches!(error.problem, Problem::UnsupportedDtype(_)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("BOOL"), "{error}");
+}
