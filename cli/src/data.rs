@@ -59,8 +59,6 @@ pub struct LabelledSet {
     pub labels: Arc<Vec<usize>>,
     /// The rows of the file this set uses, in order.
     pub selection: Vec<usize>,
-    /// Where the data came from, for messages.
-    pub description: String,
 }
 
 impl LabelledSet {
@@ -90,7 +88,6 @@ impl LabelledSet {
             rows: Arc::new(rows),
             selection: (0..labels.len()).collect(),
             labels: Arc::new(labels),
-            description: format!("{x} / {y}"),
         })
     }
 
@@ -147,7 +144,6 @@ impl LabelledSet {
             rows: self.rows.clone(),
             labels: self.labels.clone(),
             selection: validation,
-            description: format!("{fraction} of {} held out", self.description),
         })
     }
 

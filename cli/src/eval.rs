@@ -3,15 +3,15 @@
 use std::io::Write;
 
 use difftopk_autodiff::dfdx::prelude::*;
-use difftopk_io::{write_atomically, Embeddings, ROWS_PER_READ};
+use difftopk_io::{write_atomically, Embeddings};
 use serde_json::{json, Map, Value};
 
 use crate::args::{EvalArgs, PredictArgs, PredictFormat};
 use crate::data::LabelledSet;
 use crate::error::{CliError, CliResult};
 use crate::fail;
-use crate::head::{logits, read_class_names, Head};
-use crate::metrics::{report_ks, TopkCounter};
+use crate::head::{logits, read_class_names, top_k_accuracies, Head};
+use crate::metrics::report_ks;
 
 /// Runs `difftopk eval`: prints top-1..top-5 (and any `--k`) as a table or JSON on stdout.
 pub fn run_eval(args: &EvalArgs) -> CliResult<()> {
@@ -30,15 +30,7 @@ pub fn run_eval(args: &EvalArgs) -> CliResult<()> {
     let ks = report_ks(&args.k);
     let device = Cpu::default();
     let linear = head.linear(&device)?;
-    let mut counter = TopkCounter::new(&ks);
-    let (mut x, mut labels) = (Vec::new(), Vec::new());
-    let positions: Vec<usize> = (0..set.len()).collect();
-    for block in positions.chunks(ROWS_PER_READ) {
-        set.gather(block, &mut x, &mut labels)?;
-        let scores = logits(&linear, &device, std::mem::take(&mut x))?;
-        counter.add(&scores, &labels, head.classes);
-    }
-    let accuracies = counter.accuracies();
+    let accuracies = top_k_accuracies(&linear, &device, &set, &ks)?;
     if args.json {
         let mut object = Map::new();
         for (k, a) in &accuracies {

@@ -9,8 +9,10 @@ use difftopk_autodiff::dfdx::prelude::*;
 use difftopk_autodiff::RuntimeLinear;
 use difftopk_io::{read_safetensors_header, safetensors, write_bytes_atomically};
 
+use crate::data::LabelledSet;
 use crate::error::{CliError, CliResult};
 use crate::fail;
+use crate::metrics::TopkCounter;
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "difftopk-linear-head-v1";
@@ -99,16 +101,7 @@ impl Head {
             if !array.dtype().is_float() {
                 fail!("{spec}: dtype {:?} is not a float type", array.dtype());
             }
-            let mut bytes = vec![0u8; expected.iter().product::<usize>() * array.dtype().size()];
-            array.read_bytes(0, &mut bytes)?;
-            let mut values = vec![0f32; bytes.len() / array.dtype().size()];
-            array
-                .dtype()
-                .decode_into_f32(&bytes, array.little_endian(), &mut values);
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                fail!("{spec}: non-finite value at index {i}");
-            }
-            Ok(values)
+            read_finite_values(&spec, &array)
         };
         let weight = read("weight", &[classes, dimension])?;
         let bias = read("bias", &[classes])?;
@@ -143,6 +136,41 @@ impl Head {
             self.bias.clone(),
         )?)
     }
+}
+
+/// All values of an opened float array as f32, every one checked finite (the error names the
+/// spec and the index). The caller has checked the shape and the dtype.
+pub fn read_finite_values(spec: &str, array: &difftopk_io::ArrayFile) -> CliResult<Vec<f32>> {
+    let count: usize = array.shape().iter().product();
+    let mut bytes = vec![0u8; count * array.dtype().size()];
+    array.read_bytes(0, &mut bytes)?;
+    let mut values = vec![0f32; count];
+    array
+        .dtype()
+        .decode_into_f32(&bytes, array.little_endian(), &mut values);
+    if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+        fail!("{spec}: non-finite value at index {index}");
+    }
+    Ok(values)
+}
+
+/// Top-k accuracies (`(k, fraction)` for each of `ks`) of a layer on a labelled set, in blocks
+/// of at most [`difftopk_io::ROWS_PER_READ`] rows.
+pub fn top_k_accuracies(
+    linear: &RuntimeLinear<f32>,
+    device: &Cpu,
+    set: &LabelledSet,
+    ks: &[usize],
+) -> CliResult<Vec<(usize, f64)>> {
+    let mut counter = TopkCounter::new(ks);
+    let (mut x, mut labels) = (Vec::new(), Vec::new());
+    let positions: Vec<usize> = (0..set.len()).collect();
+    for block in positions.chunks(difftopk_io::ROWS_PER_READ) {
+        set.gather(block, &mut x, &mut labels)?;
+        let scores = logits(linear, device, std::mem::take(&mut x))?;
+        counter.add(&scores, &labels, linear.outputs());
+    }
+    Ok(counter.accuracies())
 }
 
 /// Logits of a block of rows (`x`: rows × D) through a layer, no tape.

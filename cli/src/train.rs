@@ -17,16 +17,13 @@ use crate::data::LabelledSet;
 use crate::error::{CliError, CliResult};
 use crate::fail;
 use crate::fused::{FusedHead, StepLoss};
-use crate::head::{logits, read_class_names, Head};
-use crate::metrics::{report_ks, TopkCounter};
+use crate::head::{read_class_names, read_finite_values, top_k_accuracies, Head};
+use crate::metrics::report_ks;
 use crate::plot;
 
 /// AdamW learning rate without --lr/--nloglr: tuned on Banking77 and GoEmotions (cosine schedule,
 /// batch 128, 20 epochs); the paper's 10^-4.5 (`--nloglr 4.5`) suits 1.2 M ImageNet rows.
 pub const DEFAULT_LEARNING_RATE: f64 = 0.05;
-
-/// Rows per forward pass when evaluating.
-const EVALUATION_ROWS: usize = 4096;
 
 /// Parses `--p-k` (`.5,0,0,0,.5`).
 fn parse_p_k(text: &str) -> CliResult<Vec<f64>> {
@@ -116,24 +113,6 @@ fn accuracy_object(accuracies: &[(usize, f64)]) -> Value {
         object.insert(format!("top{k}"), json!(a));
     }
     Value::Object(object)
-}
-
-/// Top-k accuracies of the layer on a set, in blocks of rows.
-fn evaluate(
-    linear: &RuntimeLinear<f32>,
-    device: &Cpu,
-    set: &LabelledSet,
-    ks: &[usize],
-) -> CliResult<Vec<(usize, f64)>> {
-    let mut counter = TopkCounter::new(ks);
-    let (mut x, mut labels) = (Vec::new(), Vec::new());
-    let positions: Vec<usize> = (0..set.len()).collect();
-    for block in positions.chunks(EVALUATION_ROWS) {
-        set.gather(block, &mut x, &mut labels)?;
-        let scores = logits(linear, device, std::mem::take(&mut x))?;
-        counter.add(&scores, &labels, linear.outputs());
-    }
-    Ok(counter.accuracies())
 }
 
 fn describe(accuracies: &[(usize, f64)]) -> String {
@@ -234,14 +213,7 @@ fn load_checkpoint(path: &Path, state: &mut State, settings: &Value) -> CliResul
                 array.dtype()
             );
         }
-        let mut bytes = vec![0u8; len * 4];
-        array.read_bytes(0, &mut bytes)?;
-        let mut values = vec![0f32; len];
-        array.dtype().decode_into_f32(&bytes, true, &mut values);
-        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-            fail!("{spec}: non-finite value at index {index}");
-        }
-        Ok(values)
+        read_finite_values(&spec, &array)
     };
     let classes = state.head.bias.len();
     let dimension = state.head.weight.len() / classes;
@@ -550,11 +522,11 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         )?;
         let val_accuracy = validation
             .as_ref()
-            .map(|(s, _, _)| evaluate(&linear, &device, s, &ks))
+            .map(|(s, _, _)| top_k_accuracies(&linear, &device, s, &ks))
             .transpose()?;
         let test_accuracy = test
             .as_ref()
-            .map(|(s, _, _)| evaluate(&linear, &device, s, &ks))
+            .map(|(s, _, _)| top_k_accuracies(&linear, &device, s, &ks))
             .transpose()?;
         if let Some(a) = &val_accuracy {
             record["val"] = accuracy_object(a);
