@@ -50,12 +50,41 @@ pub trait Real:
     fn max(self, other: Self) -> Self;
     /// The smaller of two values (NaN-ignoring as `libm::fmin`).
     fn min(self, other: Self) -> Self;
+    /// An integer that orders like the value: `a < b ⇔ a.order_key() < b.order_key()` for
+    /// non-NaN values, with −0 and +0 both mapped to 0 (they compare equal): the IEEE 754 bit
+    /// pattern with its sign-magnitude turned into two's complement, so that adjacent floats
+    /// get adjacent keys (−1, the key of −0, is left unused).
+    fn order_key(self) -> i64;
+    /// The inverse of [`Real::order_key`] on its range (key 0 gives +0).
+    fn from_order_key(key: i64) -> Self;
+    /// Whether any of the 8 values is `≥ bound` (SIMD compares and one mask test on x86-64,
+    /// where the generic loop stays scalar).
+    #[inline(always)]
+    fn any_at_or_above(block: &[Self; 8], bound: Self) -> bool {
+        block
+            .iter()
+            .fold(false, |any, &value| any | (value >= bound))
+    }
     /// The type's name as numpy spells it (`"float32"`, `"float64"`).
     const NAME: &'static str;
 }
 
 impl Real for f32 {
     const NAME: &'static str = "float32";
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn any_at_or_above(block: &[Self; 8], bound: Self) -> bool {
+        use core::arch::x86_64::{
+            _mm_cmpge_ps, _mm_loadu_ps, _mm_movemask_ps, _mm_or_ps, _mm_set1_ps,
+        };
+        // SAFETY: SSE2 is part of x86-64; the loads read the 8 values of `block`.
+        unsafe {
+            let bound = _mm_set1_ps(bound);
+            let low = _mm_cmpge_ps(_mm_loadu_ps(block.as_ptr()), bound);
+            let high = _mm_cmpge_ps(_mm_loadu_ps(block.as_ptr().add(4)), bound);
+            _mm_movemask_ps(_mm_or_ps(low, high)) != 0
+        }
+    }
     #[inline(always)]
     fn of(value: f64) -> Self {
         value as f32
@@ -108,10 +137,47 @@ impl Real for f32 {
     fn min(self, other: Self) -> Self {
         libm::fminf(self, other)
     }
+    #[inline(always)]
+    fn order_key(self) -> i64 {
+        let bits = self.to_bits() as i32;
+        // Negative values: flip the magnitude bits, so larger magnitudes sort lower; −0 → −1.
+        let key = if bits < 0 { bits ^ 0x7fff_ffff } else { bits };
+        if self == 0.0 {
+            0
+        } else {
+            key as i64
+        }
+    }
+    #[inline(always)]
+    fn from_order_key(key: i64) -> Self {
+        let key = key as i32;
+        f32::from_bits((if key < 0 { key ^ 0x7fff_ffff } else { key }) as u32)
+    }
 }
 
 impl Real for f64 {
     const NAME: &'static str = "float64";
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn any_at_or_above(block: &[Self; 8], bound: Self) -> bool {
+        use core::arch::x86_64::{
+            _mm_cmpge_pd, _mm_loadu_pd, _mm_movemask_pd, _mm_or_pd, _mm_set1_pd,
+        };
+        // SAFETY: SSE2 is part of x86-64; the loads read the 8 values of `block`.
+        unsafe {
+            let bound = _mm_set1_pd(bound);
+            let pointer = block.as_ptr();
+            let first = _mm_or_pd(
+                _mm_cmpge_pd(_mm_loadu_pd(pointer), bound),
+                _mm_cmpge_pd(_mm_loadu_pd(pointer.add(2)), bound),
+            );
+            let second = _mm_or_pd(
+                _mm_cmpge_pd(_mm_loadu_pd(pointer.add(4)), bound),
+                _mm_cmpge_pd(_mm_loadu_pd(pointer.add(6)), bound),
+            );
+            _mm_movemask_pd(_mm_or_pd(first, second)) != 0
+        }
+    }
     #[inline(always)]
     fn of(value: f64) -> Self {
         value
@@ -162,5 +228,29 @@ impl Real for f64 {
     #[inline(always)]
     fn min(self, other: Self) -> Self {
         libm::fmin(self, other)
+    }
+    #[inline(always)]
+    fn order_key(self) -> i64 {
+        let bits = self.to_bits() as i64;
+        let key = if bits < 0 {
+            bits ^ 0x7fff_ffff_ffff_ffff
+        } else {
+            bits
+        };
+        if self == 0.0 {
+            0
+        } else {
+            key
+        }
+    }
+    #[inline(always)]
+    fn from_order_key(key: i64) -> Self {
+        f64::from_bits(
+            (if key < 0 {
+                key ^ 0x7fff_ffff_ffff_ffff
+            } else {
+                key
+            }) as u64,
+        )
     }
 }

@@ -4,10 +4,14 @@ use crate::Real;
 
 /// Writes into `out` the indices of the `out.len()` largest entries of `values` whose index is
 /// not `skip`, in descending order of value, ties broken by the lower index first (so the result
-/// is deterministic). For a small count on a long row (count ≤ 56, n ≥ 16·(count + 1)) a
-/// lower bound from group maxima and a branch-free pass leave only the few entries that can
-/// qualify to the insertion step; otherwise every entry goes through insertion, most of them
-/// rejected by one comparison with the current minimum. O(n + candidates · count).
+/// is deterministic). Without a data-dependent branch per entry for a small count
+/// (≤ 56): the count-th largest value is found by bisection (a dozen vectorised counting passes
+/// on typical rows), the entries at or above it are compacted, and each is placed by its rank
+/// among them. On a long row (n ≥ 16·(count + 1)) a lower bound from group maxima first leaves
+/// only the few entries that can qualify (a few dozen of 1000). Larger counts go through
+/// insertion, most entries rejected by one comparison with the current minimum.
+/// O(n + candidates · count). NaN entries have no rank: where they land is unspecified, but
+/// the indices written are always distinct, in range and never `skip`.
 ///
 /// Requires `out.len() ≤ values.len() − (skip is in range) as usize`.
 pub fn largest_indices<F: Real>(values: &[F], skip: Option<usize>, out: &mut [u32]) {
@@ -24,37 +28,304 @@ pub fn largest_indices_ties_high<F: Real>(values: &[F], skip: Option<usize>, out
 const BOUND_LANES: usize = 8;
 /// Candidates listed by the bounded pass before it gives up and walks every entry.
 const CANDIDATES: usize = 256;
-/// Selections up to this size use the lower-bound pass (its maxima live on the stack).
+/// Selections up to this size use the lower-bound pass and the threshold selection.
 const BOUND_MAX_COUNT: usize = 56;
+/// Segments of the lower-bound pass at most (8 lanes each).
+const MAX_SEGMENTS: usize = 8;
+/// Selections up to this size keep the selected values in a stack array beside their indices.
+const DENSE_SLOTS: usize = 64;
 
 fn select<F: Real, const TIES_HIGH: bool>(values: &[F], skip: Option<usize>, out: &mut [u32]) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { select_avx2::<F, TIES_HIGH>(values, skip, out) };
+        }
+    }
+    select_body::<F, TIES_HIGH>(values, skip, out)
+}
+
+/// [`select_body`] compiled for AVX2: the counting and extreme-value loops run 8 f32 (4 f64)
+/// lanes per instruction. The same operations in the same order: results are identical.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+unsafe fn select_avx2<F: Real, const TIES_HIGH: bool>(
+    values: &[F],
+    skip: Option<usize>,
+    out: &mut [u32],
+) {
+    select_body::<F, TIES_HIGH>(values, skip, out)
+}
+
+#[inline(always)]
+fn select_body<F: Real, const TIES_HIGH: bool>(values: &[F], skip: Option<usize>, out: &mut [u32]) {
     let count = out.len();
     if count == 0 {
         return;
     }
-    let bound = if count <= BOUND_MAX_COUNT && values.len() >= 16 * (count + 1) {
-        Some(lower_bound(
-            values,
-            count + usize::from(skip.is_some_and(|s| s < values.len())),
-        ))
+    let skip = skip.filter(|&s| s < values.len());
+    let long_row = values.len() >= 16 * (count + 1);
+    if count <= BOUND_MAX_COUNT {
+        if long_row {
+            let Some(bound) = lower_bound(values, count + usize::from(skip.is_some())) else {
+                return insertion_select::<F, TIES_HIGH>(values, skip, out, None);
+            };
+            let mut candidates = Candidates {
+                values: [F::zero(); CANDIDATES + 1],
+                indices: [0; CANDIDATES + 1],
+                len: 0,
+            };
+            if candidates.list(values, skip, bound)
+                && threshold_select::<F, TIES_HIGH>(
+                    &candidates.values[..candidates.len],
+                    Some(&candidates.indices[..candidates.len]),
+                    None,
+                    out,
+                )
+            {
+                return;
+            }
+        } else if values.len() <= CANDIDATES
+            && threshold_select::<F, TIES_HIGH>(values, None, skip, out)
+        {
+            return;
+        }
+    }
+    let bound = if count <= BOUND_MAX_COUNT && long_row {
+        lower_bound(values, count + usize::from(skip.is_some()))
     } else {
         None
     };
     insertion_select::<F, TIES_HIGH>(values, skip, out, bound);
 }
 
+/// Entries of a row that may be among the largest, in index order, values beside indices.
+struct Candidates<F> {
+    values: [F; CANDIDATES + 1],
+    indices: [u32; CANDIDATES + 1],
+    len: usize,
+}
+
+impl<F: Real> Candidates<F> {
+    /// Lists the entries at or above `bound` (except `skip`): a vectorised test per block of 8
+    /// entries, and a branch-free compaction (every entry written, the length advancing when it
+    /// counts) of the few blocks that hold one. `false` when more than [`CANDIDATES`] pass.
+    #[inline(always)]
+    fn list(&mut self, values: &[F], skip: Option<usize>, bound: F) -> bool {
+        let skip = skip.unwrap_or(usize::MAX);
+        let mut len = 0usize;
+        let mut take = |i: usize, value: F| {
+            let slot = len.min(CANDIDATES);
+            self.values[slot] = value;
+            self.indices[slot] = i as u32;
+            len += usize::from((value >= bound) & (i != skip));
+        };
+        let blocks = values.chunks_exact(8);
+        let tail_start = values.len() - blocks.remainder().len();
+        for (block_index, block) in blocks.enumerate() {
+            if F::any_at_or_above(block.try_into().expect("blocks of 8"), bound) {
+                for (offset, &value) in block.iter().enumerate() {
+                    take(block_index * 8 + offset, value);
+                }
+            }
+        }
+        for (i, &value) in values.iter().enumerate().skip(tail_start) {
+            take(i, value);
+        }
+        self.len = len;
+        len <= CANDIDATES
+    }
+}
+
+/// The number of `values` at or above `threshold` (a compare-and-add loop that vectorises).
+#[inline(always)]
+fn count_at_or_above<F: Real>(values: &[F], threshold: F) -> usize {
+    let mut counts = [0u32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for lane in 0..8 {
+            counts[lane] += u32::from(chunk[lane] >= threshold);
+        }
+    }
+    let tail_count: u32 = tail.iter().map(|&v| u32::from(v >= threshold)).sum();
+    (counts.iter().sum::<u32>() + tail_count) as usize
+}
+
+/// The smallest and largest of `values` (8 lanes of running minima and maxima, so the loop
+/// vectorises; NaN entries may be ignored).
+#[inline(always)]
+fn extremes<F: Real>(values: &[F]) -> (F, F) {
+    let mut smallest = [values[0]; 8];
+    let mut largest = [values[0]; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for lane in 0..8 {
+            smallest[lane] = if chunk[lane] < smallest[lane] {
+                chunk[lane]
+            } else {
+                smallest[lane]
+            };
+            largest[lane] = if chunk[lane] > largest[lane] {
+                chunk[lane]
+            } else {
+                largest[lane]
+            };
+        }
+    }
+    let mut low = values[0];
+    let mut high = values[0];
+    for &value in smallest.iter().chain(tail) {
+        low = if value < low { value } else { low };
+    }
+    for &value in largest.iter().chain(tail) {
+        high = if value > high { value } else { high };
+    }
+    (low, high)
+}
+
+/// The `count`-th largest of `values` except position `skip` (`count ≥ 1`, at most the number
+/// of entries left), and whether exactly `count` entries are at or above it (no tie straddles
+/// it). Bisection between the smallest and the largest entry: halving the value range while
+/// that makes progress (a handful of steps on typical rows), then the integer order keys (at
+/// most 65 steps in all); each step is one vectorised count. `None` when fewer than `count`
+/// entries compare at all (NaN).
+#[inline(always)]
+fn rank_threshold<F: Real>(values: &[F], skip: Option<usize>, count: usize) -> Option<(F, bool)> {
+    let count_from = |threshold: F| {
+        count_at_or_above(values, threshold)
+            - skip.map_or(0, |s| usize::from(values[s] >= threshold))
+    };
+    // Including the skipped entry in the extremes keeps both bounds valid.
+    let (smallest, largest) = extremes(values);
+    // Invariant: at least `count` entries ≥ key `low`, fewer than `count` ≥ key `high`.
+    if count_from(smallest) < count {
+        return None;
+    }
+    let mut low = smallest.order_key();
+    let mut high = largest.order_key() + 1;
+    let mut exact = count_from(largest) == count;
+    if exact {
+        low = largest.order_key();
+    }
+    let mut steps = 0;
+    while !exact && high - low > 1 {
+        let (low_value, high_value) = (F::from_order_key(low), F::from_order_key(high));
+        let half = F::of(0.5);
+        let value_middle = low_value * half + high_value * half;
+        steps += 1;
+        let middle = if steps <= 24 && value_middle > low_value && value_middle < high_value {
+            value_middle.order_key()
+        } else {
+            low + (high - low) / 2
+        };
+        let at_or_above = count_from(F::from_order_key(middle));
+        if at_or_above >= count {
+            low = middle;
+            exact = at_or_above == count;
+        } else {
+            high = middle;
+        }
+    }
+    Some((F::from_order_key(low), exact))
+}
+
+/// Selects the `out.len()` largest of `values` except position `skip`, without a
+/// data-dependent branch per entry (`indices[p]` is reported for position p, or p itself):
+/// 1. the `count`-th largest value `t`, by bisection between the smallest and the largest entry
+///    (halving the value range while that makes progress, a handful of steps on typical rows,
+///    then the integer order keys: at most 65 steps in all). Each step is one vectorised count
+///    of the entries at or above the midpoint; the search stops as soon as exactly `count` are;
+/// 2. the entries above `t`, then those equal to `t` in tie order, until `count` are chosen;
+/// 3. each chosen entry's output position = the number of chosen entries that rank above it.
+///
+/// Returns `false` (leaving `out` to the caller's fallback) when fewer than `count` entries
+/// compare at all (NaN).
+#[inline(always)]
+fn threshold_select<F: Real, const TIES_HIGH: bool>(
+    values: &[F],
+    indices: Option<&[u32]>,
+    skip: Option<usize>,
+    out: &mut [u32],
+) -> bool {
+    let count = out.len();
+    let skipped = usize::from(skip.is_some());
+    if values.len() < count + skipped {
+        return false;
+    }
+    let index_of = |position: usize| indices.map_or(position as u32, |indices| indices[position]);
+    let Some((threshold, exact)) = rank_threshold(values, skip, count) else {
+        return false; // NaN among the entries
+    };
+    // Chosen entries: with exactly `count` at or above the threshold, those; otherwise every
+    // entry above it, then ties at the threshold in tie order.
+    let mut chosen_values = [F::zero(); BOUND_MAX_COUNT + 1];
+    let mut chosen_indices = [0u32; BOUND_MAX_COUNT + 1];
+    let mut chosen = 0usize;
+    let skip = skip.unwrap_or(usize::MAX);
+    for (position, &value) in values.iter().enumerate() {
+        let slot = chosen.min(BOUND_MAX_COUNT);
+        chosen_values[slot] = value;
+        chosen_indices[slot] = index_of(position);
+        let taken = if exact {
+            value >= threshold
+        } else {
+            value > threshold
+        };
+        chosen += usize::from(taken & (position != skip));
+    }
+    if !exact {
+        let mut take_tie = |(position, &value): (usize, &F)| {
+            let slot = chosen.min(BOUND_MAX_COUNT);
+            chosen_values[slot] = value;
+            chosen_indices[slot] = index_of(position);
+            chosen += usize::from((value == threshold) & (position != skip) & (chosen < count));
+        };
+        if TIES_HIGH {
+            values.iter().enumerate().rev().for_each(&mut take_tie);
+        } else {
+            values.iter().enumerate().for_each(&mut take_tie);
+        }
+    }
+    if chosen != count {
+        return false;
+    }
+    // Output position by rank among the chosen (distinct indices make the ranks distinct).
+    let chosen_values = &chosen_values[..count];
+    let chosen_indices = &chosen_indices[..count];
+    for (&value, &index) in chosen_values.iter().zip(chosen_indices) {
+        let mut rank = 0usize;
+        for (&other, &other_index) in chosen_values.iter().zip(chosen_indices) {
+            let tie_before = if TIES_HIGH {
+                other_index > index
+            } else {
+                other_index < index
+            };
+            rank += usize::from((other > value) | ((other == value) & tie_before));
+        }
+        out[rank] = index;
+    }
+    true
+}
+
 /// A value `L` with at least `rank` entries of `values` at or above it, found without sorting:
-/// the values are cut into `8·S ≥ rank` disjoint groups (8 strided lanes of S segments), whose
-/// maxima are `8·S` distinct entries; the `rank`-th largest of those maxima is at most the
-/// `rank`-th largest entry. Every entry that can be among the `rank` largest is therefore `≥ L`,
-/// and the second pass only has to look at those (on typical data a few dozen of 1000). The lane
-/// loop compiles to SIMD compares and blends. With `skip` in range the caller asks for one rank
-/// more: removing one entry lowers any rank by at most one.
-fn lower_bound<F: Real>(values: &[F], rank: usize) -> F {
-    let segments = rank.div_ceil(BOUND_LANES);
+/// the values are cut into `8·S ≥ rank` disjoint groups (8 strided lanes of S segments, S up to
+/// 8 so that the groups stay small), whose maxima are `8·S` distinct entries; the `rank`-th
+/// largest of those maxima is at most the `rank`-th largest entry. Every entry that can be among
+/// the `rank` largest is therefore `≥ L`, and the second pass only has to look at those (on
+/// typical data a few dozen of 1000). The lane loop compiles to SIMD compares and blends. With
+/// `skip` in range the caller asks for one rank more: removing one entry lowers any rank by at
+/// most one. Requires `values.len() ≥ 16 · rank`, `rank ≤ 64`; `None` when NaN entries leave
+/// too few comparable maxima.
+#[inline(always)]
+fn lower_bound<F: Real>(values: &[F], rank: usize) -> Option<F> {
+    let segments = rank
+        .div_ceil(BOUND_LANES)
+        .max((values.len() / (8 * BOUND_LANES)).min(MAX_SEGMENTS));
     let segment_len = (values.len() / segments) / BOUND_LANES * BOUND_LANES;
-    let mut maxima = [F::zero(); BOUND_MAX_COUNT + BOUND_LANES];
-    let mut found = 0;
+    let mut maxima = [F::zero(); MAX_SEGMENTS * BOUND_LANES];
     for segment in 0..segments {
         let start = segment * segment_len;
         let end = if segment + 1 == segments {
@@ -81,24 +352,15 @@ fn lower_bound<F: Real>(values: &[F], rank: usize) -> F {
                 lanes[lane] = value;
             }
         }
-        maxima[found..found + BOUND_LANES].copy_from_slice(&lanes);
-        found += BOUND_LANES;
+        maxima[segment * BOUND_LANES..(segment + 1) * BOUND_LANES].copy_from_slice(&lanes);
     }
-    // The rank-th largest of the maxima (a small insertion sort, descending).
-    let maxima = &mut maxima[..found];
-    for i in 1..maxima.len() {
-        let value = maxima[i];
-        let mut j = i;
-        while j > 0 && maxima[j - 1] < value {
-            maxima[j] = maxima[j - 1];
-            j -= 1;
-        }
-        maxima[j] = value;
-    }
-    maxima[rank - 1]
+    let maxima = &maxima[..segments * BOUND_LANES];
+    // NaN maxima: no usable bound.
+    rank_threshold(maxima, None, rank).map(|(bound, _)| bound)
 }
 
 /// The selection by insertion, over the values not below `bound` (all values when `None`).
+#[inline(always)]
 fn insertion_select<F: Real, const TIES_HIGH: bool>(
     values: &[F],
     skip: Option<usize>,
@@ -131,6 +393,9 @@ fn insertion_select<F: Real, const TIES_HIGH: bool>(
             candidates[step] as usize
         }
     });
+    if count <= DENSE_SLOTS {
+        return dense_insertion::<F, TIES_HIGH>(values, skip, out, walk);
+    }
     for i in walk {
         let value = values[i];
         if Some(i) == skip {
@@ -156,5 +421,46 @@ fn insertion_select<F: Real, const TIES_HIGH: bool>(
         out[position] = i as u32;
         filled += 1;
         minimum = values[out[filled - 1] as usize];
+    }
+}
+
+/// The insertion step of [`insertion_select`] with the selected values kept in a stack array
+/// beside their indices (`out.len() ≤ DENSE_SLOTS`): the shift loop compares against
+/// `top[position − 1]` directly instead of loading `values[out[position − 1]]`, which takes the
+/// dependent loads off the loop's critical path.
+#[inline(always)]
+fn dense_insertion<F: Real, const TIES_HIGH: bool>(
+    values: &[F],
+    skip: Option<usize>,
+    out: &mut [u32],
+    walk: impl Iterator<Item = usize>,
+) {
+    let count = out.len();
+    let mut top = [F::zero(); DENSE_SLOTS];
+    let top = &mut top[..count];
+    let mut filled = 0usize;
+    for i in walk {
+        let value = values[i];
+        if Some(i) == skip {
+            continue;
+        }
+        if filled == count {
+            let minimum = top[count - 1];
+            if !(value > minimum || (TIES_HIGH && value == minimum)) {
+                continue;
+            }
+            filled -= 1;
+        }
+        let mut position = filled;
+        while position > 0
+            && (top[position - 1] < value || (TIES_HIGH && top[position - 1] == value))
+        {
+            top[position] = top[position - 1];
+            out[position] = out[position - 1];
+            position -= 1;
+        }
+        top[position] = value;
+        out[position] = i as u32;
+        filled += 1;
     }
 }
