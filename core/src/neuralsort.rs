@@ -5,8 +5,9 @@
 //! `P̂[ρ, i] = softmax_i( β (s_i (n − 1 − 2ρ) − c_i) )`, `c_i = Σ_l |s_i − s_l|`
 //! (the reference negates the scores, t = −s, and uses the scaling n + 1 − 2(r+1) on position r;
 //! both give this). In difftopk's convention `P_topk[i, K−1−ρ] = P̂[ρ, i]`.
-//! Cost O(n log n + K n) per row: c comes from one sort and prefix sums. Only the columns
-//! of P (output positions) sum to 1.
+//! Cost O(n log n + K n) per row: c comes from one sort and prefix sums (for n ≤ 64 from the
+//! n² differences directly, which vectorise and beat the sort there). Only the columns of P
+//! (output positions) sum to 1.
 
 use crate::softmax::{softmax_backward, softmax_in_place};
 use crate::Real;
@@ -92,6 +93,44 @@ pub(crate) fn absolute_deviation_sums_backward<F: Real>(
     });
 }
 
+/// Rows up to this length compute `c` and its VJP from all n² differences instead of a sort.
+const DIRECT_MAX: usize = 64;
+
+/// [`absolute_deviation_sums`] from all pairs (no sort): `c_i = Σ_l |s_i − s_l|`.
+fn absolute_deviation_sums_direct<F: Real>(scores: &[F], c: &mut [F]) {
+    for (ci, &si) in c.iter_mut().zip(scores) {
+        let mut sum = F::zero();
+        for &sl in scores {
+            let difference = si - sl;
+            sum += if difference < F::zero() {
+                -difference
+            } else {
+                difference
+            };
+        }
+        *ci = sum;
+    }
+}
+
+/// [`absolute_deviation_sums_backward`] from all pairs:
+/// `∂/∂s_i += Σ_l sign(s_i − s_l)(c̄_i + c̄_l)`, sign(0) = 0.
+fn absolute_deviation_sums_backward_direct<F: Real>(scores: &[F], c_bar: &[F], gradient: &mut [F]) {
+    for ((g, &si), &ci) in gradient.iter_mut().zip(scores).zip(c_bar) {
+        let mut sum = F::zero();
+        for (&sl, &cl) in scores.iter().zip(c_bar) {
+            let both = ci + cl;
+            sum += if si > sl {
+                both
+            } else if si < sl {
+                -both
+            } else {
+                F::zero()
+            };
+        }
+        *g += sum;
+    }
+}
+
 /// Forward: the top `k` rows of P̂, `rows[ρ·n + i] = P̂[ρ, i]` (ρ = 0 the largest).
 /// Scratch: `c` (n reals), `order` (n indices).
 pub(crate) fn neuralsort_rows<F: Real>(
@@ -103,8 +142,12 @@ pub(crate) fn neuralsort_rows<F: Real>(
     order: &mut [u32],
 ) {
     let n = scores.len();
-    sort_ascending(scores, order);
-    absolute_deviation_sums(scores, order, c);
+    if n <= DIRECT_MAX {
+        absolute_deviation_sums_direct(scores, c);
+    } else {
+        sort_ascending(scores, order);
+        absolute_deviation_sums(scores, order, c);
+    }
     for (rank, row) in rows.chunks_exact_mut(n).take(k).enumerate() {
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64);
         for ((r, &s), &ci) in row.iter_mut().zip(scores).zip(c.iter()) {
@@ -148,8 +191,12 @@ pub(crate) fn neuralsort_rows_backward<F: Real>(
             *cb -= a * beta;
         }
     }
-    sort_ascending(scores, order);
-    absolute_deviation_sums_backward(scores, order, c_bar, gradient);
+    if n <= DIRECT_MAX {
+        absolute_deviation_sums_backward_direct(scores, c_bar, gradient);
+    } else {
+        sort_ascending(scores, order);
+        absolute_deviation_sums_backward(scores, order, c_bar, gradient);
+    }
 }
 
 /// Public operator: the relaxed top-k matrix of NeuralSort, `p_topk[i·k + j]` = weight of input i
