@@ -308,11 +308,13 @@ pub(crate) fn mixture<F: Real>(
     for (rank, &m) in mass.iter().enumerate() {
         q += F::of(config.rank_weight(rank)) * m;
     }
-    let uses_softmax = mode != Top1Mode::Sort;
     let mut log_partition = F::zero();
-    if uses_softmax {
+    if mode != Top1Mode::Sort {
         let (maximum, sum) = softmax(selected, probabilities);
-        log_partition = maximum + sum.ln();
+        // log Σ exp s′ enters only the cross-entropy term (one `ln` saved in the other modes).
+        if mode == Top1Mode::SoftmaxCrossEntropy {
+            log_partition = maximum + sum.ln();
+        }
     }
     let scale = F::of(CLAMP_SCALE);
     let shift = F::of(CLAMP_SHIFT);

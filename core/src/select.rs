@@ -200,10 +200,12 @@ fn rank_threshold<F: Real>(values: &[F], skip: Option<usize>, count: usize) -> O
     };
     // Including the skipped entry in the extremes keeps both bounds valid.
     let (smallest, largest) = extremes(values);
-    // Invariant: at least `count` entries ≥ key `low`, fewer than `count` ≥ key `high`.
-    if count_from(smallest) < count {
+    if smallest.partial_cmp(&smallest).is_none() || largest.partial_cmp(&largest).is_none() {
         return None;
     }
+    // Invariant: at least `count` entries ≥ key `low`, fewer than `count` ≥ key `high` (true
+    // unless NaN entries leave fewer than `count` comparable ones; the callers then see too
+    // few entries at or above the result and fall back).
     let mut low = smallest.order_key();
     let mut high = largest.order_key() + 1;
     let mut exact = count_from(largest) == count;
@@ -355,8 +357,10 @@ fn lower_bound<F: Real>(values: &[F], rank: usize) -> Option<F> {
         maxima[segment * BOUND_LANES..(segment + 1) * BOUND_LANES].copy_from_slice(&lanes);
     }
     let maxima = &maxima[..segments * BOUND_LANES];
-    // NaN maxima: no usable bound.
-    rank_threshold(maxima, None, rank).map(|(bound, _)| bound)
+    // NaN maxima: no usable bound unless `rank` maxima are still at or above it.
+    rank_threshold(maxima, None, rank)
+        .map(|(bound, _)| bound)
+        .filter(|&bound| count_at_or_above(maxima, bound) >= rank)
 }
 
 /// The selection by insertion, over the values not below `bound` (all values when `None`).
