@@ -5,7 +5,13 @@
 // at run time (no CUDA headers needed).
 //
 // Network tables: comparators as int4 (wire_a, wire_b, out_min, out_max), layer after layer.
-// Per-row global scratch: `reals` holds 4·C (tape) + 4·n' reals, `indices` n' indices.
+// Global scratch: `reals` holds 4·C (tape) + 4·n' reals per row, `indices` n' indices per row,
+// interleaved across rows (entry e of row r at e·batch + r) so that the threads of a warp, which
+// run neighbouring rows in lockstep, touch neighbouring addresses (coalesced accesses).
+//
+// `status[0]` receives the smallest row with a label out of range, `status[1]` the smallest row
+// with a non-finite logit (atomicMin; the host initialises both to INT_MAX); such rows are
+// skipped (loss 0, gradient untouched) and the host reports the error.
 
 // Overloads so that the templates below read like the Rust code.
 __device__ __forceinline__ float d_exp(float x) { return expf(x); }
@@ -104,9 +110,19 @@ __device__ __forceinline__ void alpha_and_slope(int relaxation, T v, T beta, T l
     }
 }
 
+// A row's entries in the interleaved scratch: entry i at base[i·stride].
+template <typename T> struct Strided {
+    T* base;
+    size_t stride;
+    __device__ __forceinline__ T& operator[](int i) const { return base[(size_t)i * stride]; }
+    __device__ __forceinline__ Strided<T> offset(int entries) const {
+        return Strided<T>{base + (size_t)entries * stride, stride};
+    }
+};
+
 // Indices of the `count` largest logits other than `skip`, descending, ties to the lower index.
 template <typename T>
-__device__ void largest_indices(const T* values, int n, int skip, unsigned* out, int count) {
+__device__ void largest_indices(const T* values, int n, int skip, Strided<unsigned> out, int count) {
     int filled = 0;
     T minimum = values[0];
     for (int i = 0; i < n; ++i) {
@@ -132,16 +148,16 @@ __device__ void topk_row(
     const T* logits, unsigned label, int classes, int n, const int4* comparators, int count,
     int k, const double* rank_weights, double p_first_d, double rest_weight_d, int mode,
     int preselect, int relaxation, T beta, T lambda, T scale, T* loss_out, T* gradient,
-    T* reals, unsigned* selection) {
-    T* tape = reals;                      // 4 per comparator: α, f', a − b, v_a − v_b
-    T* x = reals + 4 * count;             // values (forward) / their adjoints (backward)
-    T* v = x + n;                         // mass (forward) / its adjoint (backward)
-    T* selected = v + n;                  // the sorted classes' logits
-    T* probabilities = selected + n;      // softmax of `selected`
+    Strided<T> reals, Strided<unsigned> selection) {
+    Strided<T> tape = reals;                       // 4 per comparator: α, f', a − b, v_a − v_b
+    Strided<T> x = reals.offset(4 * count);        // values (forward) / their adjoints (backward)
+    Strided<T> v = x.offset(n);                    // mass (forward) / its adjoint (backward)
+    Strided<T> selected = v.offset(n);             // the sorted classes' logits
+    Strided<T> probabilities = selected.offset(n); // softmax of `selected`
     int sorted_label;
     if (preselect) {
         selection[0] = label;
-        largest_indices(logits, classes, (int)label, selection + 1, n - 1);
+        largest_indices(logits, classes, (int)label, selection.offset(1), n - 1);
         sorted_label = 0;
     } else {
         for (int i = 0; i < n; ++i) selection[i] = (unsigned)i;
@@ -231,19 +247,42 @@ __device__ void topk_row(
     for (int i = 0; i < n; ++i) gradient[selection[i]] = x[i] * scale;
 }
 
+// Checks row `row`'s label and logits; records the first bad row in `status` and returns false.
+template <typename T>
+__device__ bool row_is_valid(const T* logits, unsigned label, int classes, int row, int* status) {
+    if (label >= (unsigned)classes) {
+        atomicMin(status, row);
+        return false;
+    }
+    for (int j = 0; j < classes; ++j) {
+        if (!isfinite(logits[j])) {
+            atomicMin(status + 1, row);
+            return false;
+        }
+    }
+    return true;
+}
+
 #define TOPK_LOSS_KERNEL(NAME, T)                                                                  \
     extern "C" __global__ void NAME(                                                               \
         const T* logits, const unsigned* labels, int batch, int classes, int n,                    \
         const int4* comparators, int count, int k, const double* rank_weights, double p_first,     \
         double rest_weight, int mode, int preselect, int relaxation, double beta, double lambda,   \
-        double scale, T* losses, T* gradient, int with_gradient, T* reals, unsigned* indices) {    \
+        double scale, T* losses, T* gradient, int with_gradient, T* reals, unsigned* indices,      \
+        int* status) {                                                                             \
         int row = blockIdx.x * blockDim.x + threadIdx.x;                                           \
         if (row >= batch) return;                                                                  \
-        topk_row<T>(logits + (size_t)row * classes, labels[row], classes, n, comparators, count,   \
-                    k, rank_weights, p_first, rest_weight, mode, preselect, relaxation, T(beta),   \
-                    T(lambda), T(scale), losses + row,                                             \
+        const T* row_logits = logits + (size_t)row * classes;                                      \
+        if (!row_is_valid(row_logits, labels[row], classes, row, status)) {                        \
+            losses[row] = T(0);                                                                    \
+            return;                                                                                \
+        }                                                                                          \
+        topk_row<T>(row_logits, labels[row], classes, n, comparators, count, k, rank_weights,      \
+                    p_first, rest_weight, mode, preselect, relaxation, T(beta), T(lambda),         \
+                    T(scale), losses + row,                                                        \
                     with_gradient ? gradient + (size_t)row * classes : (T*)0,                      \
-                    reals + (size_t)row * (4 * count + 4 * n), indices + (size_t)row * n);         \
+                    Strided<T>{reals + row, (size_t)batch},                                        \
+                    Strided<unsigned>{indices + row, (size_t)batch});                              \
     }
 
 TOPK_LOSS_KERNEL(topk_loss_f32, float)
@@ -254,15 +293,19 @@ TOPK_LOSS_KERNEL(topk_loss_f64, double)
 #define SOFTMAX_CE_KERNEL(NAME, T)                                                                 \
     extern "C" __global__ void NAME(const T* logits, const unsigned* labels, int batch,            \
                                     int classes, double scale, T* losses, T* gradient,             \
-                                    int with_gradient) {                                           \
+                                    int with_gradient, int* status) {                              \
         int row = blockIdx.x * blockDim.x + threadIdx.x;                                           \
         if (row >= batch) return;                                                                  \
         const T* z = logits + (size_t)row * classes;                                               \
+        unsigned y = labels[row];                                                                  \
+        if (!row_is_valid(z, y, classes, row, status)) {                                           \
+            losses[row] = T(0);                                                                    \
+            return;                                                                                \
+        }                                                                                          \
         T maximum = z[0];                                                                          \
         for (int j = 1; j < classes; ++j) if (z[j] > maximum) maximum = z[j];                      \
         T sum = T(0);                                                                              \
         for (int j = 0; j < classes; ++j) sum += d_exp(z[j] - maximum);                            \
-        unsigned y = labels[row];                                                                  \
         losses[row] = maximum + d_log(sum) - z[y];                                                 \
         if (!with_gradient) return;                                                                \
         T* g = gradient + (size_t)row * classes;                                                   \

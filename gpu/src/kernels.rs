@@ -1,6 +1,6 @@
 //! The CUDA C sources, embedded, and their compilation by NVRTC (once per process).
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 
@@ -36,10 +36,19 @@ pub fn compile(name: &'static str, source: &str, arch: Option<&'static str>) -> 
     })
 }
 
-/// The loss module's PTX for `arch`, compiled on first use and cached for the process.
-pub fn topk_loss_ptx(arch: &'static str) -> Result<Ptx, Error> {
-    static CACHE: OnceLock<Result<Ptx, Error>> = OnceLock::new();
-    CACHE
-        .get_or_init(|| compile(SOURCES[0].0, SOURCES[0].1, Some(arch)))
-        .clone()
+/// The loss module's PTX for a device of compute capability `major.minor`, compiled on first
+/// use and cached for the process (one entry per architecture).
+pub fn topk_loss_ptx(major: i32, minor: i32) -> Result<Ptx, Error> {
+    static CACHE: Mutex<Vec<((i32, i32), Ptx)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, ptx)) = cache.iter().find(|(key, _)| *key == (major, minor)) {
+        return Ok(ptx.clone());
+    }
+    // NVRTC wants a `&'static str`; one short string per architecture, leaked once.
+    let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
+    let ptx = compile(SOURCES[0].0, SOURCES[0].1, Some(arch))?;
+    cache.push(((major, minor), ptx.clone()));
+    Ok(ptx)
 }

@@ -7,16 +7,21 @@
 //! - [`kernels`]: the `.cu` sources (embedded with `include_str!`) and their NVRTC compilation,
 //!   once per process, for the device's architecture.
 //! - [`CudaTopkLoss`]: the loss on device 0 for the sorting-network methods, every relaxation,
-//!   top-1 mode, P_K and m, f32 and f64, on host slices.
+//!   top-1 mode, P_K and m, f32 and f64, on device buffers (`CudaSlice`) or host slices.
+//! - [`CudaSoftmaxCrossEntropy`]: the plain softmax cross-entropy baseline, the same two APIs.
+//! - Both check labels and logits on the device and report the core's error for the first bad
+//!   row (never a NaN loss); scratch memory is kept between batches.
 //!
 //! State: the kernels compile (checked in CI with the NVRTC library from PyPI) but have not yet
 //! run on a GPU; their parity tests against the core skip without a device.
 
 #![warn(missing_docs)]
 
+mod device;
 mod error;
 pub mod kernels;
 mod loss;
 
+pub use device::{cuda_device_available, GpuFloat};
 pub use error::Error;
-pub use loss::{cuda_device_available, CudaTopkLoss, GpuFloat};
+pub use loss::{CudaSoftmaxCrossEntropy, CudaTopkLoss};

@@ -1,36 +1,16 @@
-//! The top-k loss on a CUDA device: network tables uploaded once, one fused kernel per batch.
+//! The top-k loss and plain softmax cross-entropy on a CUDA device: network tables uploaded
+//! once, one fused kernel per batch, scratch kept between batches.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
-    ValidAsZeroBits,
-};
+use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use difftopk_core::{Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
 
-use crate::{kernels, Error};
+use crate::device::{kernel_for, load_kernels, GpuFloat, Scratch, Status};
+use crate::Error;
 
-/// Float types the kernels are instantiated for.
-pub trait GpuFloat: difftopk_core::Real + DeviceRepr + ValidAsZeroBits + Unpin {
-    /// Suffix of the kernel names (`f32`, `f64`).
-    const SUFFIX: &'static str;
-}
-impl GpuFloat for f32 {
-    const SUFFIX: &'static str = "f32";
-}
-impl GpuFloat for f64 {
-    const SUFFIX: &'static str = "f64";
-}
-
-/// Whether a CUDA driver and at least one device are present. Loads the driver library only if
-/// it exists, so it never panics on a machine without CUDA.
-pub fn cuda_device_available() -> bool {
-    // SAFETY: only tries to open the shared library by its usual names.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return false;
-    }
-    CudaContext::device_count().is_ok_and(|count| count > 0)
-}
+/// Threads per block of the one-thread-per-row kernels.
+const BLOCK: u32 = 128;
 
 fn relaxation_code(relaxation: Relaxation) -> (i32, f64) {
     match relaxation {
@@ -43,39 +23,109 @@ fn relaxation_code(relaxation: Relaxation) -> (i32, f64) {
     }
 }
 
+fn launch_config(batch: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((batch as u32).div_ceil(BLOCK), 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Checks the buffer sizes of a batch: `labels.len()` rows (at least one) of `classes` logits,
+/// one loss per row, a gradient shaped as the logits.
+fn check_batch(
+    classes: usize,
+    logits: usize,
+    labels: usize,
+    losses: usize,
+    gradient: Option<usize>,
+) -> Result<(), Error> {
+    if labels == 0 {
+        return Err(difftopk_core::Error::LengthMismatch {
+            what: "labels",
+            expected: 1,
+            actual: 0,
+        }
+        .into());
+    }
+    difftopk_core::Error::check_length("logits", labels * classes, logits)?;
+    difftopk_core::Error::check_length("losses", labels, losses)?;
+    if let Some(gradient) = gradient {
+        difftopk_core::Error::check_length("gradient", logits, gradient)?;
+    }
+    Ok(())
+}
+
+/// Host convenience shared by both losses: uploads, runs `device_call`, downloads the gradient
+/// and returns the mean of the per-row losses.
+fn on_host<F: GpuFloat>(
+    stream: &Arc<CudaStream>,
+    logits: &[F],
+    labels: &[usize],
+    gradient: Option<&mut [F]>,
+    device_call: impl FnOnce(
+        &CudaSlice<F>,
+        &CudaSlice<u32>,
+        &mut CudaSlice<F>,
+        Option<&mut CudaSlice<F>>,
+    ) -> Result<(), Error>,
+) -> Result<F, Error> {
+    if let Some(gradient) = &gradient {
+        difftopk_core::Error::check_length("gradient", logits.len(), gradient.len())?;
+    }
+    // Labels that do not fit the kernel's u32 are out of range for any class count.
+    let labels32: Vec<u32> = labels
+        .iter()
+        .map(|&label| u32::try_from(label).unwrap_or(u32::MAX))
+        .collect();
+    let logits_device = stream.clone_htod(logits)?;
+    let labels_device = stream.clone_htod(&labels32)?;
+    let mut losses = stream.alloc_zeros::<F>(labels.len())?;
+    match gradient {
+        Some(gradient) => {
+            // SAFETY: the kernel writes every entry of the gradient of a valid batch.
+            let mut gradient_device = unsafe { stream.alloc::<F>(logits.len()) }?;
+            device_call(
+                &logits_device,
+                &labels_device,
+                &mut losses,
+                Some(&mut gradient_device),
+            )?;
+            stream.memcpy_dtoh(&gradient_device, gradient)?;
+        }
+        None => device_call(&logits_device, &labels_device, &mut losses, None)?,
+    }
+    let row_losses = stream.clone_dtoh(&losses)?;
+    let mut sum = F::zero();
+    for &value in &row_losses {
+        sum += value;
+    }
+    Ok(sum / F::of(labels.len() as f64))
+}
+
 /// [`TopkLoss`] on device 0: the batch's rows run one per thread in a fused forward + backward
-/// kernel (preselection, network sweep, mixture, reverse sweep, scatter).
+/// kernel (validity check, preselection, network sweep, mixture, reverse sweep, scatter).
 pub struct CudaTopkLoss {
     loss: TopkLoss,
     stream: Arc<CudaStream>,
     kernels: [CudaFunction; 2],
     comparators: CudaSlice<i32>,
     rank_weights: CudaSlice<f64>,
+    work: Mutex<(Scratch, Status)>,
 }
 
 impl CudaTopkLoss {
     /// Builds the network, compiles the kernels for the device (once per process) and uploads
-    /// the network. [`Error::NoCudaDevice`] without a driver or a device;
-    /// [`Error::Unsupported`] for NeuralSort and SoftSort, not ported yet.
+    /// the network. [`Error::NoCudaDevice`] without a driver or a device (checked before any
+    /// other driver call); [`Error::Unsupported`] for NeuralSort and SoftSort, not ported yet.
     pub fn new(config: TopkLossConfig) -> Result<Self, Error> {
         if !config.method().is_network() {
             return Err(Error::Unsupported(
                 "NeuralSort and SoftSort (sorting networks only)",
             ));
         }
-        if !cuda_device_available() {
-            return Err(Error::NoCudaDevice);
-        }
         let loss = TopkLoss::new(config)?;
-        let context = CudaContext::new(0)?;
-        let (major, minor) = context.compute_capability()?;
-        let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
-        let module = context.load_module(kernels::topk_loss_ptx(arch)?)?;
-        let kernels = [
-            module.load_function("topk_loss_f32")?,
-            module.load_function("topk_loss_f64")?,
-        ];
-        let stream = context.default_stream();
+        let (stream, kernels) = load_kernels("topk_loss")?;
         let network = loss.network().expect("a network method has a network");
         let mut table = Vec::with_capacity(4 * network.num_comparators());
         for comparator in network.as_ref().comparators() {
@@ -91,60 +141,57 @@ impl CudaTopkLoss {
             .map(|rank| config.rank_weight(rank))
             .collect();
         let rank_weights = stream.clone_htod(&weights)?;
+        let status = Status::new(&stream)?;
         Ok(CudaTopkLoss {
             loss,
             stream,
             kernels,
             comparators,
             rank_weights,
+            work: Mutex::new((Scratch::default(), status)),
         })
     }
 
-    /// As [`TopkLoss::forward_backward`] on host slices: copies in, runs the kernel, copies out.
-    pub fn forward_backward<F: GpuFloat>(
+    /// The validated configuration.
+    pub fn config(&self) -> &TopkLossConfig {
+        self.loss.config()
+    }
+
+    /// The stream the kernels run on (device 0's default stream); buffers for
+    /// [`CudaTopkLoss::forward_backward_device`] are best allocated on it.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// On device buffers: `logits` holds `labels.len()` rows of `classes` values (row-major),
+    /// `losses` receives each row's loss, `gradient` (shaped as the logits) receives
+    /// ∂(mean loss)/∂logits. Waits for the kernel (it reads back the 8-byte validity report),
+    /// so that a label out of range or a non-finite logit is the core's error for the first
+    /// such row, never NaN.
+    pub fn forward_backward_device<F: GpuFloat>(
         &self,
-        logits: &[F],
-        labels: &[usize],
-        gradient: Option<&mut [F]>,
-    ) -> Result<F, Error> {
+        logits: &CudaSlice<F>,
+        labels: &CudaSlice<u32>,
+        losses: &mut CudaSlice<F>,
+        gradient: Option<&mut CudaSlice<F>>,
+    ) -> Result<(), Error> {
         let config = self.loss.config();
         let classes = config.classes();
-        difftopk_core::Error::check_length("logits", labels.len() * classes, logits.len())?;
-        if labels.is_empty() {
-            return Err(difftopk_core::Error::LengthMismatch {
-                what: "labels",
-                expected: 1,
-                actual: 0,
-            }
-            .into());
-        }
-        // The core's checks (labels, finite logits) on the host: the same errors as on the CPU.
-        for (row, (z, &label)) in logits.chunks_exact(classes).zip(labels).enumerate() {
-            if label >= classes {
-                return Err(difftopk_core::Error::LabelOutOfRange {
-                    row,
-                    label,
-                    classes,
-                }
-                .into());
-            }
-            if let Some(column) = z.iter().position(|v| !v.is_finite()) {
-                return Err(difftopk_core::Error::NonFiniteInput { row, column }.into());
-            }
-        }
+        check_batch(
+            classes,
+            logits.len(),
+            labels.len(),
+            losses.len(),
+            gradient.as_ref().map(|g| g.len()),
+        )?;
         let batch = labels.len();
         let n = config.sorted_inputs();
         let count = self.comparators.len() / 4;
-        let logits_device = self.stream.clone_htod(logits)?;
-        let labels32: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
-        let labels_device = self.stream.clone_htod(&labels32)?;
-        let mut losses = self.stream.alloc_zeros::<F>(batch)?;
-        let with_gradient = gradient.is_some();
-        let mut gradient_device =
-            self.stream
-                .alloc_zeros::<F>(if with_gradient { logits.len() } else { 1 })?;
-        let mut reals = self.stream.alloc_zeros::<F>(batch * (4 * count + 4 * n))?;
-        let mut indices = self.stream.alloc_zeros::<u32>(batch * n)?;
+        let mut work = self.work.lock().unwrap_or_else(|p| p.into_inner());
+        let (scratch, status) = &mut *work;
+        status.reset(&self.stream)?;
+        let (reals, indices) =
+            scratch.reserve::<F>(&self.stream, batch * (4 * count + 4 * n), batch * n)?;
         let (relaxation, lambda) = relaxation_code(config.relaxation());
         let mode: i32 = match config.top1_mode() {
             Top1Mode::Softmax => 0,
@@ -164,16 +211,17 @@ impl CudaTopkLoss {
         );
         let preselect = i32::from(config.preselection().is_some());
         let beta = config.inverse_temperature();
-        let with_gradient_i = i32::from(with_gradient);
-        let kernel = if F::SUFFIX == "f32" {
-            &self.kernels[0]
-        } else {
-            &self.kernels[1]
+        let with_gradient = i32::from(gradient.is_some());
+        // Without a gradient the kernel never touches this pointer; any live buffer will do.
+        let mut no_gradient = None;
+        let gradient = match gradient {
+            Some(gradient) => gradient,
+            None => no_gradient.insert(self.stream.alloc_zeros::<F>(1)?),
         };
-        let mut launch = self.stream.launch_builder(kernel);
+        let mut launch = self.stream.launch_builder(kernel_for::<F>(&self.kernels));
         launch
-            .arg(&logits_device)
-            .arg(&labels_device)
+            .arg(logits)
+            .arg(labels)
             .arg(&batch_i)
             .arg(&classes_i)
             .arg(&n_i)
@@ -189,25 +237,131 @@ impl CudaTopkLoss {
             .arg(&beta)
             .arg(&lambda)
             .arg(&scale)
-            .arg(&mut losses)
-            .arg(&mut gradient_device)
-            .arg(&with_gradient_i)
-            .arg(&mut reals)
-            .arg(&mut indices);
+            .arg(losses)
+            .arg(gradient)
+            .arg(&with_gradient)
+            .arg(reals)
+            .arg(indices)
+            .arg(status.flags());
         // SAFETY: the arguments match the kernel's signature in kernels/topk_loss.cu in order
-        // and type; every buffer has the size the kernel indexes (batch rows of `classes`
-        // logits, `4·count + 4·n` reals and `n` indices of scratch per row).
-        unsafe { launch.launch(LaunchConfig::for_num_elems(batch as u32)) }?;
-        let row_losses = self.stream.clone_dtoh(&losses)?;
-        if let Some(gradient) = gradient {
-            difftopk_core::Error::check_length("gradient", logits.len(), gradient.len())?;
-            let values = self.stream.clone_dtoh(&gradient_device)?;
-            gradient.copy_from_slice(&values);
+        // and type; every buffer has the size the kernel indexes (checked above: `batch` rows
+        // of `classes` logits, one loss per row, the gradient shaped as the logits; scratch of
+        // `batch · (4·count + 4·n)` reals and `batch · n` indices).
+        unsafe { launch.launch(launch_config(batch)) }?;
+        status.check(&self.stream, logits, labels, classes)
+    }
+
+    /// As [`TopkLoss::forward_backward`] on host slices: copies in, runs the kernel, copies
+    /// out; returns the mean loss.
+    pub fn forward_backward<F: GpuFloat>(
+        &self,
+        logits: &[F],
+        labels: &[usize],
+        gradient: Option<&mut [F]>,
+    ) -> Result<F, Error> {
+        let classes = self.loss.config().classes();
+        check_batch(classes, logits.len(), labels.len(), labels.len(), None)?;
+        on_host(
+            &self.stream,
+            logits,
+            labels,
+            gradient,
+            |logits, labels, losses, gradient| {
+                self.forward_backward_device(logits, labels, losses, gradient)
+            },
+        )
+    }
+}
+
+/// Plain softmax cross-entropy on device 0 (the baseline), one thread per row:
+/// `loss_b = log Σ_j exp z_bj − z_b,y_b`, gradient `(softmax(z_b) − e_y_b) / B`.
+pub struct CudaSoftmaxCrossEntropy {
+    stream: Arc<CudaStream>,
+    kernels: [CudaFunction; 2],
+    status: Mutex<Status>,
+}
+
+impl CudaSoftmaxCrossEntropy {
+    /// Compiles the kernels for the device (once per process). [`Error::NoCudaDevice`] without
+    /// a driver or a device.
+    pub fn new() -> Result<Self, Error> {
+        let (stream, kernels) = load_kernels("softmax_cross_entropy")?;
+        let status = Status::new(&stream)?;
+        Ok(CudaSoftmaxCrossEntropy {
+            stream,
+            kernels,
+            status: Mutex::new(status),
+        })
+    }
+
+    /// The stream the kernels run on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// On device buffers, `classes` logits per row; as [`CudaTopkLoss::forward_backward_device`].
+    pub fn forward_backward_device<F: GpuFloat>(
+        &self,
+        classes: usize,
+        logits: &CudaSlice<F>,
+        labels: &CudaSlice<u32>,
+        losses: &mut CudaSlice<F>,
+        gradient: Option<&mut CudaSlice<F>>,
+    ) -> Result<(), Error> {
+        if classes == 0 {
+            return Err(difftopk_core::Error::TooFewClasses { classes }.into());
         }
-        let mut sum = F::zero();
-        for &value in &row_losses {
-            sum += value;
-        }
-        Ok(sum / F::of(batch as f64))
+        check_batch(
+            classes,
+            logits.len(),
+            labels.len(),
+            losses.len(),
+            gradient.as_ref().map(|g| g.len()),
+        )?;
+        let batch = labels.len();
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.reset(&self.stream)?;
+        let with_gradient = i32::from(gradient.is_some());
+        let mut no_gradient = None;
+        let gradient = match gradient {
+            Some(gradient) => gradient,
+            None => no_gradient.insert(self.stream.alloc_zeros::<F>(1)?),
+        };
+        let (batch_i, classes_i, scale) = (batch as i32, classes as i32, 1.0 / batch as f64);
+        let mut launch = self.stream.launch_builder(kernel_for::<F>(&self.kernels));
+        launch
+            .arg(logits)
+            .arg(labels)
+            .arg(&batch_i)
+            .arg(&classes_i)
+            .arg(&scale)
+            .arg(losses)
+            .arg(gradient)
+            .arg(&with_gradient)
+            .arg(status.flags());
+        // SAFETY: the arguments match `softmax_cross_entropy_*` in kernels/topk_loss.cu; sizes
+        // checked above.
+        unsafe { launch.launch(launch_config(batch)) }?;
+        status.check(&self.stream, logits, labels, classes)
+    }
+
+    /// On host slices (`labels.len()` rows of `classes` logits); returns the mean loss.
+    pub fn forward_backward<F: GpuFloat>(
+        &self,
+        classes: usize,
+        logits: &[F],
+        labels: &[usize],
+        gradient: Option<&mut [F]>,
+    ) -> Result<F, Error> {
+        check_batch(classes, logits.len(), labels.len(), labels.len(), None)?;
+        on_host(
+            &self.stream,
+            logits,
+            labels,
+            gradient,
+            |logits, labels, losses, gradient| {
+                self.forward_backward_device(classes, logits, labels, losses, gradient)
+            },
+        )
     }
 }

@@ -4,7 +4,7 @@
 //! relaxation and top-1 mode, with and without m, f32 and f64.
 
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
-use difftopk_gpu::{cuda_device_available, kernels, CudaTopkLoss, Error};
+use difftopk_gpu::{cuda_device_available, kernels, CudaSoftmaxCrossEntropy, CudaTopkLoss, Error};
 
 #[test]
 fn every_kernel_compiles_with_nvrtc() {
@@ -161,4 +161,104 @@ fn neuralsort_and_softsort_are_reported_unsupported() {
         CudaTopkLoss::new(config),
         Err(Error::Unsupported(_))
     ));
+}
+
+/// Without a device: a clear error. With one: the device-buffer API agrees with the host API,
+/// scratch is reused across batch sizes (large, small, large), and bad input gives the core's
+/// error for the first bad row.
+#[test]
+fn device_buffers_scratch_reuse_and_bad_input() {
+    let config = config(
+        Method::SplitterSelection,
+        Relaxation::LogisticPhi { lambda: 0.5 },
+        Top1Mode::Softmax,
+        100,
+        Some(16),
+    );
+    if !cuda_device_available() {
+        assert!(matches!(
+            CudaTopkLoss::new(config),
+            Err(Error::NoCudaDevice)
+        ));
+        assert!(matches!(
+            CudaSoftmaxCrossEntropy::new(),
+            Err(Error::NoCudaDevice)
+        ));
+        println!("skipped: no CUDA device");
+        return;
+    }
+    let classes = 100;
+    let cpu = TopkLoss::new(config).unwrap();
+    let gpu = CudaTopkLoss::new(config).unwrap();
+    let stream = gpu.stream().clone();
+    for batch in [300usize, 5, 300, 1] {
+        let logits: Vec<f32> = (0..batch * classes)
+            .map(|i| ((i * 7919) % 1013) as f32 * 0.01 - 5.0)
+            .collect();
+        let labels: Vec<usize> = (0..batch).map(|b| (b * 13) % classes).collect();
+        let mut expected = vec![0f32; logits.len()];
+        let value = cpu
+            .forward_backward(&logits, &labels, Some(&mut expected))
+            .unwrap();
+        let logits_device = stream.clone_htod(&logits).unwrap();
+        let labels32: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+        let labels_device = stream.clone_htod(&labels32).unwrap();
+        let mut losses = stream.alloc_zeros::<f32>(batch).unwrap();
+        let mut gradient = stream.alloc_zeros::<f32>(logits.len()).unwrap();
+        gpu.forward_backward_device(
+            &logits_device,
+            &labels_device,
+            &mut losses,
+            Some(&mut gradient),
+        )
+        .unwrap();
+        let row_losses = stream.clone_dtoh(&losses).unwrap();
+        let mean = row_losses.iter().sum::<f32>() / batch as f32;
+        assert!(
+            (mean - value).abs() <= 1e-5 * value.abs().max(1.0),
+            "batch {batch}"
+        );
+        let actual = stream.clone_dtoh(&gradient).unwrap();
+        let scale = expected.iter().fold(1e-30f32, |m, g| m.max(g.abs()));
+        for (a, e) in actual.iter().zip(&expected) {
+            assert!((a - e).abs() <= 1e-5 * scale, "batch {batch}: {a} vs {e}");
+        }
+    }
+    // Bad input: the same error as the CPU, for the first bad row.
+    let mut logits = vec![0.5f32; 4 * classes];
+    logits[2 * classes + 17] = f32::NAN;
+    logits[3 * classes + 1] = f32::INFINITY;
+    let labels = [1usize, 2, 3, 4];
+    let cpu_error = cpu.forward_backward(&logits, &labels, None).unwrap_err();
+    match gpu.forward_backward(&logits, &labels, None) {
+        Err(Error::Core(error)) => assert_eq!(error, cpu_error),
+        other => panic!("expected {cpu_error:?}, got {other:?}"),
+    }
+    let bad_labels = [1usize, 2, 300, 4];
+    let cpu_error = cpu
+        .forward_backward(&logits, &bad_labels, None)
+        .unwrap_err();
+    match gpu.forward_backward(&logits, &bad_labels, None) {
+        Err(Error::Core(error)) => assert_eq!(error, cpu_error),
+        other => panic!("expected {cpu_error:?}, got {other:?}"),
+    }
+    // Plain cross-entropy against the core's.
+    let ce = CudaSoftmaxCrossEntropy::new().unwrap();
+    let batch = 64;
+    let logits: Vec<f64> = (0..batch * classes)
+        .map(|i| ((i * 31) % 97) as f64 * 0.05 - 2.0)
+        .collect();
+    let labels: Vec<usize> = (0..batch).map(|b| (b * 5) % classes).collect();
+    let mut expected = vec![0.0; logits.len()];
+    let value =
+        difftopk_core::softmax_cross_entropy(&logits, &labels, classes, Some(&mut expected))
+            .unwrap();
+    let mut actual = vec![0.0; logits.len()];
+    let gpu_value = ce
+        .forward_backward(classes, &logits, &labels, Some(&mut actual))
+        .unwrap();
+    assert!((gpu_value - value).abs() <= 1e-12 * value.abs().max(1.0));
+    for (a, e) in actual.iter().zip(&expected) {
+        assert!((a - e).abs() <= 1e-12, "{a} vs {e}");
+    }
 }

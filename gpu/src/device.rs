@@ -1,0 +1,168 @@
+//! What the loss structs share: the device check, the float types, the per-batch status
+//! (first bad row) and the scratch buffers kept between calls.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits,
+};
+
+use crate::{kernels, Error};
+
+/// Float types the kernels are instantiated for.
+pub trait GpuFloat: difftopk_core::Real + DeviceRepr + ValidAsZeroBits + Unpin {
+    /// Suffix of the kernel names (`f32`, `f64`).
+    const SUFFIX: &'static str;
+}
+impl GpuFloat for f32 {
+    const SUFFIX: &'static str = "f32";
+}
+impl GpuFloat for f64 {
+    const SUFFIX: &'static str = "f64";
+}
+
+/// Whether a CUDA driver and at least one device are present. Loads the driver library only if
+/// it exists, so it never panics on a machine without CUDA.
+pub fn cuda_device_available() -> bool {
+    // SAFETY: only tries to open the shared library by its usual names.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return false;
+    }
+    CudaContext::device_count().is_ok_and(|count| count > 0)
+}
+
+/// Device 0's default stream and the `[f32, f64]` instances of kernel `name` from the loss
+/// module (compiled for the device's architecture once per process).
+pub(crate) fn load_kernels(name: &str) -> Result<(Arc<CudaStream>, [CudaFunction; 2]), Error> {
+    if !cuda_device_available() {
+        return Err(Error::NoCudaDevice);
+    }
+    let context = CudaContext::new(0)?;
+    let (major, minor) = context.compute_capability()?;
+    let module = context.load_module(kernels::topk_loss_ptx(major, minor)?)?;
+    let kernels = [
+        module.load_function(&format!("{name}_f32"))?,
+        module.load_function(&format!("{name}_f64"))?,
+    ];
+    Ok((context.default_stream(), kernels))
+}
+
+/// The kernel instance for `F`.
+pub(crate) fn kernel_for<F: GpuFloat>(kernels: &[CudaFunction; 2]) -> &CudaFunction {
+    if F::SUFFIX == "f32" {
+        &kernels[0]
+    } else {
+        &kernels[1]
+    }
+}
+
+/// The kernels' validity report: `[first row with a label out of range, first row with a
+/// non-finite logit]`, `i32::MAX` for none.
+pub(crate) struct Status {
+    flags: CudaSlice<i32>,
+}
+
+impl Status {
+    pub(crate) fn new(stream: &Arc<CudaStream>) -> Result<Self, Error> {
+        Ok(Status {
+            flags: stream.alloc_zeros::<i32>(2)?,
+        })
+    }
+
+    /// Resets the flags before a launch.
+    pub(crate) fn reset(&mut self, stream: &Arc<CudaStream>) -> Result<(), Error> {
+        stream.memcpy_htod(&[i32::MAX; 2], &mut self.flags)?;
+        Ok(())
+    }
+
+    /// The flags buffer, for the kernel's last argument.
+    pub(crate) fn flags(&mut self) -> &mut CudaSlice<i32> {
+        &mut self.flags
+    }
+
+    /// After the launch (waits for it): the core's error for the first bad row, if any, with
+    /// the offending label or column read back from the device.
+    pub(crate) fn check<F: GpuFloat>(
+        &self,
+        stream: &Arc<CudaStream>,
+        logits: &CudaSlice<F>,
+        labels: &CudaSlice<u32>,
+        classes: usize,
+    ) -> Result<(), Error> {
+        let mut flags = [0i32; 2];
+        stream.memcpy_dtoh(&self.flags, &mut flags)?;
+        let [bad_label, bad_logit] = flags.map(|row| usize::try_from(row).ok());
+        let first = match (bad_label, bad_logit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(row) = first else {
+            return Ok(());
+        };
+        // The core checks the label before the logits of a row.
+        if bad_label == Some(row) {
+            let mut label = [0u32];
+            stream.memcpy_dtoh(&labels.slice(row..row + 1), &mut label)?;
+            return Err(difftopk_core::Error::LabelOutOfRange {
+                row,
+                label: label[0] as usize,
+                classes,
+            }
+            .into());
+        }
+        let mut values = vec![F::zero(); classes];
+        stream.memcpy_dtoh(
+            &logits.slice(row * classes..(row + 1) * classes),
+            &mut values,
+        )?;
+        let column = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        Err(difftopk_core::Error::NonFiniteInput { row, column }.into())
+    }
+}
+
+/// Device scratch kept between calls and grown on demand (never zeroed: the kernels write
+/// every entry before reading it).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    reals_f32: Option<CudaSlice<f32>>,
+    reals_f64: Option<CudaSlice<f64>>,
+    indices: Option<CudaSlice<u32>>,
+}
+
+impl Scratch {
+    /// At least `reals` reals of type `F` and `indices` indices.
+    pub(crate) fn reserve<F: GpuFloat>(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        reals: usize,
+        indices: usize,
+    ) -> Result<(&mut CudaSlice<F>, &mut CudaSlice<u32>), Error> {
+        let slot: &mut dyn Any = if F::SUFFIX == "f32" {
+            &mut self.reals_f32
+        } else {
+            &mut self.reals_f64
+        };
+        let slot = slot
+            .downcast_mut::<Option<CudaSlice<F>>>()
+            .expect("GpuFloat is f32 or f64");
+        if slot.as_ref().is_none_or(|buffer| buffer.len() < reals) {
+            *slot = None; // free the old buffer before allocating the larger one
+                          // SAFETY: scratch; the kernels write each entry before they read it.
+            *slot = Some(unsafe { stream.alloc::<F>(reals.max(1)) }?);
+        }
+        if self
+            .indices
+            .as_ref()
+            .is_none_or(|buffer| buffer.len() < indices)
+        {
+            self.indices = None;
+            // SAFETY: as above.
+            self.indices = Some(unsafe { stream.alloc::<u32>(indices.max(1)) }?);
+        }
+        Ok((
+            slot.as_mut().expect("allocated above"),
+            self.indices.as_mut().expect("allocated above"),
+        ))
+    }
+}
