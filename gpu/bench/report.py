@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Joins the JSON lines of `bench_gpu` (ours) and `reference_gpu.py` (PyTorch) into a Markdown
+table: per configuration our fused kernel, the reference, the speed-up, and our time against a
+device-to-device copy of the logits (the memory-bandwidth floor), all measured on one device.
+
+    python3 gpu/bench/report.py OURS.jsonl REFERENCE.jsonl
+"""
+import json
+import sys
+
+
+def records(path):
+    out = []
+    with open(path) as lines:
+        for line in lines:
+            line = line.strip()
+            if line.startswith('{'):  # the reference prints a few lines of its own
+                out.append(json.loads(line))
+    return out
+
+
+def main():
+    ours = records(sys.argv[1])
+    reference = {(r['method'], r['n'], r['m'], r['batch']): r for r in records(sys.argv[2])}
+    print('| method | n | m | batch | ours µs | ours / copy | our CE µs | PyTorch ms | PyTorch CE ms | speed-up |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    for r in ours:
+        if 'method' not in r:
+            print(f"| {r} |")
+            continue
+        key = (r['method'], r['n'], r['m'], r['batch'])
+        ref = reference.get(key, {})
+        ce = reference.get(('cross_entropy', r['n'], None, r['batch']), {})
+        m = 'all' if r['m'] is None else r['m']
+        if 'median_us' not in r:
+            print(f"| {r['method']} | {r['n']} | {m} | {r['batch']} | {r.get('skipped') or r.get('failed')} | | | | | |")
+            continue
+        ref_ms = ref.get('median_ms')
+        speedup = f"{ref_ms * 1000 / r['median_us']:.0f}×" if ref_ms else ref.get('failed', 'n/a')
+        ref_text = f"{ref_ms:.3f}" if ref_ms else 'n/a'
+        ce_text = f"{ce['median_ms']:.3f}" if 'median_ms' in ce else 'n/a'
+        print(f"| {r['method']} | {r['n']} | {m} | {r['batch']} | {r['median_us']:.1f} | "
+              f"{r['ratio_to_copy']:.2f} | {r['softmax_ce_us']:.1f} | {ref_text} | {ce_text} | {speedup} |")
+
+
+if __name__ == '__main__':
+    main()
