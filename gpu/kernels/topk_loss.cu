@@ -1,11 +1,13 @@
 // The top-k cross-entropy loss of Petersen et al. (ICML 2022), fused forward + backward, one
 // thread per row: preselection of m, the network sweep of values and the true class's mass
-// (spec section 12), mixture / clamp / log, the reverse sweep, the scatter of the gradient.
+// (spec section 12) or the NeuralSort / SoftSort rows, mixture / clamp / log, the reverse pass,
+// the scatter of the gradient.
 // The same steps, in the same order, as difftopk-core's `loss::sample_loss`; compiled by NVRTC
 // at run time (no CUDA headers needed).
 //
 // Network tables: comparators as int4 (wire_a, wire_b, out_min, out_max), layer after layer.
-// Global scratch: `reals` holds 4·C (tape) + 4·n' reals per row, `indices` n' indices per row,
+// Global scratch: `reals` holds 4·C (tape) + 4·n' + K·n' + n' reals per row, `indices` n' + K
+// indices per row,
 // interleaved across rows (entry e of row r at e·batch + r) so that the threads of a warp, which
 // run neighbouring rows in lockstep, touch neighbouring addresses (coalesced accesses).
 //
@@ -120,20 +122,22 @@ template <typename T> struct Strided {
     }
 };
 
-// Indices of the `count` largest logits other than `skip`, descending, ties to the lower index.
-template <typename T>
-__device__ void largest_indices(const T* values, int n, int skip, Strided<unsigned> out, int count) {
+// Indices of the `count` largest values other than `skip`, descending; ties to the lower index,
+// or with TIES_HIGH to the higher one (SoftSort's order). `Values` is a pointer or a Strided row.
+template <bool TIES_HIGH, typename Values>
+__device__ void largest_indices(Values values, int n, int skip, Strided<unsigned> out, int count) {
     int filled = 0;
-    T minimum = values[0];
+    auto minimum = values[0];
     for (int i = 0; i < n; ++i) {
         if (i == skip) continue;
-        T value = values[i];
+        auto value = values[i];
         if (filled == count) {
-            if (!(value > minimum)) continue;
+            if (!(value > minimum || (TIES_HIGH && value == minimum))) continue;
             filled -= 1;
         }
         int position = filled;
-        while (position > 0 && values[out[position - 1]] < value) {
+        while (position > 0 && (values[out[position - 1]] < value ||
+                                (TIES_HIGH && values[out[position - 1]] == value))) {
             out[position] = out[position - 1];
             position -= 1;
         }
@@ -143,21 +147,43 @@ __device__ void largest_indices(const T* values, int n, int skip, Strided<unsign
     }
 }
 
+// Softmax of `row[0..n)` in place, in the core's order (max, exponentials, sum, scaling).
+template <typename T> __device__ void softmax_in_place(Strided<T> row, int n) {
+    T maximum = row[0];
+    for (int i = 1; i < n; ++i) if (row[i] > maximum) maximum = row[i];
+    for (int i = 0; i < n; ++i) row[i] = d_exp(row[i] - maximum);
+    T sum = T(0);
+    for (int i = 0; i < n; ++i) sum += row[i];
+    T inverse = T(1) / sum;
+    for (int i = 0; i < n; ++i) row[i] *= inverse;
+}
+
+template <typename T> __device__ __forceinline__ T sign_of(T x) {
+    return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+}
+
+#define FAMILY_NETWORK 0
+#define FAMILY_NEURALSORT 1
+#define FAMILY_SOFTSORT 2
+
 template <typename T>
 __device__ void topk_row(
     const T* logits, unsigned label, int classes, int n, const int4* comparators, int count,
     int k, const double* rank_weights, double p_first_d, double rest_weight_d, int mode,
-    int preselect, int relaxation, T beta, T lambda, T scale, T* loss_out, T* gradient,
-    Strided<T> reals, Strided<unsigned> selection) {
+    int preselect, int family, int relaxation, T beta, T lambda, T scale, T* loss_out,
+    T* gradient, Strided<T> reals, Strided<unsigned> selection) {
     Strided<T> tape = reals;                       // 4 per comparator: α, f', a − b, v_a − v_b
     Strided<T> x = reals.offset(4 * count);        // values (forward) / their adjoints (backward)
     Strided<T> v = x.offset(n);                    // mass (forward) / its adjoint (backward)
     Strided<T> selected = v.offset(n);             // the sorted classes' logits
     Strided<T> probabilities = selected.offset(n); // softmax of `selected`
+    Strided<T> rows = probabilities.offset(n);     // NeuralSort / SoftSort: k rows of n
+    Strided<T> deviations = rows.offset(k * n);    // NeuralSort: c, then its adjoint
+    Strided<unsigned> top = selection.offset(n);   // SoftSort: the k largest, ties high
     int sorted_label;
     if (preselect) {
         selection[0] = label;
-        largest_indices(logits, classes, (int)label, selection.offset(1), n - 1);
+        largest_indices<false>(logits, classes, (int)label, selection.offset(1), n - 1);
         sorted_label = 0;
     } else {
         for (int i = 0; i < n; ++i) selection[i] = (unsigned)i;
@@ -168,26 +194,61 @@ __device__ void topk_row(
         x[i] = selected[i];
         v[i] = i == sorted_label ? T(1) : T(0);
     }
-    for (int c = 0; c < count; ++c) {
-        int4 comparator = comparators[c];
-        T a = x[comparator.x], b = x[comparator.y];
-        T va = v[comparator.x], vb = v[comparator.y];
-        T alpha, slope;
-        alpha_and_slope(relaxation, b - a, beta, lambda, &alpha, &slope);
-        T one_minus = T(1) - alpha;
-        x[comparator.z] = alpha * a + one_minus * b;
-        x[comparator.w] = one_minus * a + alpha * b;
-        v[comparator.z] = alpha * va + one_minus * vb;
-        v[comparator.w] = one_minus * va + alpha * vb;
-        tape[4 * c] = alpha;
-        tape[4 * c + 1] = slope;
-        tape[4 * c + 2] = a - b;
-        tape[4 * c + 3] = va - vb;
+    // The label's mass at rank ρ (ρ = 0 the largest): mass(ρ).
+    if (family == FAMILY_NETWORK) {
+        for (int c = 0; c < count; ++c) {
+            int4 comparator = comparators[c];
+            T a = x[comparator.x], b = x[comparator.y];
+            T va = v[comparator.x], vb = v[comparator.y];
+            T alpha, slope;
+            alpha_and_slope(relaxation, b - a, beta, lambda, &alpha, &slope);
+            T one_minus = T(1) - alpha;
+            x[comparator.z] = alpha * a + one_minus * b;
+            x[comparator.w] = one_minus * a + alpha * b;
+            v[comparator.z] = alpha * va + one_minus * vb;
+            v[comparator.w] = one_minus * va + alpha * vb;
+            tape[4 * c] = alpha;
+            tape[4 * c + 1] = slope;
+            tape[4 * c + 2] = a - b;
+            tape[4 * c + 3] = va - vb;
+        }
+    } else if (family == FAMILY_NEURALSORT) {
+        // P̂[ρ, i] = softmax_i(β (s_i (n − 1 − 2ρ) − c_i)), c_i = Σ_l |s_i − s_l| (all pairs,
+        // as the core does for n ≤ 64).
+        for (int i = 0; i < n; ++i) {
+            T sum = T(0);
+            for (int l = 0; l < n; ++l) {
+                T difference = selected[i] - selected[l];
+                sum += difference < T(0) ? -difference : difference;
+            }
+            deviations[i] = sum;
+        }
+        for (int rank = 0; rank < k; ++rank) {
+            Strided<T> row = rows.offset(rank * n);
+            T row_scale = T(n - 1 - 2 * rank);
+            for (int i = 0; i < n; ++i) row[i] = (selected[i] * row_scale - deviations[i]) * beta;
+            softmax_in_place(row, n);
+        }
+    } else {
+        // P̂[ρ, i] = softmax_i(−β |s_i − s_(ρ)|), s_(ρ) the ρ-th largest (ties: higher index).
+        largest_indices<true>(selected, n, -1, top, k);
+        for (int rank = 0; rank < k; ++rank) {
+            Strided<T> row = rows.offset(rank * n);
+            T center = selected[top[rank]];
+            for (int i = 0; i < n; ++i) row[i] = d_exp(-beta * d_abs(selected[i] - center));
+            T sum = T(0);
+            for (int i = 0; i < n; ++i) sum += row[i];
+            T inverse = T(1) / sum;
+            for (int i = 0; i < n; ++i) row[i] *= inverse;
+        }
     }
     // Mixture, clamp, log.
     T p_first = T(p_first_d);
     T q = T(0);
-    for (int rank = 0; rank < k; ++rank) q += T(rank_weights[rank]) * v[n - 1 - rank];
+    for (int rank = 0; rank < k; ++rank) {
+        T mass = family == FAMILY_NETWORK ? v[n - 1 - rank] : rows[rank * n + sorted_label];
+        q += T(rank_weights[rank]) * mass;
+    }
     T log_partition = T(0);
     if (mode != MODE_SORT) {
         T maximum = selected[0];
@@ -220,22 +281,66 @@ __device__ void topk_row(
     }
     *loss_out = loss;
     if (gradient == 0) return;
-    // Reverse sweep.
+    // Reverse pass into x (the adjoints of the selected logits); the mass adjoint of rank ρ is
+    // q̄ · w_ρ.
     for (int i = 0; i < n; ++i) { x[i] = T(0); v[i] = T(0); }
-    for (int rank = 0; rank < k; ++rank) v[n - 1 - rank] = q_adjoint * T(rank_weights[rank]);
-    for (int c = count - 1; c >= 0; --c) {
-        int4 comparator = comparators[c];
-        T alpha = tape[4 * c], slope = tape[4 * c + 1];
-        T a_minus_b = tape[4 * c + 2], va_minus_vb = tape[4 * c + 3];
-        T one_minus = T(1) - alpha;
-        T gmin = x[comparator.z], gmax = x[comparator.w];
-        T hmin = v[comparator.z], hmax = v[comparator.w];
-        T alpha_bar = a_minus_b * (gmin - gmax) + va_minus_vb * (hmin - hmax);
-        T through_alpha = slope * alpha_bar;
-        x[comparator.x] = alpha * gmin + one_minus * gmax - through_alpha;
-        x[comparator.y] = one_minus * gmin + alpha * gmax + through_alpha;
-        v[comparator.x] = alpha * hmin + one_minus * hmax;
-        v[comparator.y] = one_minus * hmin + alpha * hmax;
+    if (family == FAMILY_NETWORK) {
+        for (int rank = 0; rank < k; ++rank) v[n - 1 - rank] = q_adjoint * T(rank_weights[rank]);
+        for (int c = count - 1; c >= 0; --c) {
+            int4 comparator = comparators[c];
+            T alpha = tape[4 * c], slope = tape[4 * c + 1];
+            T a_minus_b = tape[4 * c + 2], va_minus_vb = tape[4 * c + 3];
+            T one_minus = T(1) - alpha;
+            T gmin = x[comparator.z], gmax = x[comparator.w];
+            T hmin = v[comparator.z], hmax = v[comparator.w];
+            T alpha_bar = a_minus_b * (gmin - gmax) + va_minus_vb * (hmin - hmax);
+            T through_alpha = slope * alpha_bar;
+            x[comparator.x] = alpha * gmin + one_minus * gmax - through_alpha;
+            x[comparator.y] = one_minus * gmin + alpha * gmax + through_alpha;
+            v[comparator.x] = alpha * hmin + one_minus * hmax;
+            v[comparator.y] = one_minus * hmin + alpha * hmax;
+        }
+    } else {
+        // Row ρ's adjoint is ā_ρ at the label's column only; through the softmax,
+        // ḡ_i = P̂[ρ,i] (δ_i,label ā_ρ − P̂[ρ,label] ā_ρ).
+        if (family == FAMILY_NEURALSORT) {
+            for (int i = 0; i < n; ++i) deviations[i] = T(0); // now c̄
+        }
+        for (int rank = 0; rank < k; ++rank) {
+            Strided<T> row = rows.offset(rank * n);
+            T mass_adjoint = q_adjoint * T(rank_weights[rank]);
+            T dot = row[sorted_label] * mass_adjoint;
+            if (family == FAMILY_NEURALSORT) {
+                T row_scale = T(n - 1 - 2 * rank) * beta;
+                for (int i = 0; i < n; ++i) {
+                    T adjoint = row[i] * ((i == sorted_label ? mass_adjoint : T(0)) - dot);
+                    x[i] += adjoint * row_scale;
+                    deviations[i] -= adjoint * beta;
+                }
+            } else {
+                int center_index = (int)top[rank];
+                T center = selected[center_index];
+                T center_bar = T(0);
+                for (int i = 0; i < n; ++i) {
+                    T adjoint = row[i] * ((i == sorted_label ? mass_adjoint : T(0)) - dot);
+                    T d = adjoint * beta * sign_of(selected[i] - center);
+                    x[i] -= d;
+                    center_bar += d;
+                }
+                x[center_index] += center_bar;
+            }
+        }
+        if (family == FAMILY_NEURALSORT) {
+            // ∂c/∂s: Σ_l sign(s_i − s_l)(c̄_i + c̄_l).
+            for (int i = 0; i < n; ++i) {
+                T sum = T(0);
+                for (int l = 0; l < n; ++l) {
+                    T both = deviations[i] + deviations[l];
+                    sum += selected[i] > selected[l] ? both : (selected[i] < selected[l] ? -both : T(0));
+                }
+                x[i] += sum;
+            }
+        }
     }
     if (mode == MODE_SOFTMAX) {
         T factor = q_adjoint * p_first * probabilities[sorted_label];
@@ -267,9 +372,9 @@ __device__ bool row_is_valid(const T* logits, unsigned label, int classes, int r
     extern "C" __global__ void NAME(                                                               \
         const T* logits, const unsigned* labels, int batch, int classes, int n,                    \
         const int4* comparators, int count, int k, const double* rank_weights, double p_first,     \
-        double rest_weight, int mode, int preselect, int relaxation, double beta, double lambda,   \
-        double scale, T* losses, T* gradient, int with_gradient, T* reals, unsigned* indices,      \
-        int* status) {                                                                             \
+        double rest_weight, int mode, int preselect, int family, int relaxation, double beta,      \
+        double lambda, double scale, T* losses, T* gradient, int with_gradient, T* reals,          \
+        unsigned* indices, int* status) {                                                          \
         int row = blockIdx.x * blockDim.x + threadIdx.x;                                           \
         if (row >= batch) return;                                                                  \
         const T* row_logits = logits + (size_t)row * classes;                                      \
@@ -278,7 +383,7 @@ __device__ bool row_is_valid(const T* logits, unsigned label, int classes, int r
             return;                                                                                \
         }                                                                                          \
         topk_row<T>(row_logits, labels[row], classes, n, comparators, count, k, rank_weights,      \
-                    p_first, rest_weight, mode, preselect, relaxation, T(beta), T(lambda),         \
+                    p_first, rest_weight, mode, preselect, family, relaxation, T(beta), T(lambda), \
                     T(scale), losses + row,                                                        \
                     with_gradient ? gradient + (size_t)row * classes : (T*)0,                      \
                     Strided<T>{reals + row, (size_t)batch},                                        \

@@ -24,4 +24,4 @@ mod loss;
 
 pub use device::{cuda_device_available, GpuFloat};
 pub use error::Error;
-pub use loss::{CudaSoftmaxCrossEntropy, CudaTopkLoss};
+pub use loss::{CudaSoftmaxCrossEntropy, CudaTopkLoss, KernelArguments};

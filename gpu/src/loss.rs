@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
-use difftopk_core::{Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
+use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
 
 use crate::device::{kernel_for, load_kernels, GpuFloat, Scratch, Status};
 use crate::Error;
@@ -103,44 +103,123 @@ fn on_host<F: GpuFloat>(
     Ok(sum / F::of(labels.len() as f64))
 }
 
-/// [`TopkLoss`] on device 0: the batch's rows run one per thread in a fused forward + backward
-/// kernel (validity check, preselection, network sweep, mixture, reverse sweep, scatter).
+/// The top-k kernel's arguments that depend only on the configuration (the mapping shared by
+/// [`CudaTopkLoss`] and the test that runs the kernel source on the CPU).
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub struct KernelArguments {
+    /// Sorted inputs n′ (m, or the class count).
+    pub n: i32,
+    /// Comparators of the network (0 for NeuralSort and SoftSort).
+    pub count: i32,
+    /// K, the length of P_K.
+    pub k: i32,
+    /// Top-1 mode: 0 `sm`, 1 `smce`, 2 `sort`.
+    pub mode: i32,
+    /// 1 with the preselection of m.
+    pub preselect: i32,
+    /// 0 sorting network, 1 NeuralSort, 2 SoftSort.
+    pub family: i32,
+    /// Relaxation code (see `kernels/topk_loss.cu`) and its λ.
+    pub relaxation: i32,
+    /// λ of logistic_phi (0 otherwise).
+    pub lambda: f64,
+    /// Inverse temperature β.
+    pub beta: f64,
+    /// P_K[0].
+    pub p_first: f64,
+    /// Σ P_K[1..].
+    pub rest_weight: f64,
+    /// Comparators as (wire_a, wire_b, out_min, out_max); one unused entry when there are none.
+    pub comparators: Vec<i32>,
+    /// The mass weight of each rank, `config.rank_weight(ρ)`.
+    pub rank_weights: Vec<f64>,
+}
+
+impl KernelArguments {
+    /// The arguments for `loss`'s configuration and network.
+    pub fn new(loss: &TopkLoss) -> Self {
+        let config = loss.config();
+        let mut comparators = vec![0i32; 4];
+        if let Some(network) = loss.network() {
+            comparators.clear();
+            for comparator in network.as_ref().comparators() {
+                comparators.extend_from_slice(&[
+                    comparator.wire_a as i32,
+                    comparator.wire_b as i32,
+                    comparator.out_min as i32,
+                    comparator.out_max as i32,
+                ]);
+            }
+        }
+        let (relaxation, lambda) = relaxation_code(config.relaxation());
+        let p_k = config.topk_distribution();
+        KernelArguments {
+            n: config.sorted_inputs() as i32,
+            count: loss
+                .network()
+                .map_or(0, |network| network.num_comparators()) as i32,
+            k: config.k() as i32,
+            mode: match config.top1_mode() {
+                Top1Mode::Softmax => 0,
+                Top1Mode::SoftmaxCrossEntropy => 1,
+                Top1Mode::Sort => 2,
+            },
+            preselect: i32::from(config.preselection().is_some()),
+            family: match config.method() {
+                Method::NeuralSort => 1,
+                Method::SoftSort => 2,
+                _ => 0,
+            },
+            relaxation,
+            lambda,
+            beta: config.inverse_temperature(),
+            p_first: p_k[0],
+            rest_weight: p_k[1..].iter().sum(),
+            comparators,
+            rank_weights: (0..config.k())
+                .map(|rank| config.rank_weight(rank))
+                .collect(),
+        }
+    }
+
+    /// Reals of kernel scratch per row: the tape (4 per comparator), x, v, the selected logits,
+    /// their softmax, K relaxed rows and NeuralSort's deviations.
+    pub fn reals_per_row(&self) -> usize {
+        4 * self.count as usize + (5 + self.k as usize) * self.n as usize
+    }
+
+    /// Indices of kernel scratch per row: the selection and SoftSort's top K.
+    pub fn indices_per_row(&self) -> usize {
+        (self.n + self.k) as usize
+    }
+}
+
+/// [`TopkLoss`] on device 0 for every method (the sorting networks, NeuralSort, SoftSort): the
+/// batch's rows run one per thread in a fused forward + backward kernel (validity check,
+/// preselection, network sweep or relaxed rows, mixture, reverse pass, scatter). NeuralSort's
+/// deviations `c_i = Σ_l |s_i − s_l|` are summed over all pairs, as the core does for n′ ≤ 64;
+/// for longer rows the core sorts first, so results differ from it by rounding only.
 pub struct CudaTopkLoss {
     loss: TopkLoss,
     stream: Arc<CudaStream>,
     kernels: [CudaFunction; 2],
     comparators: CudaSlice<i32>,
     rank_weights: CudaSlice<f64>,
+    arguments: KernelArguments,
     work: Mutex<(Scratch, Status)>,
 }
 
 impl CudaTopkLoss {
     /// Builds the network, compiles the kernels for the device (once per process) and uploads
     /// the network. [`Error::NoCudaDevice`] without a driver or a device (checked before any
-    /// other driver call); [`Error::Unsupported`] for NeuralSort and SoftSort, not ported yet.
+    /// other driver call).
     pub fn new(config: TopkLossConfig) -> Result<Self, Error> {
-        if !config.method().is_network() {
-            return Err(Error::Unsupported(
-                "NeuralSort and SoftSort (sorting networks only)",
-            ));
-        }
         let loss = TopkLoss::new(config)?;
         let (stream, kernels) = load_kernels("topk_loss")?;
-        let network = loss.network().expect("a network method has a network");
-        let mut table = Vec::with_capacity(4 * network.num_comparators());
-        for comparator in network.as_ref().comparators() {
-            table.extend_from_slice(&[
-                comparator.wire_a as i32,
-                comparator.wire_b as i32,
-                comparator.out_min as i32,
-                comparator.out_max as i32,
-            ]);
-        }
-        let comparators = stream.clone_htod(&table)?;
-        let weights: Vec<f64> = (0..config.k())
-            .map(|rank| config.rank_weight(rank))
-            .collect();
-        let rank_weights = stream.clone_htod(&weights)?;
+        let arguments = KernelArguments::new(&loss);
+        let comparators = stream.clone_htod(&arguments.comparators)?;
+        let rank_weights = stream.clone_htod(&arguments.rank_weights)?;
         let status = Status::new(&stream)?;
         Ok(CudaTopkLoss {
             loss,
@@ -148,6 +227,7 @@ impl CudaTopkLoss {
             kernels,
             comparators,
             rank_weights,
+            arguments,
             work: Mutex::new((Scratch::default(), status)),
         })
     }
@@ -185,32 +265,17 @@ impl CudaTopkLoss {
             gradient.as_ref().map(|g| g.len()),
         )?;
         let batch = labels.len();
-        let n = config.sorted_inputs();
-        let count = self.comparators.len() / 4;
+        let arguments = &self.arguments;
         let mut work = self.work.lock().unwrap_or_else(|p| p.into_inner());
         let (scratch, status) = &mut *work;
         status.reset(&self.stream)?;
-        let (reals, indices) =
-            scratch.reserve::<F>(&self.stream, batch * (4 * count + 4 * n), batch * n)?;
-        let (relaxation, lambda) = relaxation_code(config.relaxation());
-        let mode: i32 = match config.top1_mode() {
-            Top1Mode::Softmax => 0,
-            Top1Mode::SoftmaxCrossEntropy => 1,
-            Top1Mode::Sort => 2,
-        };
-        let p_k = config.topk_distribution();
-        let p_first = p_k[0];
-        let rest_weight: f64 = p_k[1..].iter().sum();
+        let (reals, indices) = scratch.reserve::<F>(
+            &self.stream,
+            batch * arguments.reals_per_row(),
+            batch * arguments.indices_per_row(),
+        )?;
         let scale = 1.0 / batch as f64;
-        let (batch_i, classes_i, n_i, count_i, k_i) = (
-            batch as i32,
-            classes as i32,
-            n as i32,
-            count as i32,
-            config.k() as i32,
-        );
-        let preselect = i32::from(config.preselection().is_some());
-        let beta = config.inverse_temperature();
+        let (batch_i, classes_i) = (batch as i32, classes as i32);
         let with_gradient = i32::from(gradient.is_some());
         // Without a gradient the kernel never touches this pointer; any live buffer will do.
         let mut no_gradient = None;
@@ -224,18 +289,19 @@ impl CudaTopkLoss {
             .arg(labels)
             .arg(&batch_i)
             .arg(&classes_i)
-            .arg(&n_i)
+            .arg(&arguments.n)
             .arg(&self.comparators)
-            .arg(&count_i)
-            .arg(&k_i)
+            .arg(&arguments.count)
+            .arg(&arguments.k)
             .arg(&self.rank_weights)
-            .arg(&p_first)
-            .arg(&rest_weight)
-            .arg(&mode)
-            .arg(&preselect)
-            .arg(&relaxation)
-            .arg(&beta)
-            .arg(&lambda)
+            .arg(&arguments.p_first)
+            .arg(&arguments.rest_weight)
+            .arg(&arguments.mode)
+            .arg(&arguments.preselect)
+            .arg(&arguments.family)
+            .arg(&arguments.relaxation)
+            .arg(&arguments.beta)
+            .arg(&arguments.lambda)
             .arg(&scale)
             .arg(losses)
             .arg(gradient)
@@ -246,7 +312,7 @@ impl CudaTopkLoss {
         // SAFETY: the arguments match the kernel's signature in kernels/topk_loss.cu in order
         // and type; every buffer has the size the kernel indexes (checked above: `batch` rows
         // of `classes` logits, one loss per row, the gradient shaped as the logits; scratch of
-        // `batch · (4·count + 4·n)` reals and `batch · n` indices).
+        // `batch` times the per-row sizes of `KernelArguments`).
         unsafe { launch.launch(launch_config(batch)) }?;
         status.check(&self.stream, logits, labels, classes)
     }

@@ -1,0 +1,369 @@
+//! The CUDA kernel source, run on the CPU: `support/cpu_harness.cpp` includes
+//! `kernels/topk_loss.cu` unchanged with the CUDA keywords defined away, and runs each row as one
+//! "thread". Its results are compared with the core's for every method (networks, NeuralSort,
+//! SoftSort), relaxation, top-1 mode, with and without m, f32 and f64, and for bad input, so the
+//! kernels' arithmetic is checked on machines without a GPU (CI). Needs a C++ compiler (`CXX` or
+//! `c++`); without one the test prints `skipped` unless `DIFFTOPK_REQUIRE_CXX` is set.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
+use difftopk_gpu::KernelArguments;
+
+/// Compiles the harness once per test process; `None` when no C++ compiler is installed.
+fn harness() -> Option<PathBuf> {
+    static HARNESS: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    HARNESS.get_or_init(compile_harness).clone()
+}
+
+fn compile_harness() -> Option<PathBuf> {
+    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/cpu_harness.cpp");
+    let binary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("difftopk_cpu_harness");
+    // No contraction into FMA: the kernels are compiled that way by NVRTC too (fmad=false).
+    let output = Command::new(&compiler)
+        .args(["-O2", "-ffp-contract=off", "-std=c++17", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .output();
+    match output {
+        Err(error) => {
+            assert!(
+                std::env::var_os("DIFFTOPK_REQUIRE_CXX").is_none(),
+                "DIFFTOPK_REQUIRE_CXX is set but {compiler} cannot run: {error}"
+            );
+            None
+        }
+        Ok(output) => {
+            assert!(
+                output.status.success(),
+                "the kernel source does not compile as C++:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            Some(binary)
+        }
+    }
+}
+
+/// One batch for the harness.
+struct Case<'a> {
+    kernel: i32, // 0 top-k, 1 cross-entropy
+    precision: i32,
+    classes: usize,
+    arguments: Option<&'a KernelArguments>,
+    labels: &'a [usize],
+    logits: &'a [f64],
+}
+
+/// What the harness returns for a case.
+#[derive(Debug)]
+struct Outcome {
+    status: [i32; 2],
+    losses: Vec<f64>,
+    gradient: Vec<f64>,
+}
+
+fn run(binary: &PathBuf, cases: &[Case]) -> Vec<Outcome> {
+    let mut input = String::new();
+    for case in cases {
+        let batch = case.labels.len();
+        let scale = 1.0 / batch as f64;
+        let fallback;
+        let arguments = match case.arguments {
+            Some(arguments) => arguments,
+            None => {
+                fallback = KernelArguments {
+                    n: 0,
+                    count: 0,
+                    k: 0,
+                    mode: 0,
+                    preselect: 0,
+                    family: 0,
+                    relaxation: 0,
+                    lambda: 0.0,
+                    beta: 0.0,
+                    p_first: 0.0,
+                    rest_weight: 0.0,
+                    comparators: vec![0; 4],
+                    rank_weights: Vec::new(),
+                };
+                &fallback
+            }
+        };
+        let a = arguments;
+        input += &format!(
+            "{} {} {batch} {} {} {} {} {} {} {} {} {:e} {:e} {:e} {:e} {:e}\n",
+            case.kernel,
+            case.precision,
+            case.classes,
+            a.n,
+            a.count,
+            a.k,
+            a.mode,
+            a.preselect,
+            a.family,
+            a.relaxation,
+            a.beta,
+            a.lambda,
+            a.p_first,
+            a.rest_weight,
+            scale
+        );
+        for value in &a.comparators {
+            input += &format!("{value} ");
+        }
+        input.push('\n');
+        for value in &a.rank_weights {
+            input += &format!("{value:e} ");
+        }
+        input.push('\n');
+        for label in case.labels {
+            input += &format!("{label} ");
+        }
+        input.push('\n');
+        for value in case.logits {
+            input += &format!("{value:e} ");
+        }
+        input.push('\n');
+    }
+    let mut child = Command::new(binary)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the harness runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write cases");
+    let output = child.wait_with_output().expect("harness output");
+    assert!(output.status.success(), "the harness failed");
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let mut tokens = text.split_whitespace();
+    cases
+        .iter()
+        .map(|case| {
+            let mut next = || tokens.next().expect("more output");
+            let status = [next().parse().unwrap(), next().parse().unwrap()];
+            let losses = (0..case.labels.len())
+                .map(|_| next().parse().unwrap())
+                .collect();
+            let gradient = (0..case.logits.len())
+                .map(|_| next().parse().unwrap())
+                .collect();
+            Outcome {
+                status,
+                losses,
+                gradient,
+            }
+        })
+        .collect()
+}
+
+fn random_logits(count: usize, seed: u64) -> Vec<f64> {
+    let mut state = seed | 1;
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 / (1u64 << 53) as f64) * 6.0 - 3.0
+        })
+        .collect()
+}
+
+/// Largest |a − e| over the largest |e| (relative to the gradient's scale).
+fn relative_difference(actual: &[f64], expected: &[f64]) -> f64 {
+    let scale = expected.iter().fold(1e-300f64, |m, e| m.max(e.abs()));
+    actual
+        .iter()
+        .zip(expected)
+        .fold(0.0f64, |m, (a, e)| m.max((a - e).abs()))
+        / scale
+}
+
+#[test]
+fn kernel_source_on_the_cpu_matches_the_core() {
+    let Some(binary) = harness() else {
+        println!("skipped: no C++ compiler");
+        return;
+    };
+    let relaxations = [
+        Relaxation::Logistic,
+        Relaxation::LogisticPhi { lambda: 0.5 },
+        Relaxation::LogisticPhi { lambda: 0.25 },
+        Relaxation::LogisticPhi { lambda: 0.3 },
+        Relaxation::Gaussian,
+        Relaxation::Reciprocal,
+        Relaxation::Cauchy,
+        Relaxation::Optimal,
+    ];
+    let mut compared = 0;
+    let mut worst = [0.0f64; 2];
+    for method in [
+        Method::OddEven,
+        Method::Bitonic,
+        Method::BitonicAnySize,
+        Method::SplitterSelection,
+        Method::NeuralSort,
+        Method::SoftSort,
+    ] {
+        let relaxations = if method.is_network() {
+            &relaxations[..]
+        } else {
+            &relaxations[..1]
+        };
+        for &relaxation in relaxations {
+            for mode in [
+                Top1Mode::Softmax,
+                Top1Mode::SoftmaxCrossEntropy,
+                Top1Mode::Sort,
+            ] {
+                for (classes, m) in [(20, None), (9, None), (100, Some(16)), (50, Some(7))] {
+                    let config = TopkLossConfig::new(method, classes, &[0.5, 0.0, 0.25, 0.0, 0.25])
+                        .unwrap()
+                        .with_relaxation(relaxation)
+                        .unwrap()
+                        .with_inverse_temperature(1.5)
+                        .unwrap()
+                        .with_preselection(m)
+                        .unwrap()
+                        .with_top1_mode(mode);
+                    let loss = TopkLoss::new(config).unwrap();
+                    let arguments = KernelArguments::new(&loss);
+                    let batch = 11;
+                    let mut logits = random_logits(batch * classes, classes as u64 * 977 + 3);
+                    // A row with exact ties (the selections' tie rules).
+                    for value in &mut logits[..classes] {
+                        *value = (*value * 2.0).round() / 2.0;
+                    }
+                    let labels: Vec<usize> = (0..batch).map(|b| (b * 7) % classes).collect();
+                    let logits32: Vec<f64> = logits.iter().map(|&v| v as f32 as f64).collect();
+                    let cases = [
+                        Case {
+                            kernel: 0,
+                            precision: 64,
+                            classes,
+                            arguments: Some(&arguments),
+                            labels: &labels,
+                            logits: &logits,
+                        },
+                        Case {
+                            kernel: 0,
+                            precision: 32,
+                            classes,
+                            arguments: Some(&arguments),
+                            labels: &labels,
+                            logits: &logits32,
+                        },
+                    ];
+                    let outcomes = run(&binary, &cases);
+                    let name = format!("{method:?} {relaxation:?} {mode:?} n={classes} m={m:?}");
+                    // f64
+                    let mut expected = vec![0.0; logits.len()];
+                    let value = loss
+                        .forward_backward(&logits, &labels, Some(&mut expected))
+                        .unwrap();
+                    let outcome = &outcomes[0];
+                    assert_eq!(outcome.status, [i32::MAX; 2], "{name}");
+                    let mean = outcome.losses.iter().sum::<f64>() / batch as f64;
+                    assert!(
+                        (mean - value).abs() <= 1e-12 * value.abs().max(1.0),
+                        "{name}: f64 loss {mean} vs {value}"
+                    );
+                    let difference = relative_difference(&outcome.gradient, &expected);
+                    assert!(difference <= 1e-12, "{name}: f64 gradient {difference:e}");
+                    worst[1] = worst[1].max(difference);
+                    // f32
+                    let logits_f32: Vec<f32> = logits32.iter().map(|&v| v as f32).collect();
+                    let mut expected32 = vec![0f32; logits.len()];
+                    let value32 = loss
+                        .forward_backward(&logits_f32, &labels, Some(&mut expected32))
+                        .unwrap() as f64;
+                    let outcome = &outcomes[1];
+                    let mean32 = outcome.losses.iter().sum::<f64>() / batch as f64;
+                    assert!(
+                        (mean32 - value32).abs() <= 1e-5 * value32.abs().max(1.0),
+                        "{name}: f32 loss {mean32} vs {value32}"
+                    );
+                    let expected32: Vec<f64> = expected32.iter().map(|&g| g as f64).collect();
+                    let difference = relative_difference(&outcome.gradient, &expected32);
+                    assert!(difference <= 1e-5, "{name}: f32 gradient {difference:e}");
+                    worst[0] = worst[0].max(difference);
+                    compared += 2;
+                }
+            }
+        }
+    }
+    println!(
+        "compared {compared} batches; worst gradient difference f32 {:e}, f64 {:e}",
+        worst[0], worst[1]
+    );
+    assert!(compared > 0);
+}
+
+#[test]
+fn kernel_source_on_the_cpu_reports_bad_rows_and_computes_cross_entropy() {
+    let Some(binary) = harness() else {
+        println!("skipped: no C++ compiler");
+        return;
+    };
+    let classes = 30;
+    let config = TopkLossConfig::new(Method::SplitterSelection, classes, &[0.5, 0.5])
+        .unwrap()
+        .with_preselection(Some(8))
+        .unwrap();
+    let loss = TopkLoss::new(config).unwrap();
+    let arguments = KernelArguments::new(&loss);
+    let mut logits = random_logits(5 * classes, 17);
+    logits[3 * classes + 4] = f64::NAN;
+    logits[4 * classes + 1] = f64::INFINITY;
+    let labels = [1usize, 2, 3, 4, 5];
+    let bad_labels = [1usize, 2, 99, 4, 5];
+    let clean = random_logits(6 * classes, 23);
+    let clean_labels = [0usize, 5, 29, 7, 7, 12];
+    let outcomes = run(
+        &binary,
+        &[
+            Case {
+                kernel: 0,
+                precision: 64,
+                classes,
+                arguments: Some(&arguments),
+                labels: &labels,
+                logits: &logits,
+            },
+            Case {
+                kernel: 0,
+                precision: 32,
+                classes,
+                arguments: Some(&arguments),
+                labels: &bad_labels,
+                logits: &logits,
+            },
+            Case {
+                kernel: 1,
+                precision: 64,
+                classes,
+                arguments: None,
+                labels: &clean_labels,
+                logits: &clean,
+            },
+        ],
+    );
+    // First non-finite row 3; with the bad label in row 2 that comes first.
+    assert_eq!(outcomes[0].status, [i32::MAX, 3]);
+    assert_eq!(outcomes[1].status, [2, 3]);
+    let mut expected = vec![0.0; clean.len()];
+    let value =
+        difftopk_core::softmax_cross_entropy(&clean, &clean_labels, classes, Some(&mut expected))
+            .unwrap();
+    let outcome = &outcomes[2];
+    assert_eq!(outcome.status, [i32::MAX; 2]);
+    let mean = outcome.losses.iter().sum::<f64>() / clean_labels.len() as f64;
+    assert!((mean - value).abs() <= 1e-12 * value.abs().max(1.0));
+    assert!(relative_difference(&outcome.gradient, &expected) <= 1e-12);
+}

@@ -1,0 +1,95 @@
+// Runs the CUDA kernels of gpu/kernels/topk_loss.cu on the CPU, one "thread" (row) after
+// another, so that their arithmetic is checked against the core on machines without a GPU.
+// The CUDA keywords become nothing, the built-ins become their C++ equivalents; the kernel
+// source is included unchanged.
+//
+// Reads cases from stdin until EOF, each:
+//   kernel(0 top-k, 1 cross-entropy) precision(32|64) batch classes n count k mode preselect
+//   family relaxation beta lambda p_first rest_weight scale
+//   4·max(count,1) comparator ints, k rank weights, batch labels, batch·classes logits
+// and writes per case: the two status flags, batch losses, batch·classes gradient entries.
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#define __device__
+#define __global__
+#define __forceinline__ inline
+struct int4 { int x, y, z, w; };
+struct dim3 { unsigned x, y, z; };
+static dim3 blockIdx, blockDim, threadIdx;
+static int atomicMin(int* address, int value) {
+    int old = *address;
+    if (value < old) *address = value;
+    return old;
+}
+using std::isfinite;
+
+#include "../../kernels/topk_loss.cu"
+
+template <typename T> static bool read(T* value);
+template <> bool read(int* value) { return std::scanf("%d", value) == 1; }
+template <> bool read(unsigned* value) { return std::scanf("%u", value) == 1; }
+template <> bool read(double* value) { return std::scanf("%lf", value) == 1; }
+
+template <typename T>
+static void run_case(int kernel, int batch, int classes, int n, int count, int k, int mode,
+                     int preselect, int family, int relaxation, double beta, double lambda,
+                     double p_first, double rest_weight, double scale) {
+    std::vector<int4> comparators(count > 0 ? count : 1);
+    for (auto& c : comparators) { read(&c.x); read(&c.y); read(&c.z); read(&c.w); }
+    std::vector<double> rank_weights(k > 0 ? k : 1);
+    for (int i = 0; i < k; ++i) read(&rank_weights[i]);
+    std::vector<unsigned> labels(batch);
+    for (auto& label : labels) read(&label);
+    std::vector<T> logits((size_t)batch * classes);
+    for (auto& value : logits) { double v; read(&v); value = (T)v; }
+    std::vector<T> losses(batch), gradient((size_t)batch * classes, T(0));
+    std::vector<T> reals((size_t)batch * (4 * (size_t)count + (size_t)(5 + k) * n) + 1);
+    std::vector<unsigned> indices((size_t)batch * (n + k) + 1);
+    int status[2] = {INT_MAX, INT_MAX};
+    blockDim = dim3{1, 1, 1};
+    threadIdx = dim3{0, 0, 0};
+    for (int row = 0; row < batch; ++row) {
+        blockIdx = dim3{(unsigned)row, 0, 0};
+        if (kernel == 1) {
+            if (sizeof(T) == 4)
+                softmax_cross_entropy_f32((const float*)logits.data(), labels.data(), batch, classes, scale,
+                                          (float*)losses.data(), (float*)gradient.data(), 1, status);
+            else
+                softmax_cross_entropy_f64((const double*)logits.data(), labels.data(), batch, classes, scale,
+                                          (double*)losses.data(), (double*)gradient.data(), 1, status);
+        } else if (sizeof(T) == 4) {
+            topk_loss_f32((const float*)logits.data(), labels.data(), batch, classes, n, comparators.data(),
+                          count, k, rank_weights.data(), p_first, rest_weight, mode, preselect, family,
+                          relaxation, beta, lambda, scale, (float*)losses.data(), (float*)gradient.data(), 1,
+                          (float*)reals.data(), indices.data(), status);
+        } else {
+            topk_loss_f64((const double*)logits.data(), labels.data(), batch, classes, n, comparators.data(),
+                          count, k, rank_weights.data(), p_first, rest_weight, mode, preselect, family,
+                          relaxation, beta, lambda, scale, (double*)losses.data(), (double*)gradient.data(), 1,
+                          (double*)reals.data(), indices.data(), status);
+        }
+    }
+    std::printf("%d %d\n", status[0], status[1]);
+    for (auto value : losses) std::printf("%.17g\n", (double)value);
+    for (auto value : gradient) std::printf("%.17g\n", (double)value);
+}
+
+int main() {
+    int kernel, precision, batch, classes, n, count, k, mode, preselect, family, relaxation;
+    double beta, lambda, p_first, rest_weight, scale;
+    while (read(&kernel) && read(&precision) && read(&batch) && read(&classes) && read(&n) &&
+           read(&count) && read(&k) && read(&mode) && read(&preselect) && read(&family) &&
+           read(&relaxation) && read(&beta) && read(&lambda) && read(&p_first) &&
+           read(&rest_weight) && read(&scale)) {
+        if (precision == 32)
+            run_case<float>(kernel, batch, classes, n, count, k, mode, preselect, family, relaxation, beta,
+                            lambda, p_first, rest_weight, scale);
+        else
+            run_case<double>(kernel, batch, classes, n, count, k, mode, preselect, family, relaxation, beta,
+                             lambda, p_first, rest_weight, scale);
+    }
+    return 0;
+}
