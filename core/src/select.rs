@@ -265,24 +265,26 @@ fn threshold_select<F: Real, const TIES_HIGH: bool>(
     // entry above it, then ties at the threshold in tie order.
     let mut chosen_values = [F::zero(); BOUND_MAX_COUNT + 1];
     let mut chosen_indices = [0u32; BOUND_MAX_COUNT + 1];
+    // At most `count` entries qualify (exactly `count` at or above an exact threshold, fewer
+    // than `count` above any other, ties stop at `count`), so slot `chosen` stays in range.
     let mut chosen = 0usize;
     let skip = skip.unwrap_or(usize::MAX);
-    for (position, &value) in values.iter().enumerate() {
-        let slot = chosen.min(BOUND_MAX_COUNT);
-        chosen_values[slot] = value;
-        chosen_indices[slot] = index_of(position);
-        let taken = if exact {
-            value >= threshold
-        } else {
-            value > threshold
-        };
+    let mut take = |position: usize, value: F, taken: bool| {
+        chosen_values[chosen] = value;
+        chosen_indices[chosen] = index_of(position);
         chosen += usize::from(taken & (position != skip));
-    }
-    if !exact {
+    };
+    if exact {
+        for (position, &value) in values.iter().enumerate() {
+            take(position, value, value >= threshold);
+        }
+    } else {
+        for (position, &value) in values.iter().enumerate() {
+            take(position, value, value > threshold);
+        }
         let mut take_tie = |(position, &value): (usize, &F)| {
-            let slot = chosen.min(BOUND_MAX_COUNT);
-            chosen_values[slot] = value;
-            chosen_indices[slot] = index_of(position);
+            chosen_values[chosen] = value;
+            chosen_indices[chosen] = index_of(position);
             chosen += usize::from((value == threshold) & (position != skip) & (chosen < count));
         };
         if TIES_HIGH {
