@@ -212,8 +212,9 @@ fn rank_threshold<F: Real>(values: &[F], skip: Option<usize>, count: usize) -> O
     if exact {
         low = largest.order_key();
     }
+    // Keys span all of i64 in f64 (−∞ to +∞): differences and midpoints in i128.
     let mut steps = 0;
-    while !exact && high - low > 1 {
+    while !exact && i128::from(high) - i128::from(low) > 1 {
         let (low_value, high_value) = (F::from_order_key(low), F::from_order_key(high));
         let half = F::of(0.5);
         let value_middle = low_value * half + high_value * half;
@@ -221,7 +222,7 @@ fn rank_threshold<F: Real>(values: &[F], skip: Option<usize>, count: usize) -> O
         let middle = if steps <= 24 && value_middle > low_value && value_middle < high_value {
             value_middle.order_key()
         } else {
-            low + (high - low) / 2
+            ((i128::from(low) + i128::from(high)).div_euclid(2)) as i64
         };
         let at_or_above = count_from(F::from_order_key(middle));
         if at_or_above >= count {
@@ -468,5 +469,77 @@ fn dense_insertion<F: Real, const TIES_HIGH: bool>(
         top[position] = value;
         out[position] = i as u32;
         filled += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rank_threshold;
+    use crate::Real;
+
+    /// The count-th largest value (without `skip`) by sorting, and whether exactly `count` are
+    /// at or above it.
+    fn expected<F: Real>(values: &[F], skip: Option<usize>, count: usize) -> (F, bool) {
+        let mut kept: alloc::vec::Vec<F> = values
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| Some(i) != skip)
+            .map(|(_, &v)| v)
+            .collect();
+        kept.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        let threshold = kept[count - 1];
+        (
+            threshold,
+            kept.iter().filter(|&&v| v >= threshold).count() == count,
+        )
+    }
+
+    fn check<F: Real>(values: &[F]) {
+        for count in 1..values.len() {
+            for skip in [None, Some(0), Some(values.len() / 2)] {
+                let (threshold, exact) = rank_threshold(values, skip, count).unwrap();
+                let (want, want_exact) = expected(values, skip, count);
+                // The search may stop at any value strictly between the count-th and the
+                // (count+1)-th largest when that separates exactly `count` entries.
+                if exact {
+                    assert!(
+                        want_exact,
+                        "count {count}: exact at {threshold:?}, want {want:?}"
+                    );
+                    assert!(threshold <= want);
+                } else {
+                    assert_eq!(threshold, want, "count {count}, skip {skip:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_threshold_is_the_count_th_largest_in_f32_and_f64() {
+        let wide = [
+            -4.8, 1.6, 0.3, -0.35, -2.9, 2.2, 0.43, 0.57, 0.75, -0.15, 1e30, -1e30, 1e-30, -1e-30,
+            0.0, -0.0, 2.2, 2.2, 5e-320, -5e-320,
+        ];
+        check::<f64>(&wide);
+        check::<f64>(&[
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1.0,
+            1.0,
+            -1.0,
+            f64::MAX,
+            f64::MIN,
+        ]);
+        let narrow: alloc::vec::Vec<f32> = wide.iter().map(|&v| v as f32).collect();
+        check::<f32>(&narrow);
+        check::<f32>(&[
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1.0,
+            1.0,
+            -1.0,
+            f32::MAX,
+            f32::MIN,
+        ]);
     }
 }
