@@ -542,4 +542,37 @@ mod tests {
             f32::MIN,
         ]);
     }
+
+    /// The branch-free path itself (not the insertion fallback) selects typical rows.
+    #[test]
+    fn typical_rows_take_the_threshold_path() {
+        let mut state = 99u64;
+        let row: alloc::vec::Vec<f64> = (0..100)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 11) as f64 / (1u64 << 53) as f64 * 8.0 - 4.0
+            })
+            .collect();
+        let mut out = [0u32; 15];
+        assert!(super::threshold_select::<f64, false>(
+            &row,
+            None,
+            Some(7),
+            &mut out
+        ));
+        let mut out32 = [0u32; 15];
+        let row32: alloc::vec::Vec<f32> = row.iter().map(|&v| v as f32).collect();
+        assert!(super::threshold_select::<f32, true>(
+            &row32,
+            None,
+            Some(7),
+            &mut out32
+        ));
+        let mut order: alloc::vec::Vec<usize> = (0..100).filter(|&i| i != 7).collect();
+        order.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap());
+        let want: alloc::vec::Vec<u32> = order[..15].iter().map(|&i| i as u32).collect();
+        assert_eq!(&out[..], &want[..]);
+    }
 }
