@@ -421,3 +421,121 @@ TOPK_LOSS_KERNEL(topk_loss_f64, double)
 
 SOFTMAX_CE_KERNEL(softmax_cross_entropy_f32, float)
 SOFTMAX_CE_KERNEL(softmax_cross_entropy_f64, double)
+
+// ---------------------------------------------------------------------------------------------
+// The relaxed top-k matrix operator (difftopk's DiffTopkNet), one thread per row, the core's
+// `operators::relaxed_topk` and `relaxed_topk_backward` step for step:
+//   forward   values through the network recording (α, f', a − b) per comparator, then
+//             P_topk = L_1 ⋯ L_D E_k accumulated right to left (n × k per row, row-major, in
+//             `p_topk`; P_topk[i, r] is the weight of input i at ascending position n − k + r);
+//   backward  the same, recording P_l[o_min, :] − P_l[o_max, :] per comparator, then the adjoint
+//             pushed left to right giving ᾱ per comparator, then the reverse value sweep.
+// Scratch per row, interleaved across rows: forward 3·C + n reals; backward 4·C + C·k + n·k + n.
+
+template <typename T>
+__device__ void record_values(const T* x, int n, const int4* comparators, int count, int relaxation,
+                              T beta, T lambda, Strided<T> values, Strided<T> tape) {
+    for (int i = 0; i < n; ++i) values[i] = x[i];
+    for (int c = 0; c < count; ++c) {
+        int4 comparator = comparators[c];
+        T a = values[comparator.x], b = values[comparator.y];
+        T alpha, slope;
+        alpha_and_slope(relaxation, b - a, beta, lambda, &alpha, &slope);
+        T one_minus = T(1) - alpha;
+        values[comparator.z] = alpha * a + one_minus * b;
+        values[comparator.w] = one_minus * a + alpha * b;
+        tape[3 * c] = alpha;
+        tape[3 * c + 1] = slope;
+        tape[3 * c + 2] = a - b;
+    }
+}
+
+// P_topk (n × k, through the accessor `P`) from the recorded α's; with `record_differences`,
+// `differences[c·k + r]` = P_l[o_min, r] − P_l[o_max, r].
+template <typename T, typename Matrix>
+__device__ void accumulate_topk(const int4* comparators, int count, int n, int k, Strided<T> tape,
+                                Matrix p, bool record_differences, Strided<T> differences) {
+    for (int i = 0; i < n * k; ++i) p[i] = T(0);
+    for (int r = 0; r < k; ++r) p[(n - k + r) * k + r] = T(1);
+    for (int c = count - 1; c >= 0; --c) {
+        int4 comparator = comparators[c];
+        T alpha = tape[3 * c];
+        T one_minus = T(1) - alpha;
+        for (int r = 0; r < k; ++r) {
+            T low = p[comparator.z * k + r], high = p[comparator.w * k + r];
+            if (record_differences) differences[c * k + r] = low - high;
+            p[comparator.x * k + r] = alpha * low + one_minus * high;
+            p[comparator.y * k + r] = one_minus * low + alpha * high;
+        }
+    }
+}
+
+// Checks a row of x; records the first non-finite row in status[1].
+template <typename T> __device__ bool values_are_finite(const T* x, int n, int row, int* status) {
+    for (int i = 0; i < n; ++i) {
+        if (!isfinite(x[i])) {
+            atomicMin(status + 1, row);
+            return false;
+        }
+    }
+    return true;
+}
+
+#define TOPK_MATRIX_KERNELS(SUFFIX, T)                                                             \
+    extern "C" __global__ void topk_matrix_forward_##SUFFIX(                                       \
+        const T* x, int batch, int n, const int4* comparators, int count, int k, int relaxation,   \
+        double beta, double lambda, T* p_topk, T* reals, int* status) {                            \
+        int row = blockIdx.x * blockDim.x + threadIdx.x;                                           \
+        if (row >= batch) return;                                                                  \
+        const T* x_row = x + (size_t)row * n;                                                      \
+        T* p_row = p_topk + (size_t)row * n * k;                                                   \
+        if (!values_are_finite(x_row, n, row, status)) return;                                     \
+        Strided<T> tape{reals + row, (size_t)batch};                                               \
+        Strided<T> values = tape.offset(3 * count);                                                \
+        record_values(x_row, n, comparators, count, relaxation, T(beta), T(lambda), values, tape); \
+        accumulate_topk(comparators, count, n, k, tape, p_row, false, values);                     \
+    }                                                                                              \
+    extern "C" __global__ void topk_matrix_backward_##SUFFIX(                                      \
+        const T* x, const T* grad_p_topk, int batch, int n, const int4* comparators, int count,    \
+        int k, int relaxation, double beta, double lambda, T* grad_x, T* reals, int* status) {     \
+        int row = blockIdx.x * blockDim.x + threadIdx.x;                                           \
+        if (row >= batch) return;                                                                  \
+        const T* x_row = x + (size_t)row * n;                                                      \
+        const T* g_row = grad_p_topk + (size_t)row * n * k;                                        \
+        T* gx = grad_x + (size_t)row * n;                                                          \
+        if (!values_are_finite(x_row, n, row, status)) return;                                     \
+        Strided<T> tape{reals + row, (size_t)batch};                                               \
+        Strided<T> alpha_bar = tape.offset(3 * count);                                             \
+        Strided<T> differences = alpha_bar.offset(count);                                          \
+        Strided<T> adjoint = differences.offset(count * k);                                        \
+        Strided<T> values = adjoint.offset(n * k);                                                 \
+        record_values(x_row, n, comparators, count, relaxation, T(beta), T(lambda), values, tape); \
+        accumulate_topk(comparators, count, n, k, tape, adjoint, true, differences);               \
+        for (int i = 0; i < n * k; ++i) adjoint[i] = g_row[i];                                     \
+        for (int c = 0; c < count; ++c) {                                                          \
+            int4 comparator = comparators[c];                                                      \
+            T alpha = tape[3 * c];                                                                 \
+            T one_minus = T(1) - alpha;                                                            \
+            T sum = T(0);                                                                          \
+            for (int r = 0; r < k; ++r) {                                                          \
+                T ha = adjoint[comparator.x * k + r], hb = adjoint[comparator.y * k + r];          \
+                sum += (ha - hb) * differences[c * k + r];                                         \
+                adjoint[comparator.z * k + r] = alpha * ha + one_minus * hb;                       \
+                adjoint[comparator.w * k + r] = one_minus * ha + alpha * hb;                       \
+            }                                                                                      \
+            alpha_bar[c] = sum;                                                                    \
+        }                                                                                          \
+        for (int i = 0; i < n; ++i) gx[i] = T(0);                                                  \
+        for (int c = count - 1; c >= 0; --c) {                                                     \
+            int4 comparator = comparators[c];                                                      \
+            T alpha = tape[3 * c], slope = tape[3 * c + 1], a_minus_b = tape[3 * c + 2];           \
+            T one_minus = T(1) - alpha;                                                            \
+            T gmin = gx[comparator.z], gmax = gx[comparator.w];                                    \
+            T through_alpha = slope * (a_minus_b * (gmin - gmax) + alpha_bar[c]);                  \
+            gx[comparator.x] = alpha * gmin + one_minus * gmax - through_alpha;                    \
+            gx[comparator.y] = one_minus * gmin + alpha * gmax + through_alpha;                    \
+        }                                                                                          \
+    }
+
+TOPK_MATRIX_KERNELS(f32, float)
+TOPK_MATRIX_KERNELS(f64, double)

@@ -9,6 +9,7 @@
 //! - [`CudaTopkLoss`]: the loss on device 0 for the sorting-network methods, every relaxation,
 //!   top-1 mode, P_K and m, f32 and f64, on device buffers (`CudaSlice`) or host slices.
 //! - [`CudaSoftmaxCrossEntropy`]: the plain softmax cross-entropy baseline, the same two APIs.
+//! - [`CudaRelaxedTopk`]: the relaxed top-k matrix operator `P_topk` and its VJP.
 //! - Both check labels and logits on the device and report the core's error for the first bad
 //!   row (never a NaN loss); scratch memory is kept between batches.
 //!
@@ -21,7 +22,9 @@ mod device;
 mod error;
 pub mod kernels;
 mod loss;
+mod operators;
 
 pub use device::{cuda_device_available, GpuFloat};
 pub use error::Error;
 pub use loss::{CudaSoftmaxCrossEntropy, CudaTopkLoss, KernelArguments};
+pub use operators::{CudaRelaxedTopk, OperatorArguments};

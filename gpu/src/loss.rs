@@ -12,7 +12,7 @@ use crate::Error;
 /// Threads per block of the one-thread-per-row kernels.
 const BLOCK: u32 = 128;
 
-fn relaxation_code(relaxation: Relaxation) -> (i32, f64) {
+pub(crate) fn relaxation_code(relaxation: Relaxation) -> (i32, f64) {
     match relaxation {
         Relaxation::Logistic => (0, 0.0),
         Relaxation::LogisticPhi { lambda } => (1, lambda),
@@ -23,7 +23,7 @@ fn relaxation_code(relaxation: Relaxation) -> (i32, f64) {
     }
 }
 
-fn launch_config(batch: usize) -> LaunchConfig {
+pub(crate) fn launch_config(batch: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: ((batch as u32).div_ceil(BLOCK), 1, 1),
         block_dim: (BLOCK, 1, 1),

@@ -261,3 +261,77 @@ fn device_buffers_scratch_reuse_and_bad_input() {
         assert!((a - e).abs() <= 1e-12, "{a} vs {e}");
     }
 }
+
+/// The relaxed top-k matrix operator: without a device a clear error; with one, P_topk and its
+/// VJP against the core's operator.
+#[test]
+fn relaxed_topk_operator_matches_the_core() {
+    use difftopk_core::operators::{relaxed_topk, relaxed_topk_backward, relaxed_topk_scratch_len};
+    use difftopk_core::SortingNetwork;
+    use difftopk_gpu::CudaRelaxedTopk;
+    let (n, k, beta) = (24usize, 5usize, 1.5);
+    let network = SortingNetwork::splitter_selection(n, k).unwrap();
+    let relaxation = Relaxation::LogisticPhi { lambda: 0.5 };
+    if !cuda_device_available() {
+        assert!(matches!(
+            CudaRelaxedTopk::new(&network, relaxation, beta, k),
+            Err(Error::NoCudaDevice)
+        ));
+        println!("skipped: no CUDA device");
+        return;
+    }
+    let operator = CudaRelaxedTopk::new(&network, relaxation, beta, k).unwrap();
+    let batch = 33;
+    let x: Vec<f64> = (0..batch * n)
+        .map(|i| ((i * 7919) % 211) as f64 * 0.03 - 3.0)
+        .collect();
+    let adjoint: Vec<f64> = (0..batch * n * k)
+        .map(|i| ((i * 31) % 17) as f64 * 0.1 - 0.8)
+        .collect();
+    let mut p_topk = vec![0.0; batch * n * k];
+    operator.forward(&x, &mut p_topk).unwrap();
+    let mut grad_x = vec![0.0; batch * n];
+    operator.backward(&x, &adjoint, &mut grad_x).unwrap();
+    let mut scratch = vec![0.0; relaxed_topk_scratch_len(&network.as_ref(), k)];
+    for row in 0..batch {
+        let x_row = &x[row * n..(row + 1) * n];
+        let mut expected = vec![0.0; n * k];
+        relaxed_topk(
+            &network.as_ref(),
+            relaxation,
+            beta,
+            k,
+            x_row,
+            &mut expected,
+            &mut scratch,
+        )
+        .unwrap();
+        for (a, e) in p_topk[row * n * k..(row + 1) * n * k].iter().zip(&expected) {
+            assert!((a - e).abs() <= 1e-12, "P_topk row {row}: {a} vs {e}");
+        }
+        let mut expected_g = vec![0.0; n];
+        relaxed_topk_backward(
+            &network.as_ref(),
+            relaxation,
+            beta,
+            k,
+            x_row,
+            &adjoint[row * n * k..(row + 1) * n * k],
+            &mut expected_g,
+            &mut scratch,
+        )
+        .unwrap();
+        let scale = expected_g.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
+        for (a, e) in grad_x[row * n..(row + 1) * n].iter().zip(&expected_g) {
+            assert!((a - e).abs() <= 1e-12 * scale, "∂x row {row}: {a} vs {e}");
+        }
+    }
+    let mut bad = x.clone();
+    bad[5 * n + 2] = f64::INFINITY;
+    match operator.forward(&bad, &mut p_topk) {
+        Err(Error::Core(difftopk_core::Error::NonFiniteInput { row, column })) => {
+            assert_eq!((row, column), (5, 2));
+        }
+        other => panic!("expected NonFiniteInput, got {other:?}"),
+    }
+}

@@ -367,3 +367,162 @@ fn kernel_source_on_the_cpu_reports_bad_rows_and_computes_cross_entropy() {
     assert!((mean - value).abs() <= 1e-12 * value.abs().max(1.0));
     assert!(relative_difference(&outcome.gradient, &expected) <= 1e-12);
 }
+
+/// Runs the top-k matrix kernels (2 forward, 3 backward) through the harness.
+fn run_matrix(
+    binary: &PathBuf,
+    kernel: i32,
+    precision: i32,
+    arguments: &difftopk_gpu::OperatorArguments,
+    x: &[f64],
+    adjoint: &[f64],
+) -> ([i32; 2], Vec<f64>) {
+    let a = arguments;
+    let batch = x.len() / a.n as usize;
+    let mut input = format!(
+        "{kernel} {precision} {batch} {} {} {} {} {:e} {:e}\n",
+        a.n, a.count, a.k, a.relaxation, a.beta, a.lambda
+    );
+    for value in &a.comparators {
+        input += &format!("{value} ");
+    }
+    input.push('\n');
+    for value in x.iter().chain(if kernel == 3 { adjoint } else { &[] }) {
+        input += &format!("{value:e} ");
+    }
+    input.push('\n');
+    let mut child = Command::new(binary)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the harness runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write case");
+    let output = child.wait_with_output().expect("harness output");
+    assert!(output.status.success(), "the harness failed");
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let mut tokens = text.split_whitespace();
+    let status = [
+        tokens.next().unwrap().parse().unwrap(),
+        tokens.next().unwrap().parse().unwrap(),
+    ];
+    (status, tokens.map(|t| t.parse().unwrap()).collect())
+}
+
+#[test]
+fn topk_matrix_kernels_on_the_cpu_match_the_core_operator() {
+    use difftopk_core::operators::{relaxed_topk, relaxed_topk_backward, relaxed_topk_scratch_len};
+    use difftopk_core::SortingNetwork;
+    let Some(binary) = harness() else {
+        println!("skipped: no C++ compiler");
+        return;
+    };
+    let relaxations = [
+        Relaxation::Logistic,
+        Relaxation::LogisticPhi { lambda: 0.5 },
+        Relaxation::LogisticPhi { lambda: 0.3 },
+        Relaxation::Gaussian,
+        Relaxation::Reciprocal,
+        Relaxation::Cauchy,
+        Relaxation::Optimal,
+    ];
+    let mut compared = 0;
+    for (n, k) in [(8usize, 3usize), (13, 5), (16, 1)] {
+        let networks = [
+            SortingNetwork::odd_even(n).unwrap(),
+            SortingNetwork::bitonic_any_size(n).unwrap(),
+            SortingNetwork::splitter_selection(n, k).unwrap(),
+        ];
+        for network in &networks {
+            for relaxation in relaxations {
+                let beta = 2.0;
+                let arguments =
+                    difftopk_gpu::OperatorArguments::new(network, relaxation, beta, k).unwrap();
+                let batch = 4;
+                let x = random_logits(batch * n, (n * 31 + k) as u64);
+                let adjoint = random_logits(batch * n * k, 5);
+                let name = format!("{:?} n={n} k={k} {relaxation:?}", network.kind());
+                for precision in [64, 32] {
+                    let round = |v: &f64| {
+                        if precision == 32 {
+                            *v as f32 as f64
+                        } else {
+                            *v
+                        }
+                    };
+                    let x: Vec<f64> = x.iter().map(round).collect();
+                    let adjoint: Vec<f64> = adjoint.iter().map(round).collect();
+                    let (status, p_topk) = run_matrix(&binary, 2, precision, &arguments, &x, &[]);
+                    assert_eq!(status, [i32::MAX; 2], "{name}");
+                    let (status, grad_x) =
+                        run_matrix(&binary, 3, precision, &arguments, &x, &adjoint);
+                    assert_eq!(status, [i32::MAX; 2], "{name}");
+                    let mut scratch = vec![0.0; relaxed_topk_scratch_len(&network.as_ref(), k)];
+                    let mut expected_p = vec![0.0; batch * n * k];
+                    let mut expected_g = vec![0.0; batch * n];
+                    for row in 0..batch {
+                        let x_row = &x[row * n..(row + 1) * n];
+                        relaxed_topk(
+                            &network.as_ref(),
+                            relaxation,
+                            beta,
+                            k,
+                            x_row,
+                            &mut expected_p[row * n * k..(row + 1) * n * k],
+                            &mut scratch,
+                        )
+                        .unwrap();
+                        relaxed_topk_backward(
+                            &network.as_ref(),
+                            relaxation,
+                            beta,
+                            k,
+                            x_row,
+                            &adjoint[row * n * k..(row + 1) * n * k],
+                            &mut expected_g[row * n..(row + 1) * n],
+                            &mut scratch,
+                        )
+                        .unwrap();
+                    }
+                    // A general λ goes through powf, whose last bit differs between libm and
+                    // the C library (or CUDA); through the comparators' slopes that reaches
+                    // 1.4e-5 of the gradient's scale in f32, hence a looser bound there.
+                    let general_power = matches!(
+                        relaxation,
+                        Relaxation::LogisticPhi { lambda } if lambda != 0.5 && lambda != 0.25
+                    );
+                    let tolerance = match (precision, general_power) {
+                        (64, _) => 1e-12,
+                        (_, false) => 1e-5,
+                        (_, true) => 5e-5,
+                    };
+                    let p_difference = relative_difference(&p_topk, &expected_p);
+                    let g_difference = relative_difference(&grad_x, &expected_g);
+                    assert!(
+                        p_difference <= tolerance,
+                        "{name} f{precision}: P {p_difference:e}"
+                    );
+                    assert!(
+                        g_difference <= tolerance,
+                        "{name} f{precision}: ∂x {g_difference:e}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    // A non-finite score is reported for its row.
+    let network = SortingNetwork::odd_even(6).unwrap();
+    let arguments =
+        difftopk_gpu::OperatorArguments::new(&network, Relaxation::Logistic, 1.0, 2).unwrap();
+    let mut x = random_logits(3 * 6, 9);
+    x[2 * 6 + 3] = f64::NAN;
+    let (status, _) = run_matrix(&binary, 2, 64, &arguments, &x, &[]);
+    assert_eq!(status, [i32::MAX, 2]);
+    println!("compared {compared} operator batches");
+    assert!(compared > 0);
+}

@@ -3,11 +3,14 @@
 // The CUDA keywords become nothing, the built-ins become their C++ equivalents; the kernel
 // source is included unchanged.
 //
-// Reads cases from stdin until EOF, each:
-//   kernel(0 top-k, 1 cross-entropy) precision(32|64) batch classes n count k mode preselect
-//   family relaxation beta lambda p_first rest_weight scale
-//   4·max(count,1) comparator ints, k rank weights, batch labels, batch·classes logits
-// and writes per case: the two status flags, batch losses, batch·classes gradient entries.
+// Reads cases from stdin until EOF. Losses (kernel 0 top-k, 1 cross-entropy):
+//   kernel precision(32|64) batch classes n count k mode preselect family relaxation beta lambda
+//   p_first rest_weight scale, then 4·max(count,1) comparator ints, k rank weights, batch labels,
+//   batch·classes logits; writes the two status flags, batch losses, batch·classes gradient.
+// Top-k matrix (kernel 2 forward, 3 backward):
+//   kernel precision batch n count k relaxation beta lambda, then 4·count comparator ints,
+//   batch·n values, and for the backward batch·n·k adjoints of P_topk; writes the status flags
+//   and batch·n·k entries of P_topk (forward) or batch·n of ∂/∂x (backward).
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -77,13 +80,67 @@ static void run_case(int kernel, int batch, int classes, int n, int count, int k
     for (auto value : gradient) std::printf("%.17g\n", (double)value);
 }
 
+template <typename T>
+static void run_matrix_case(int kernel, int batch, int n, int count, int k, int relaxation,
+                            double beta, double lambda) {
+    std::vector<int4> comparators(count > 0 ? count : 1);
+    for (int c = 0; c < count; ++c) {
+        read(&comparators[c].x); read(&comparators[c].y); read(&comparators[c].z); read(&comparators[c].w);
+    }
+    std::vector<T> x((size_t)batch * n);
+    for (auto& value : x) { double v; read(&v); value = (T)v; }
+    std::vector<T> adjoint;
+    if (kernel == 3) {
+        adjoint.resize((size_t)batch * n * k);
+        for (auto& value : adjoint) { double v; read(&v); value = (T)v; }
+    }
+    size_t per_row = 4 * (size_t)count + (size_t)count * k + (size_t)n * k + n;
+    std::vector<T> reals((size_t)batch * per_row + 1);
+    std::vector<T> out(kernel == 2 ? (size_t)batch * n * k : (size_t)batch * n, T(0));
+    int status[2] = {INT_MAX, INT_MAX};
+    blockDim = dim3{1, 1, 1};
+    threadIdx = dim3{0, 0, 0};
+    for (int row = 0; row < batch; ++row) {
+        blockIdx = dim3{(unsigned)row, 0, 0};
+        if (kernel == 2) {
+            if (sizeof(T) == 4)
+                topk_matrix_forward_f32((const float*)x.data(), batch, n, comparators.data(), count, k, relaxation,
+                                        beta, lambda, (float*)out.data(), (float*)reals.data(), status);
+            else
+                topk_matrix_forward_f64((const double*)x.data(), batch, n, comparators.data(), count, k, relaxation,
+                                        beta, lambda, (double*)out.data(), (double*)reals.data(), status);
+        } else if (sizeof(T) == 4) {
+            topk_matrix_backward_f32((const float*)x.data(), (const float*)adjoint.data(), batch, n,
+                                     comparators.data(), count, k, relaxation, beta, lambda, (float*)out.data(),
+                                     (float*)reals.data(), status);
+        } else {
+            topk_matrix_backward_f64((const double*)x.data(), (const double*)adjoint.data(), batch, n,
+                                     comparators.data(), count, k, relaxation, beta, lambda, (double*)out.data(),
+                                     (double*)reals.data(), status);
+        }
+    }
+    std::printf("%d %d\n", status[0], status[1]);
+    for (auto value : out) std::printf("%.17g\n", (double)value);
+}
+
 int main() {
     int kernel, precision, batch, classes, n, count, k, mode, preselect, family, relaxation;
     double beta, lambda, p_first, rest_weight, scale;
-    while (read(&kernel) && read(&precision) && read(&batch) && read(&classes) && read(&n) &&
-           read(&count) && read(&k) && read(&mode) && read(&preselect) && read(&family) &&
-           read(&relaxation) && read(&beta) && read(&lambda) && read(&p_first) &&
-           read(&rest_weight) && read(&scale)) {
+    while (read(&kernel) && read(&precision)) {
+        if (kernel >= 2) {
+            if (!(read(&batch) && read(&n) && read(&count) && read(&k) && read(&relaxation) &&
+                  read(&beta) && read(&lambda)))
+                return 1;
+            if (precision == 32)
+                run_matrix_case<float>(kernel, batch, n, count, k, relaxation, beta, lambda);
+            else
+                run_matrix_case<double>(kernel, batch, n, count, k, relaxation, beta, lambda);
+            continue;
+        }
+        if (!(read(&batch) && read(&classes) && read(&n) && read(&count) && read(&k) && read(&mode) &&
+              read(&preselect) && read(&family) && read(&relaxation) && read(&beta) && read(&lambda) &&
+              read(&p_first) && read(&rest_weight) && read(&scale)))
+            return 1;
         if (precision == 32)
             run_case<float>(kernel, batch, classes, n, count, k, mode, preselect, family, relaxation, beta,
                             lambda, p_first, rest_weight, scale);
