@@ -127,7 +127,7 @@ impl CudaRelaxedTopk {
 
     fn rows(&self, x: usize) -> Result<usize, Error> {
         let n = self.arguments.n as usize;
-        if x == 0 || x % n != 0 {
+        if x == 0 || !x.is_multiple_of(n) {
             return Err(difftopk_core::Error::LengthMismatch {
                 what: "x",
                 expected: n,
@@ -173,7 +173,7 @@ impl CudaRelaxedTopk {
         self.check(status, x)
     }
 
-    /// `grad_x` (B × n) ← Σ_{i,r} Ḡ[i,r] ∂P_topk[i,r]/∂x for the adjoint `grad_p_topk`.
+    /// `grad_x` (B × n) ← `Σ_{i,r} Ḡ[i,r] ∂P_topk[i,r]/∂x` for the adjoint `grad_p_topk`.
     pub fn backward_device<F: GpuFloat>(
         &self,
         x: &CudaSlice<F>,
