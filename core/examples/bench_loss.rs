@@ -3,7 +3,8 @@
 //! this process, plus the ratio to the PyTorch reference where `reference-timings.md` has a
 //! figure (batch 128, one thread).
 //!
-//! `cargo run --release -p difftopk-core --features rayon --example bench_loss`
+//! `cargo run --release -p difftopk-core --features rayon --example bench_loss [SECONDS] [METHOD]`
+//! (SECONDS per measurement, 0.3 by default; METHOD: only the methods whose name contains it).
 
 use difftopk_core::{
     softmax_cross_entropy, Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig,
@@ -64,6 +65,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.3);
+    let only = std::env::args().nth(2);
     let all_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let methods = [
         Method::SplitterSelection,
@@ -90,6 +92,12 @@ fn main() {
                     budget,
                 );
                 for &method in &methods {
+                    if only
+                        .as_deref()
+                        .is_some_and(|only| !method.name().contains(only))
+                    {
+                        continue;
+                    }
                     let config = TopkLossConfig::new(method, n, &[0.5, 0.0, 0.0, 0.0, 0.5])
                         .unwrap()
                         .with_relaxation(Relaxation::LogisticPhi { lambda: 0.5 })

@@ -138,6 +138,9 @@ pub struct TopkLossConfig {
     preselection: Option<usize>,
     top1_mode: Top1Mode,
     classes: usize,
+    /// [`TopkLossConfig::rank_weight`] for every rank, kept in step with the distribution and
+    /// the top-1 mode (the loss reads it per row and rank).
+    rank_weights: [f64; MAX_K],
 }
 
 impl TopkLossConfig {
@@ -174,7 +177,7 @@ impl TopkLossConfig {
         }
         let mut topk_distribution = [0.0; MAX_K];
         topk_distribution[..p_k.len()].copy_from_slice(p_k);
-        Ok(TopkLossConfig {
+        let config = TopkLossConfig {
             method,
             relaxation: Relaxation::LogisticPhi { lambda: 0.5 },
             inverse_temperature: 1.0,
@@ -183,7 +186,22 @@ impl TopkLossConfig {
             preselection: None,
             top1_mode: Top1Mode::Softmax,
             classes,
-        })
+            rank_weights: [0.0; MAX_K],
+        };
+        Ok(config.with_rank_weights())
+    }
+
+    /// Recomputes the cached rank weights from the distribution and the top-1 mode.
+    fn with_rank_weights(mut self) -> Self {
+        let first = if self.top1_mode == Top1Mode::Sort {
+            0
+        } else {
+            1
+        };
+        for rank in 0..self.k {
+            self.rank_weights[rank] = self.topk_distribution[rank.max(first)..self.k].iter().sum();
+        }
+        self
     }
 
     /// Sets the comparator relaxation (sorting networks only; ignored by NeuralSort/SoftSort).
@@ -221,7 +239,7 @@ impl TopkLossConfig {
     /// Sets the top-1 mode.
     pub fn with_top1_mode(mut self, mode: Top1Mode) -> Self {
         self.top1_mode = mode;
-        self
+        self.with_rank_weights()
     }
 
     /// The method.
@@ -263,12 +281,9 @@ impl TopkLossConfig {
 
     /// The weight of rank r (r = 0 is the largest) in q: w_r = Σ_{k ≥ max(r, first)} P_K(k), where
     /// `first` is 0 in `sort` mode and 1 otherwise (P_K(1) then enters through the softmax).
+    /// Ranks at or past K weigh 0.
+    #[inline]
     pub fn rank_weight(&self, rank: usize) -> f64 {
-        let first = if self.top1_mode == Top1Mode::Sort {
-            0
-        } else {
-            1
-        };
-        self.topk_distribution[rank.max(first)..self.k].iter().sum()
+        self.rank_weights.get(rank).copied().unwrap_or(0.0)
     }
 }

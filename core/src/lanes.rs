@@ -115,6 +115,8 @@ pub(crate) struct LaneBuffers<F> {
     selection: alloc::vec::Vec<u32>,
     selected: alloc::vec::Vec<F>,
     probabilities: alloc::vec::Vec<F>,
+    selected_lanes: alloc::vec::Vec<Lanes<F>>,
+    probability_lanes: alloc::vec::Vec<Lanes<F>>,
     work: alloc::vec::Vec<F>,
 }
 
@@ -128,6 +130,8 @@ impl<F: Real> LaneBuffers<F> {
             selection: vec![0; LANES * inputs],
             selected: vec![F::zero(); LANES * inputs],
             probabilities: vec![F::zero(); LANES * inputs],
+            selected_lanes: vec![[F::zero(); LANES]; inputs],
+            probability_lanes: vec![[F::zero(); LANES]; inputs],
             work: vec![F::zero(); inputs],
         }
     }
@@ -222,7 +226,7 @@ fn network_loss_lanes_body<F: Real>(
     losses: &mut [F],
     buffers: &mut LaneBuffers<F>,
 ) -> Result<(), crate::Error> {
-    use crate::loss::{check_row, finish_gradient, mixture, preselect};
+    use crate::loss::{check_row, finish_gradient, mixture_finish, preselect};
     let classes = config.classes();
     let (n, k) = (config.sorted_inputs(), config.k());
     let rows = labels.len();
@@ -252,6 +256,7 @@ fn network_loss_lanes_body<F: Real>(
             };
             buffers.x[wire][lane] = value;
             buffers.v[wire][lane] = mass;
+            buffers.selected_lanes[wire][lane] = value;
         }
     }
     let beta = F::of(config.inverse_temperature());
@@ -259,21 +264,70 @@ fn network_loss_lanes_body<F: Real>(
     crate::relaxation::with_sigmoid!(config.relaxation(), beta, |sigmoid| {
         forward_with_mass_lanes(sigmoid, comparators, &mut buffers.x, &mut buffers.v, tape)
     });
+    // The softmax of the selected logits for the top-1 term, the rows side by side: per lane
+    // the operations of `softmax::softmax` in its order (maximum, exponentials, sum, scaling).
+    let mode = config.top1_mode();
+    let (selected, probabilities) = (&buffers.selected_lanes, &mut buffers.probability_lanes);
+    let mut maximum = selected[0];
+    let mut sum = [F::zero(); LANES];
+    if mode != crate::Top1Mode::Sort {
+        for values in &selected[1..] {
+            for lane in 0..LANES {
+                if values[lane] > maximum[lane] {
+                    maximum[lane] = values[lane];
+                }
+            }
+        }
+        for (p, values) in probabilities.iter_mut().zip(selected.iter()) {
+            for lane in 0..LANES {
+                p[lane] = (values[lane] - maximum[lane]).exp();
+            }
+        }
+        for p in probabilities.iter() {
+            for lane in 0..LANES {
+                sum[lane] += p[lane];
+            }
+        }
+        let mut inverse = [F::zero(); LANES];
+        for lane in 0..LANES {
+            inverse[lane] = F::one() / sum[lane];
+        }
+        for p in probabilities.iter_mut() {
+            for lane in 0..LANES {
+                p[lane] *= inverse[lane];
+            }
+        }
+    }
     let mut q_adjoints = [F::zero(); LANES];
     for lane in 0..rows {
-        let mut mass = [F::zero(); crate::MAX_K];
-        for (rank, m) in mass.iter_mut().take(k).enumerate() {
-            *m = buffers.v[n - 1 - rank][lane];
+        let mut q = F::zero();
+        for rank in 0..k {
+            q += F::of(config.rank_weight(rank)) * buffers.v[n - 1 - rank][lane];
         }
-        let (loss, q_adjoint) = mixture(
+        let label = sorted_labels[lane];
+        let log_partition = if mode == crate::Top1Mode::SoftmaxCrossEntropy {
+            maximum[lane] + sum[lane].ln()
+        } else {
+            F::zero()
+        };
+        let label_probability = if mode == crate::Top1Mode::Softmax {
+            probabilities[label][lane]
+        } else {
+            F::zero()
+        };
+        let (loss, q_adjoint) = mixture_finish(
             config,
-            &mass[..k],
-            &buffers.selected[lane * n..(lane + 1) * n],
-            sorted_labels[lane],
-            &mut buffers.probabilities[lane * n..(lane + 1) * n],
+            q,
+            label_probability,
+            log_partition,
+            selected[label][lane],
         );
         losses[lane] = loss;
         q_adjoints[lane] = q_adjoint;
+        // The row's probabilities where `finish_gradient` reads them.
+        for (wire, p) in probabilities.iter().enumerate() {
+            buffers.probabilities[lane * n + wire] = p[lane];
+        }
     }
     let Some(gradient) = gradient else {
         return Ok(());

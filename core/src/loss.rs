@@ -303,7 +303,6 @@ pub(crate) fn mixture<F: Real>(
     probabilities: &mut [F],
 ) -> (F, F) {
     let mode = config.top1_mode();
-    let p_first = F::of(config.topk_distribution()[0]);
     let mut q = F::zero();
     for (rank, &m) in mass.iter().enumerate() {
         q += F::of(config.rank_weight(rank)) * m;
@@ -316,11 +315,37 @@ pub(crate) fn mixture<F: Real>(
             log_partition = maximum + sum.ln();
         }
     }
+    let label_probability = if mode == Top1Mode::Softmax {
+        probabilities[sorted_label]
+    } else {
+        F::zero()
+    };
+    mixture_finish(
+        config,
+        q,
+        label_probability,
+        log_partition,
+        selected[sorted_label],
+    )
+}
+
+/// The end of step 3–4 once `q = Σ_ρ w_ρ mass_ρ` is known: the top-1 term by the mode (the
+/// label's softmax probability in `sm`, log Σ exp s′ and the label's logit in `smce`), the
+/// clamp and the log. Returns `(loss, ∂loss/∂q)`.
+#[inline]
+pub(crate) fn mixture_finish<F: Real>(
+    config: &TopkLossConfig,
+    mut q: F,
+    label_probability: F,
+    log_partition: F,
+    label_logit: F,
+) -> (F, F) {
+    let p_first = F::of(config.topk_distribution()[0]);
     let scale = F::of(CLAMP_SCALE);
     let shift = F::of(CLAMP_SHIFT);
-    match mode {
+    match config.top1_mode() {
         Top1Mode::Softmax => {
-            q += p_first * probabilities[sorted_label];
+            q += p_first * label_probability;
             let clamped = q * scale + shift;
             (-clamped.ln(), -scale / clamped)
         }
@@ -330,7 +355,7 @@ pub(crate) fn mixture<F: Real>(
         }
         Top1Mode::SoftmaxCrossEntropy => {
             let rest_weight = F::of(config.topk_distribution()[1..].iter().sum::<f64>());
-            let cross_entropy = log_partition - selected[sorted_label];
+            let cross_entropy = log_partition - label_logit;
             let clamped = q * scale + shift;
             (
                 p_first * cross_entropy - rest_weight * clamped.ln(),
