@@ -29,6 +29,27 @@ impl Default for AdamWConfig {
     }
 }
 
+/// The per-step scalars of AdamW in the element type (see [`AdamW::coefficients`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamCoefficients<E> {
+    /// η / (1 − β₁ᵗ).
+    pub step_size: E,
+    /// 1 / √(1 − β₂ᵗ).
+    pub inverse_root_correction: E,
+    /// 1 − ηλ for decayed slots, 1 otherwise.
+    pub keep: E,
+    /// β₁.
+    pub beta1: E,
+    /// β₂.
+    pub beta2: E,
+    /// 1 − β₁ (computed in the element type).
+    pub one_minus_beta1: E,
+    /// 1 − β₂ (computed in the element type).
+    pub one_minus_beta2: E,
+    /// ε.
+    pub epsilon: E,
+}
+
 /// AdamW state for a fixed list of parameter tensors (slots), updated in place.
 ///
 /// One step t (1-based) for a parameter θ with gradient g:
@@ -98,6 +119,31 @@ where
         self.step += 1;
     }
 
+    /// The scalars of the current step (after [`AdamW::begin_step`]) for a slot with or without
+    /// decay: every element then updates as
+    /// `m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; θ ← θ·keep − step_size·m / (√v·inverse_root_correction + ε)`
+    /// (what [`AdamW::update_slice`] does, and what a device kernel must do to agree with it).
+    pub fn coefficients(&self, decay: bool) -> AdamCoefficients<E> {
+        let t = self.step.max(1) as i32;
+        let [beta1, beta2] = self.config.betas;
+        let lr = self.config.learning_rate;
+        let (b1, b2) = (E::of(beta1), E::of(beta2));
+        AdamCoefficients {
+            step_size: E::of(lr / (1.0 - beta1.powi(t))),
+            inverse_root_correction: E::of(1.0 / (1.0 - beta2.powi(t)).sqrt()),
+            keep: E::of(if decay {
+                1.0 - lr * self.config.weight_decay
+            } else {
+                1.0
+            }),
+            beta1: b1,
+            beta2: b2,
+            one_minus_beta1: E::one() - b1,
+            one_minus_beta2: E::one() - b2,
+            epsilon: E::of(self.config.epsilon),
+        }
+    }
+
     /// Updates one parameter slot in place (`values` and `gradient` of equal length; a slot keeps
     /// its length from its first update).
     pub fn update_slice(
@@ -108,6 +154,16 @@ where
         decay: bool,
     ) -> Result<(), Error> {
         difftopk_core::Error::check_length("gradient", values.len(), gradient.len())?;
+        let AdamCoefficients {
+            step_size,
+            inverse_root_correction,
+            keep,
+            beta1: b1,
+            beta2: b2,
+            one_minus_beta1: c1,
+            one_minus_beta2: c2,
+            epsilon,
+        } = self.coefficients(decay);
         while self.moments.len() <= slot {
             self.moments.push((Vec::new(), Vec::new()));
         }
@@ -117,19 +173,6 @@ where
             *v = vec![E::zero(); values.len()];
         }
         difftopk_core::Error::check_length("optimiser slot", m.len(), values.len())?;
-        let t = self.step.max(1) as i32;
-        let [beta1, beta2] = self.config.betas;
-        let lr = self.config.learning_rate;
-        let step_size = E::of(lr / (1.0 - beta1.powi(t)));
-        let inverse_root_correction = E::of(1.0 / (1.0 - beta2.powi(t)).sqrt());
-        let keep = E::of(if decay {
-            1.0 - lr * self.config.weight_decay
-        } else {
-            1.0
-        });
-        let (b1, b2) = (E::of(beta1), E::of(beta2));
-        let (c1, c2) = (E::one() - b1, E::one() - b2);
-        let epsilon = E::of(self.config.epsilon);
         for (((theta, &g), m), v) in values
             .iter_mut()
             .zip(gradient)

@@ -42,7 +42,7 @@ mod loss;
 mod operators;
 mod tape;
 
-pub use adamw::{AdamW, AdamWConfig};
+pub use adamw::{AdamCoefficients, AdamW, AdamWConfig};
 pub use element::Element;
 pub use error::Error;
 pub use labels::Labels;
