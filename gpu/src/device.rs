@@ -35,17 +35,33 @@ pub fn cuda_device_available() -> bool {
 /// Device 0's default stream and the `[f32, f64]` instances of kernel `name` from the loss
 /// module (compiled for the device's architecture once per process).
 pub(crate) fn load_kernels(name: &str) -> Result<(Arc<CudaStream>, [CudaFunction; 2]), Error> {
+    let (stream, [f32_kernel, f64_kernel]) = load_functions(
+        kernels::LOSS_SOURCE,
+        [&format!("{name}_f32"), &format!("{name}_f64")],
+    )?;
+    Ok((stream, [f32_kernel, f64_kernel]))
+}
+
+/// Device 0's default stream and the functions `names` of `kernels::SOURCES[source]`
+/// ([`Error::NoCudaDevice`] before any driver call when there is no driver or device).
+pub(crate) fn load_functions<const N: usize>(
+    source: usize,
+    names: [&str; N],
+) -> Result<(Arc<CudaStream>, [CudaFunction; N]), Error> {
     if !cuda_device_available() {
         return Err(Error::NoCudaDevice);
     }
     let context = CudaContext::new(0)?;
     let (major, minor) = context.compute_capability()?;
-    let module = context.load_module(kernels::topk_loss_ptx(major, minor)?)?;
-    let kernels = [
-        module.load_function(&format!("{name}_f32"))?,
-        module.load_function(&format!("{name}_f64"))?,
-    ];
-    Ok((context.default_stream(), kernels))
+    let module = context.load_module(kernels::ptx(source, major, minor)?)?;
+    let mut functions = Vec::with_capacity(N);
+    for name in names {
+        functions.push(module.load_function(name)?);
+    }
+    let functions: [CudaFunction; N] = functions
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one function per name"));
+    Ok((context.default_stream(), functions))
 }
 
 /// The kernel instance for `F`.

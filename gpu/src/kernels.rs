@@ -7,7 +7,15 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 use crate::Error;
 
 /// Every kernel source of the crate: (file name, source).
-pub const SOURCES: &[(&str, &str)] = &[("topk_loss.cu", include_str!("../kernels/topk_loss.cu"))];
+pub const SOURCES: &[(&str, &str)] = &[
+    ("topk_loss.cu", include_str!("../kernels/topk_loss.cu")),
+    ("head.cu", include_str!("../kernels/head.cu")),
+];
+
+/// Index in [`SOURCES`] of the losses and the top-k matrix operator.
+pub const LOSS_SOURCE: usize = 0;
+/// Index in [`SOURCES`] of the linear head's step kernels.
+pub const HEAD_SOURCE: usize = 1;
 
 /// Whether the NVRTC library can be loaded (no call into it is made otherwise).
 pub fn nvrtc_available() -> bool {
@@ -36,19 +44,21 @@ pub fn compile(name: &'static str, source: &str, arch: Option<&'static str>) -> 
     })
 }
 
-/// The loss module's PTX for a device of compute capability `major.minor`, compiled on first
-/// use and cached for the process (one entry per architecture).
-pub fn topk_loss_ptx(major: i32, minor: i32) -> Result<Ptx, Error> {
-    static CACHE: Mutex<Vec<((i32, i32), Ptx)>> = Mutex::new(Vec::new());
+/// The PTX of `SOURCES[source]` for a device of compute capability `major.minor`, compiled on
+/// first use and cached for the process (one entry per source and architecture).
+pub fn ptx(source: usize, major: i32, minor: i32) -> Result<Ptx, Error> {
+    static CACHE: Mutex<Vec<((usize, i32, i32), Ptx)>> = Mutex::new(Vec::new());
     let mut cache = CACHE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some((_, ptx)) = cache.iter().find(|(key, _)| *key == (major, minor)) {
+    let key = (source, major, minor);
+    if let Some((_, ptx)) = cache.iter().find(|(k, _)| *k == key) {
         return Ok(ptx.clone());
     }
     // NVRTC wants a `&'static str`; one short string per architecture, leaked once.
     let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
-    let ptx = compile(SOURCES[0].0, SOURCES[0].1, Some(arch))?;
-    cache.push(((major, minor), ptx.clone()));
+    let (name, text) = SOURCES[source];
+    let ptx = compile(name, text, Some(arch))?;
+    cache.push((key, ptx.clone()));
     Ok(ptx)
 }

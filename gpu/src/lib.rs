@@ -10,6 +10,8 @@
 //!   top-1 mode, P_K and m, f32 and f64, on device buffers (`CudaSlice`) or host slices.
 //! - [`CudaSoftmaxCrossEntropy`]: the plain softmax cross-entropy baseline, the same two APIs.
 //! - [`CudaRelaxedTopk`]: the relaxed top-k matrix operator `P_topk` and its VJP.
+//! - [`CudaHead`]: a linear head's whole training step on the device (cuBLAS products, the loss
+//!   kernel, the bias gradient, AdamW), for `difftopk train --device cuda`.
 //! - Both check labels and logits on the device and report the core's error for the first bad
 //!   row (never a NaN loss); scratch memory is kept between batches.
 //!
@@ -20,11 +22,13 @@
 
 mod device;
 mod error;
+mod head;
 pub mod kernels;
 mod loss;
 mod operators;
 
 pub use device::{cuda_device_available, GpuFloat};
 pub use error::Error;
+pub use head::{AdamStep, CudaHead, CudaStepLoss};
 pub use loss::{CudaSoftmaxCrossEntropy, CudaTopkLoss, KernelArguments};
 pub use operators::{CudaRelaxedTopk, OperatorArguments};

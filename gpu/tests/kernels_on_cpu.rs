@@ -526,3 +526,113 @@ fn topk_matrix_kernels_on_the_cpu_match_the_core_operator() {
     println!("compared {compared} operator batches");
     assert!(compared > 0);
 }
+
+/// Runs one head-kernel case through the harness and returns its output numbers.
+fn run_head(binary: &PathBuf, input: &str) -> Vec<f32> {
+    let mut child = Command::new(binary)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the harness runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write case");
+    let output = child.wait_with_output().expect("harness output");
+    assert!(output.status.success(), "the harness failed");
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
+fn floats(values: &[f32]) -> String {
+    values.iter().map(|v| format!("{v:e} ")).collect()
+}
+
+/// The head's device kernels do the CPU step's arithmetic bit for bit: AdamW as
+/// difftopk-autodiff's `AdamW::update_slice` (with and without decay, over several steps), the
+/// bias gradient as the row-ordered column sums, the bias broadcast.
+#[test]
+fn head_kernels_on_the_cpu_match_the_cpu_step_bitwise() {
+    use difftopk_autodiff::{AdamW, AdamWConfig};
+    let Some(binary) = harness() else {
+        println!("skipped: no C++ compiler");
+        return;
+    };
+    let count = 257;
+    let to32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+    for decay in [false, true] {
+        let mut optimiser = AdamW::<f32>::new(AdamWConfig {
+            learning_rate: 0.05,
+            betas: [0.9, 0.999],
+            epsilon: 1e-8,
+            weight_decay: 0.01,
+        })
+        .unwrap();
+        let mut expected = to32(random_logits(count, 3));
+        let mut device = expected.clone();
+        let (mut first, mut second) = (vec![0f32; count], vec![0f32; count]);
+        for step in 0..4 {
+            let gradient = to32(random_logits(count, 10 + step));
+            optimiser.set_learning_rate(0.05 / (1.0 + step as f64));
+            optimiser.begin_step();
+            let c = optimiser.coefficients(decay);
+            optimiser
+                .update_slice(0, &mut expected, &gradient, decay)
+                .unwrap();
+            let input = format!(
+                "4 32 {count} {:e} {:e} {:e} {:e} {:e} {:e} {:e} {:e}\n{}\n{}\n{}\n{}\n",
+                c.step_size,
+                c.inverse_root_correction,
+                c.keep,
+                c.beta1,
+                c.beta2,
+                c.one_minus_beta1,
+                c.one_minus_beta2,
+                c.epsilon,
+                floats(&device),
+                floats(&gradient),
+                floats(&first),
+                floats(&second)
+            );
+            let out = run_head(&binary, &input);
+            device = out[..count].to_vec();
+            first = out[count..2 * count].to_vec();
+            second = out[2 * count..].to_vec();
+            let moments = &optimiser.moments()[0];
+            for i in 0..count {
+                assert_eq!(
+                    device[i].to_bits(),
+                    expected[i].to_bits(),
+                    "θ[{i}] step {step}"
+                );
+                assert_eq!(first[i].to_bits(), moments.0[i].to_bits(), "m[{i}]");
+                assert_eq!(second[i].to_bits(), moments.1[i].to_bits(), "v[{i}]");
+            }
+        }
+    }
+    let (rows, classes) = (37, 11);
+    let gradient = to32(random_logits(rows * classes, 77));
+    let sums = run_head(
+        &binary,
+        &format!("5 32 {rows} {classes}\n{}\n", floats(&gradient)),
+    );
+    let mut expected = vec![0f32; classes];
+    for row in gradient.chunks_exact(classes) {
+        for (e, &g) in expected.iter_mut().zip(row) {
+            *e += g;
+        }
+    }
+    assert_eq!(sums, expected);
+    let bias = to32(random_logits(classes, 78));
+    let logits = run_head(
+        &binary,
+        &format!("6 32 {rows} {classes}\n{}\n", floats(&bias)),
+    );
+    let expected: Vec<f32> = (0..rows).flat_map(|_| bias.iter().copied()).collect();
+    assert_eq!(logits, expected);
+}

@@ -7,6 +7,12 @@
 //   kernel precision(32|64) batch classes n count k mode preselect family relaxation beta lambda
 //   p_first rest_weight scale, then 4·max(count,1) comparator ints, k rank weights, batch labels,
 //   batch·classes logits; writes the two status flags, batch losses, batch·classes gradient.
+// Head kernels (kernel 4 AdamW, 5 column sums, 6 bias broadcast), float32:
+//   4 32 count step_size inverse_root_correction keep beta1 beta2 one_minus_beta1
+//     one_minus_beta2 epsilon, then count values, gradients, first and second moments;
+//     writes the updated values, first and second moments;
+//   5 32 rows classes, then rows·classes gradient entries; writes the classes column sums;
+//   6 32 rows classes, then classes biases; writes rows·classes logits.
 // Top-k matrix (kernel 2 forward, 3 backward):
 //   kernel precision batch n count k relaxation beta lambda, then 4·count comparator ints,
 //   batch·n values, and for the backward batch·n·k adjoints of P_topk; writes the status flags
@@ -30,6 +36,7 @@ static int atomicMin(int* address, int value) {
 using std::isfinite;
 
 #include "../../kernels/topk_loss.cu"
+#include "../../kernels/head.cu"
 
 template <typename T> static bool read(T* value);
 template <> bool read(int* value) { return std::scanf("%d", value) == 1; }
@@ -123,10 +130,64 @@ static void run_matrix_case(int kernel, int batch, int n, int count, int k, int 
     for (auto value : out) std::printf("%.17g\n", (double)value);
 }
 
+static std::vector<float> read_floats(size_t count) {
+    std::vector<float> out(count);
+    for (auto& value : out) { double v; read(&v); value = (float)v; }
+    return out;
+}
+
+// Runs a head kernel over `threads` threads, one block of one thread each.
+template <typename Kernel> static void each_thread(size_t threads, Kernel kernel) {
+    blockDim = dim3{1, 1, 1};
+    threadIdx = dim3{0, 0, 0};
+    for (size_t t = 0; t < threads; ++t) {
+        blockIdx = dim3{(unsigned)t, 0, 0};
+        kernel();
+    }
+}
+
+static bool run_head_case(int kernel) {
+    if (kernel == 4) {
+        long long count;
+        double coefficients[8];
+        if (std::scanf("%lld", &count) != 1) return false;
+        for (double& c : coefficients) read(&c);
+        auto values = read_floats(count), gradient = read_floats(count);
+        auto first = read_floats(count), second = read_floats(count);
+        each_thread(count, [&] {
+            adamw_f32(values.data(), gradient.data(), first.data(), second.data(), count,
+                      (float)coefficients[0], (float)coefficients[1], (float)coefficients[2],
+                      (float)coefficients[3], (float)coefficients[4], (float)coefficients[5],
+                      (float)coefficients[6], (float)coefficients[7]);
+        });
+        for (auto* vector : {&values, &first, &second})
+            for (float value : *vector) std::printf("%.9g\n", (double)value);
+        return true;
+    }
+    int rows, classes;
+    if (!(read(&rows) && read(&classes))) return false;
+    if (kernel == 5) {
+        auto gradient = read_floats((size_t)rows * classes);
+        std::vector<float> out(classes);
+        each_thread(classes, [&] { column_sums_f32(gradient.data(), rows, classes, out.data()); });
+        for (float value : out) std::printf("%.9g\n", (double)value);
+    } else {
+        auto bias = read_floats(classes);
+        std::vector<float> logits((size_t)rows * classes);
+        each_thread(logits.size(), [&] { broadcast_bias_f32(logits.data(), bias.data(), rows, classes); });
+        for (float value : logits) std::printf("%.9g\n", (double)value);
+    }
+    return true;
+}
+
 int main() {
     int kernel, precision, batch, classes, n, count, k, mode, preselect, family, relaxation;
     double beta, lambda, p_first, rest_weight, scale;
     while (read(&kernel) && read(&precision)) {
+        if (kernel >= 4) {
+            if (!run_head_case(kernel)) return 1;
+            continue;
+        }
         if (kernel >= 2) {
             if (!(read(&batch) && read(&n) && read(&count) && read(&k) && read(&relaxation) &&
                   read(&beta) && read(&lambda)))

@@ -1,0 +1,329 @@
+//! A linear head trained on the device (float32): `logits = X·Wᵀ + b` and `∂W = Gᵀ·X` through
+//! cuBLAS (loaded at run time), the loss kernel's gradient `G` in between, `∂b = Σ_rows G`, and
+//! AdamW in place, all on the device; per step only the batch goes up and one loss comes down.
+//!
+//! Layout: `W` row-major `[classes, dimension]`, `X` row-major `[rows, dimension]`, logits and
+//! `G` row-major `[rows, classes]`. cuBLAS is column-major, so a row-major `A (r × c)` is its
+//! column-major `Aᵀ`: the logits' column-major `Lᵀ = W·Xᵀ` is `gemm(T, N)` of the column-major
+//! `W` (`dimension × classes`) and `X` (`dimension × rows`), and `∂Wᵀ = Xᵀ·G` is `gemm(N, T)`.
+
+use std::sync::Arc;
+
+use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+
+use crate::device::load_functions;
+use crate::{kernels, CudaSoftmaxCrossEntropy, CudaTopkLoss, Error};
+
+/// Which loss the device step minimises.
+pub enum CudaStepLoss<'a> {
+    /// Softmax cross-entropy.
+    SoftmaxCrossEntropy(&'a CudaSoftmaxCrossEntropy),
+    /// The top-k cross-entropy loss.
+    Topk(&'a CudaTopkLoss),
+}
+
+/// The scalars of one AdamW step for one parameter tensor (difftopk-autodiff's
+/// `AdamW::coefficients`): `m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
+/// θ ← θ·keep − step_size·m / (√v·inverse_root_correction + ε)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    /// η / (1 − β₁ᵗ).
+    pub step_size: f32,
+    /// 1 / √(1 − β₂ᵗ).
+    pub inverse_root_correction: f32,
+    /// 1 − ηλ (decayed tensors) or 1.
+    pub keep: f32,
+    /// β₁.
+    pub beta1: f32,
+    /// β₂.
+    pub beta2: f32,
+    /// 1 − β₁.
+    pub one_minus_beta1: f32,
+    /// 1 − β₂.
+    pub one_minus_beta2: f32,
+    /// ε.
+    pub epsilon: f32,
+}
+
+/// One parameter tensor with its AdamW moments, on the device.
+struct Parameter {
+    values: CudaSlice<f32>,
+    gradient: CudaSlice<f32>,
+    first_moment: CudaSlice<f32>,
+    second_moment: CudaSlice<f32>,
+}
+
+impl Parameter {
+    fn new(
+        stream: &Arc<CudaStream>,
+        values: &[f32],
+        moments: Option<(&[f32], &[f32])>,
+    ) -> Result<Self, Error> {
+        let (first_moment, second_moment) = match moments {
+            Some((m, v)) => {
+                difftopk_core::Error::check_length("first moment", values.len(), m.len())?;
+                difftopk_core::Error::check_length("second moment", values.len(), v.len())?;
+                (stream.clone_htod(m)?, stream.clone_htod(v)?)
+            }
+            None => (
+                stream.alloc_zeros::<f32>(values.len())?,
+                stream.alloc_zeros::<f32>(values.len())?,
+            ),
+        };
+        Ok(Parameter {
+            values: stream.clone_htod(values)?,
+            gradient: stream.alloc_zeros::<f32>(values.len())?,
+            first_moment,
+            second_moment,
+        })
+    }
+}
+
+/// A linear head on device 0 with its step buffers (grown to the largest batch, then reused).
+pub struct CudaHead {
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    classes: usize,
+    dimension: usize,
+    weight: Parameter,
+    bias: Parameter,
+    /// broadcast_bias_f32, column_sums_f32, adamw_f32.
+    kernels: [CudaFunction; 3],
+    x: CudaSlice<f32>,
+    labels: CudaSlice<u32>,
+    logits: CudaSlice<f32>,
+    logits_gradient: CudaSlice<f32>,
+    losses: CudaSlice<f32>,
+}
+
+const BLOCK: u32 = 256;
+
+fn blocks(count: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((count as u64).div_ceil(u64::from(BLOCK)) as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl CudaHead {
+    /// Uploads `W` (`classes × dimension`), `b` and, when resuming, the AdamW moments of both
+    /// (`[(m_W, v_W), (m_b, v_b)]`). [`Error::NoCudaDevice`] without a driver or a device;
+    /// [`Error::Driver`] naming cuBLAS when its library cannot be loaded.
+    pub fn new(
+        weight: &[f32],
+        bias: &[f32],
+        classes: usize,
+        dimension: usize,
+        moments: Option<[(&[f32], &[f32]); 2]>,
+    ) -> Result<Self, Error> {
+        difftopk_core::Error::check_length("weight", classes * dimension, weight.len())?;
+        difftopk_core::Error::check_length("bias", classes, bias.len())?;
+        if classes.max(dimension) > i32::MAX as usize {
+            return Err(Error::Unsupported(
+                "heads wider than 2³¹ − 1 (cuBLAS's int sizes)",
+            ));
+        }
+        let (stream, kernels) = load_functions(
+            kernels::HEAD_SOURCE,
+            ["broadcast_bias_f32", "column_sums_f32", "adamw_f32"],
+        )?;
+        // SAFETY: only tries to open the shared library by its usual names.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err(Error::Driver(
+                "the cuBLAS library (libcublas) cannot be loaded".into(),
+            ));
+        }
+        let blas =
+            CudaBlas::new(stream.clone()).map_err(|e| Error::Driver(format!("cuBLAS: {e:?}")))?;
+        let [weight_moments, bias_moments] = match moments {
+            Some([w, b]) => [Some(w), Some(b)],
+            None => [None, None],
+        };
+        Ok(CudaHead {
+            weight: Parameter::new(&stream, weight, weight_moments)?,
+            bias: Parameter::new(&stream, bias, bias_moments)?,
+            x: stream.alloc_zeros::<f32>(1)?,
+            labels: stream.alloc_zeros::<u32>(1)?,
+            logits: stream.alloc_zeros::<f32>(1)?,
+            logits_gradient: stream.alloc_zeros::<f32>(1)?,
+            losses: stream.alloc_zeros::<f32>(1)?,
+            blas,
+            kernels,
+            classes,
+            dimension,
+            stream,
+        })
+    }
+
+    /// The stream the head runs on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// One step on the rows `x` (`labels.len() × dimension`, row-major): uploads the batch,
+    /// runs the forward product, the loss kernel (its validity check included), the backward
+    /// product, the bias gradient and AdamW (`weight_step` for W, `bias_step` for b); returns
+    /// the mean loss.
+    pub fn step(
+        &mut self,
+        x: &[f32],
+        labels: &[usize],
+        loss: &CudaStepLoss<'_>,
+        weight_step: &AdamStep,
+        bias_step: &AdamStep,
+    ) -> Result<f32, Error> {
+        let (rows, classes, dimension) = (labels.len(), self.classes, self.dimension);
+        if rows == 0 {
+            return Err(difftopk_core::Error::LengthMismatch {
+                what: "labels",
+                expected: 1,
+                actual: 0,
+            }
+            .into());
+        }
+        difftopk_core::Error::check_length("x", rows * dimension, x.len())?;
+        if rows > i32::MAX as usize {
+            return Err(Error::Unsupported("batches over 2³¹ − 1 rows"));
+        }
+        let stream = self.stream.clone();
+        if self.x.len() < x.len() {
+            self.x = stream.alloc_zeros::<f32>(x.len())?;
+        }
+        if self.labels.len() != rows {
+            self.labels = stream.alloc_zeros::<u32>(rows)?;
+            self.losses = stream.alloc_zeros::<f32>(rows)?;
+            self.logits = stream.alloc_zeros::<f32>(rows * classes)?;
+            self.logits_gradient = stream.alloc_zeros::<f32>(rows * classes)?;
+        }
+        // The batch's exact extent: the loss API checks lengths, so buffers are per batch size
+        // (the last, shorter batch of an epoch reallocates once).
+        let labels32: Vec<u32> = labels
+            .iter()
+            .map(|&l| u32::try_from(l).unwrap_or(u32::MAX))
+            .collect();
+        stream.memcpy_htod(x, &mut self.x.slice_mut(..x.len()))?;
+        stream.memcpy_htod(&labels32, &mut self.labels)?;
+        let (rows_i, classes_i, dimension_i) = (rows as i32, classes as i32, dimension as i32);
+        // logits ← b (broadcast), then logits += X·Wᵀ.
+        let mut launch = stream.launch_builder(&self.kernels[0]);
+        launch
+            .arg(&mut self.logits)
+            .arg(&self.bias.values)
+            .arg(&rows_i)
+            .arg(&classes_i);
+        // SAFETY: `logits` holds rows·classes floats and `bias` classes (allocated above).
+        unsafe { launch.launch(blocks(rows * classes)) }?;
+        let forward = GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_T,
+            transb: cublasOperation_t::CUBLAS_OP_N,
+            m: classes_i,
+            n: rows_i,
+            k: dimension_i,
+            alpha: 1.0f32,
+            lda: dimension_i,
+            ldb: dimension_i,
+            beta: 1.0f32,
+            ldc: classes_i,
+        };
+        // SAFETY: column-major W (dimension × classes, lda = dimension) transposed, X
+        // (dimension × rows, ldb = dimension) and logits (classes × rows, ldc = classes): every
+        // extent matches the buffers' lengths checked or allocated above.
+        unsafe {
+            self.blas
+                .gemm(forward, &self.weight.values, &self.x, &mut self.logits)
+        }
+        .map_err(|e| Error::Driver(format!("cuBLAS gemm: {e:?}")))?;
+        match loss {
+            CudaStepLoss::Topk(topk) => topk.forward_backward_device(
+                &self.logits,
+                &self.labels,
+                &mut self.losses,
+                Some(&mut self.logits_gradient),
+            )?,
+            CudaStepLoss::SoftmaxCrossEntropy(cross_entropy) => cross_entropy
+                .forward_backward_device(
+                    classes,
+                    &self.logits,
+                    &self.labels,
+                    &mut self.losses,
+                    Some(&mut self.logits_gradient),
+                )?,
+        }
+        let backward = GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_N,
+            transb: cublasOperation_t::CUBLAS_OP_T,
+            m: dimension_i,
+            n: classes_i,
+            k: rows_i,
+            alpha: 1.0f32,
+            lda: dimension_i,
+            ldb: classes_i,
+            beta: 0.0f32,
+            ldc: dimension_i,
+        };
+        // SAFETY: column-major X (dimension × rows, lda = dimension), G read transposed
+        // (G is column-major classes × rows, ldb = classes) and ∂W (dimension × classes,
+        // ldc = dimension).
+        unsafe {
+            self.blas.gemm(
+                backward,
+                &self.x,
+                &self.logits_gradient,
+                &mut self.weight.gradient,
+            )
+        }
+        .map_err(|e| Error::Driver(format!("cuBLAS gemm: {e:?}")))?;
+        let mut launch = stream.launch_builder(&self.kernels[1]);
+        launch
+            .arg(&self.logits_gradient)
+            .arg(&rows_i)
+            .arg(&classes_i)
+            .arg(&mut self.bias.gradient);
+        // SAFETY: G holds rows·classes floats, the bias gradient classes.
+        unsafe { launch.launch(blocks(classes)) }?;
+        for (parameter, adam) in [(&mut self.weight, weight_step), (&mut self.bias, bias_step)] {
+            let count = parameter.values.len() as i64;
+            let mut launch = stream.launch_builder(&self.kernels[2]);
+            launch
+                .arg(&mut parameter.values)
+                .arg(&parameter.gradient)
+                .arg(&mut parameter.first_moment)
+                .arg(&mut parameter.second_moment)
+                .arg(&count)
+                .arg(&adam.step_size)
+                .arg(&adam.inverse_root_correction)
+                .arg(&adam.keep)
+                .arg(&adam.beta1)
+                .arg(&adam.beta2)
+                .arg(&adam.one_minus_beta1)
+                .arg(&adam.one_minus_beta2)
+                .arg(&adam.epsilon);
+            // SAFETY: the four buffers hold `count` floats each (one parameter tensor).
+            unsafe { launch.launch(blocks(count as usize)) }?;
+        }
+        let losses = stream.clone_dtoh(&self.losses)?;
+        Ok(losses.iter().sum::<f32>() / rows as f32)
+    }
+
+    /// Downloads `(W, b)`.
+    pub fn parameters(&self) -> Result<(Vec<f32>, Vec<f32>), Error> {
+        Ok((
+            self.stream.clone_dtoh(&self.weight.values)?,
+            self.stream.clone_dtoh(&self.bias.values)?,
+        ))
+    }
+
+    /// Downloads the AdamW moments `[(m_W, v_W), (m_b, v_b)]`.
+    pub fn moments(&self) -> Result<[(Vec<f32>, Vec<f32>); 2], Error> {
+        let download = |p: &Parameter| -> Result<(Vec<f32>, Vec<f32>), Error> {
+            Ok((
+                self.stream.clone_dtoh(&p.first_moment)?,
+                self.stream.clone_dtoh(&p.second_moment)?,
+            ))
+        };
+        Ok([download(&self.weight)?, download(&self.bias)?])
+    }
+}
