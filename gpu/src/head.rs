@@ -16,6 +16,9 @@ use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKern
 use crate::device::load_functions;
 use crate::{kernels, CudaSoftmaxCrossEntropy, CudaTopkLoss, Error};
 
+/// A parameter tensor's AdamW moments `(m, v)` on the host.
+pub type Moments = (Vec<f32>, Vec<f32>);
+
 /// Which loss the device step minimises.
 pub enum CudaStepLoss<'a> {
     /// Softmax cross-entropy.
@@ -317,8 +320,8 @@ impl CudaHead {
     }
 
     /// Downloads the AdamW moments `[(m_W, v_W), (m_b, v_b)]`.
-    pub fn moments(&self) -> Result<[(Vec<f32>, Vec<f32>); 2], Error> {
-        let download = |p: &Parameter| -> Result<(Vec<f32>, Vec<f32>), Error> {
+    pub fn moments(&self) -> Result<[Moments; 2], Error> {
+        let download = |p: &Parameter| -> Result<Moments, Error> {
             Ok((
                 self.stream.clone_dtoh(&p.first_moment)?,
                 self.stream.clone_dtoh(&p.second_moment)?,

@@ -47,7 +47,9 @@ pub fn compile(name: &'static str, source: &str, arch: Option<&'static str>) -> 
 /// The PTX of `SOURCES[source]` for a device of compute capability `major.minor`, compiled on
 /// first use and cached for the process (one entry per source and architecture).
 pub fn ptx(source: usize, major: i32, minor: i32) -> Result<Ptx, Error> {
-    static CACHE: Mutex<Vec<((usize, i32, i32), Ptx)>> = Mutex::new(Vec::new());
+    /// (source, major, minor) and its PTX.
+    type Entry = ((usize, i32, i32), Ptx);
+    static CACHE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
     let mut cache = CACHE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

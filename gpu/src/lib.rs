@@ -29,6 +29,6 @@ mod operators;
 
 pub use device::{cuda_device_available, GpuFloat};
 pub use error::Error;
-pub use head::{AdamStep, CudaHead, CudaStepLoss};
+pub use head::{AdamStep, CudaHead, CudaStepLoss, Moments};
 pub use loss::{CudaSoftmaxCrossEntropy, CudaTopkLoss, KernelArguments};
 pub use operators::{CudaRelaxedTopk, OperatorArguments};
