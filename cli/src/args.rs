@@ -43,6 +43,16 @@ pub enum Schedule {
     Cosine,
 }
 
+/// Where the training step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    /// The CPU (all --threads).
+    Cpu,
+    /// CUDA device 0: the head's products through cuBLAS, the loss and AdamW as kernels (the
+    /// driver, NVRTC and cuBLAS are loaded at run time). Evaluation stays on the CPU.
+    Cuda,
+}
+
 /// `difftopk train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -132,6 +142,9 @@ pub struct TrainArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where the training step runs.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: Device,
     /// Embedding sets up to this many MiB (as f32) are loaded into memory; larger ones stream.
     #[arg(long, default_value_t = 2048, value_name = "MIB")]
     pub max_memory_mib: u64,

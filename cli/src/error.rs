@@ -30,6 +30,22 @@ impl From<difftopk_autodiff::Error> for CliError {
     }
 }
 
+impl From<difftopk_gpu::Error> for CliError {
+    fn from(error: difftopk_gpu::Error) -> Self {
+        match error {
+            difftopk_gpu::Error::NoCudaDevice => {
+                CliError("--device cuda: no CUDA device (no driver library or no GPU)".into())
+            }
+            difftopk_gpu::Error::NoNvrtc => CliError(
+                "--device cuda: the NVRTC library (libnvrtc) is not installed; the kernels are compiled at run time"
+                    .into(),
+            ),
+            difftopk_gpu::Error::Core(error) => error.into(),
+            other => CliError(format!("--device cuda: {other}")),
+        }
+    }
+}
+
 /// `Err(CliError(format!(...)))`.
 #[macro_export]
 macro_rules! fail {

@@ -12,7 +12,7 @@ use difftopk_io::{safetensors, write_bytes_atomically};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 
-use crate::args::{LossKind, Schedule, TrainArgs};
+use crate::args::{Device, LossKind, Schedule, TrainArgs};
 use crate::data::LabelledSet;
 use crate::error::{CliError, CliResult};
 use crate::fail;
@@ -91,7 +91,8 @@ fn loss_config(args: &TrainArgs, classes: usize) -> CliResult<Option<TopkLossCon
 fn fingerprint(settings: &Value) -> Value {
     let mut fixed = settings.clone();
     if let Some(object) = fixed.as_object_mut() {
-        for volatile in ["threads", "metrics", "plot", "quiet", "resume"] {
+        // The device changes nothing but rounding: a run may resume on another.
+        for volatile in ["threads", "metrics", "plot", "quiet", "resume", "device"] {
             object.remove(volatile);
         }
     }
@@ -408,6 +409,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         "batch_size": args.batch_size,
         "seed": args.seed,
         "threads": rayon::current_num_threads(),
+        "device": match args.device { Device::Cpu => "cpu", Device::Cuda => "cuda" },
         "out": args.out.display().to_string(),
     });
     if !args.quiet {
@@ -450,6 +452,10 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         Some(loss) => StepLoss::Topk(loss),
         None => StepLoss::SoftmaxCrossEntropy,
     };
+    let mut cuda = match args.device {
+        Device::Cpu => None,
+        Device::Cuda => Some(CudaTraining::new(&state, config)?),
+    };
     let terminal = !args.quiet && std::io::stderr().is_terminal();
     let (mut x, mut labels) = (Vec::new(), Vec::new());
     let last_epoch = match args.stop_after {
@@ -484,10 +490,13 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             };
             train.gather(batch, &mut x, &mut labels)?;
             state.optimiser.set_learning_rate(learning_rate_now);
-            let value = state
-                .head
-                .step(&x, &labels, &step_loss, &mut state.optimiser)
-                .map_err(|error| {
+            let value = match &mut cuda {
+                Some(cuda) => cuda.step(&x, &labels, &mut state.optimiser),
+                None => state
+                    .head
+                    .step(&x, &labels, &step_loss, &mut state.optimiser),
+            }
+            .map_err(|error| {
                     if error.0.contains("non-finite") || error.0.contains("NaN") {
                         CliError(format!(
                             "training diverged at epoch {epoch}, step {step} (the logits became non-finite): lower --lr"
@@ -511,6 +520,9 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             }
         }
         let train_seconds = started.elapsed().as_secs_f64();
+        if let Some(cuda) = &cuda {
+            cuda.copy_to_host(&mut state)?;
+        }
         let train_loss = loss_sum / train.len() as f64;
         let mut record = json!({"epoch": epoch, "train_loss": train_loss, "lr_end": learning_rate_now, "train_seconds": train_seconds});
         let linear = RuntimeLinear::from_parts(
@@ -651,4 +663,85 @@ fn write_plot(path: &Path, history: &[Value], ks: &[usize]) -> CliResult<()> {
     };
     write_bytes_atomically(path, &bytes)
         .map_err(|e| CliError(format!("{}: cannot write the plot: {e}", path.display())))
+}
+
+/// The device side of `--device cuda`: the head and its AdamW moments live on the GPU during an
+/// epoch; the host `State` (what evaluation and checkpoints read) is refreshed after each.
+struct CudaTraining {
+    head: difftopk_gpu::CudaHead,
+    topk: Option<difftopk_gpu::CudaTopkLoss>,
+    cross_entropy: Option<difftopk_gpu::CudaSoftmaxCrossEntropy>,
+}
+
+impl CudaTraining {
+    fn new(state: &State, config: Option<TopkLossConfig>) -> CliResult<Self> {
+        let (weight, bias) = (&state.head.weight, &state.head.bias);
+        let classes = bias.len();
+        let moments = state.optimiser.moments();
+        let moments = (moments.len() == 2).then(|| {
+            [
+                (moments[0].0.as_slice(), moments[0].1.as_slice()),
+                (moments[1].0.as_slice(), moments[1].1.as_slice()),
+            ]
+        });
+        let head =
+            difftopk_gpu::CudaHead::new(weight, bias, classes, weight.len() / classes, moments)?;
+        let (topk, cross_entropy) = match config {
+            Some(config) => (Some(difftopk_gpu::CudaTopkLoss::new(config)?), None),
+            None => (None, Some(difftopk_gpu::CudaSoftmaxCrossEntropy::new()?)),
+        };
+        Ok(CudaTraining {
+            head,
+            topk,
+            cross_entropy,
+        })
+    }
+
+    /// One step: the optimiser's step count and scalars advance on the host, the update runs
+    /// on the device.
+    fn step(&mut self, x: &[f32], labels: &[usize], optimiser: &mut AdamW<f32>) -> CliResult<f32> {
+        let loss = match (&self.topk, &self.cross_entropy) {
+            (Some(topk), _) => difftopk_gpu::CudaStepLoss::Topk(topk),
+            (None, Some(cross_entropy)) => {
+                difftopk_gpu::CudaStepLoss::SoftmaxCrossEntropy(cross_entropy)
+            }
+            (None, None) => fail!("internal: no loss on the device"),
+        };
+        optimiser.begin_step();
+        let adam = |decay: bool| {
+            let c = optimiser.coefficients(decay);
+            difftopk_gpu::AdamStep {
+                step_size: c.step_size,
+                inverse_root_correction: c.inverse_root_correction,
+                keep: c.keep,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                one_minus_beta1: c.one_minus_beta1,
+                one_minus_beta2: c.one_minus_beta2,
+                epsilon: c.epsilon,
+            }
+        };
+        let (weight_step, bias_step) = (adam(true), adam(false));
+        match self.head.step(x, labels, &loss, &weight_step, &bias_step) {
+            Ok(value) => Ok(value),
+            // A non-finite logit on the device: the run diverged (the caller names the step).
+            Err(difftopk_gpu::Error::Core(difftopk_core::Error::NonFiniteInput { .. })) => {
+                Err(CliError("non-finite logits".into()))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Copies the head and the AdamW moments back into the host state.
+    fn copy_to_host(&self, state: &mut State) -> CliResult<()> {
+        let (weight, bias) = self.head.parameters()?;
+        let classes = bias.len();
+        state.head = FusedHead::new(weight, bias, classes, state.head.weight.len() / classes)?;
+        let [weight_moments, bias_moments] = self.head.moments()?;
+        let steps = state.optimiser.steps();
+        state
+            .optimiser
+            .restore(steps, vec![weight_moments, bias_moments]);
+        Ok(())
+    }
 }

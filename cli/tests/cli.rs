@@ -507,3 +507,91 @@ fn failures_leave_existing_outputs_untouched() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// `--device cuda`: without a GPU one clear error line and no output written; with one, the same
+/// training as on the CPU up to rounding (cuBLAS's products sum in another order), and a
+/// checkpoint written on the GPU resumes on the CPU.
+#[test]
+fn device_cuda_trains_on_a_gpu_or_fails_cleanly_without_one() {
+    let dir = scratch("device-cuda");
+    let out = path(&dir, "head.safetensors");
+    if !difftopk_gpu::cuda_device_available() {
+        let mut command = binary();
+        command.args(train_args(&dir)).args(["--device", "cuda"]);
+        assert_fails(&mut command, &["--device cuda", "no CUDA device"]);
+        assert!(!Path::new(&out).exists(), "nothing written");
+        println!("skipped: no CUDA device");
+        return;
+    }
+    let metrics = |device: &str| {
+        let metrics = path(&dir, &format!("metrics-{device}.json"));
+        let output = run(binary().args(train_args(&dir)).args([
+            "--device",
+            device,
+            "--metrics",
+            &metrics,
+            "--out",
+            &path(&dir, &format!("head-{device}.safetensors")),
+        ]));
+        assert!(
+            output.status.success(),
+            "{device}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        json_file(&metrics)
+    };
+    let (cpu, cuda) = (metrics("cpu"), metrics("cuda"));
+    for epoch in 0..3 {
+        let (a, b) = (
+            cpu["epochs"][epoch]["train_loss"].as_f64().unwrap(),
+            cuda["epochs"][epoch]["train_loss"].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 1e-3 * a.abs().max(1.0),
+            "epoch {epoch}: {a} vs {b}"
+        );
+    }
+    let cpu_weight = parameters(&path(&dir, "head-cpu.safetensors"), "weight");
+    let cuda_weight = parameters(&path(&dir, "head-cuda.safetensors"), "weight");
+    let worst = cpu_weight
+        .chunks_exact(4)
+        .zip(cuda_weight.chunks_exact(4))
+        .map(|(a, b)| {
+            let (a, b) = (
+                f32::from_le_bytes(a.try_into().unwrap()),
+                f32::from_le_bytes(b.try_into().unwrap()),
+            );
+            (a - b).abs()
+        })
+        .fold(0.0f32, f32::max);
+    // Adam divides by √v: rounding-level gradient differences move weights by far less than a
+    // step (lr 0.05) unless a gradient is at ε's scale.
+    assert!(worst <= 2e-2, "weights differ by {worst}");
+    // One epoch on the GPU, then the rest on the CPU from the checkpoint.
+    let resumed = path(&dir, "metrics-resumed.json");
+    let head = path(&dir, "head-resumed.safetensors");
+    for (device, extra) in [
+        ("cuda", vec!["--stop-after", "1"]),
+        ("cpu", vec!["--resume"]),
+    ] {
+        let output = run(binary()
+            .args(train_args(&dir))
+            .args(["--device", device, "--metrics", &resumed, "--out", &head])
+            .args(extra));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let (a, b) = (
+        cpu["epochs"][2]["train_loss"].as_f64().unwrap(),
+        json_file(&resumed)["epochs"][2]["train_loss"]
+            .as_f64()
+            .unwrap(),
+    );
+    assert!(
+        (a - b).abs() <= 1e-3 * a.abs().max(1.0),
+        "resumed: {a} vs {b}"
+    );
+}
