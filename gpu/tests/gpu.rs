@@ -6,6 +6,20 @@
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
 use difftopk_gpu::{cuda_device_available, kernels, CudaSoftmaxCrossEntropy, CudaTopkLoss, Error};
 
+/// Whether the device tests can run: `false` (and a `skipped` line) without a device, unless
+/// `DIFFTOPK_REQUIRE_CUDA` is set (the device check sets it), which makes that a failure.
+fn device_present() -> bool {
+    if cuda_device_available() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("DIFFTOPK_REQUIRE_CUDA").is_none(),
+        "DIFFTOPK_REQUIRE_CUDA is set but no CUDA device is available"
+    );
+    println!("skipped: no CUDA device");
+    false
+}
+
 #[test]
 fn every_kernel_compiles_with_nvrtc() {
     if !kernels::nvrtc_available() {
@@ -66,9 +80,8 @@ fn without_a_device_the_error_is_clear_and_with_one_results_match_the_core() {
         20,
         None,
     );
-    if !cuda_device_available() {
+    if !device_present() {
         assert!(matches!(CudaTopkLoss::new(plain), Err(Error::NoCudaDevice)));
-        println!("skipped: no CUDA device");
         return;
     }
     let relaxations = [
@@ -174,7 +187,7 @@ fn device_buffers_scratch_reuse_and_bad_input() {
         100,
         Some(16),
     );
-    if !cuda_device_available() {
+    if !device_present() {
         assert!(matches!(
             CudaTopkLoss::new(config),
             Err(Error::NoCudaDevice)
@@ -183,7 +196,6 @@ fn device_buffers_scratch_reuse_and_bad_input() {
             CudaSoftmaxCrossEntropy::new(),
             Err(Error::NoCudaDevice)
         ));
-        println!("skipped: no CUDA device");
         return;
     }
     let classes = 100;
@@ -272,12 +284,11 @@ fn relaxed_topk_operator_matches_the_core() {
     let (n, k, beta) = (24usize, 5usize, 1.5);
     let network = SortingNetwork::splitter_selection(n, k).unwrap();
     let relaxation = Relaxation::LogisticPhi { lambda: 0.5 };
-    if !cuda_device_available() {
+    if !device_present() {
         assert!(matches!(
             CudaRelaxedTopk::new(&network, relaxation, beta, k),
             Err(Error::NoCudaDevice)
         ));
-        println!("skipped: no CUDA device");
         return;
     }
     let operator = CudaRelaxedTopk::new(&network, relaxation, beta, k).unwrap();
