@@ -225,12 +225,11 @@ fn rank_threshold<F: Real>(values: &[F], skip: Option<usize>, count: usize) -> O
             ((i128::from(low) + i128::from(high)).div_euclid(2)) as i64
         };
         let at_or_above = count_from(F::from_order_key(middle));
-        if at_or_above >= count {
-            low = middle;
-            exact = at_or_above == count;
-        } else {
-            high = middle;
-        }
+        // Selects rather than branches: the direction is a coin toss on random rows.
+        let above = at_or_above >= count;
+        low = if above { middle } else { low };
+        high = if above { high } else { middle };
+        exact = at_or_above == count;
     }
     Some((F::from_order_key(low), exact))
 }
@@ -270,28 +269,33 @@ fn threshold_select<F: Real, const TIES_HIGH: bool>(
     // than `count` above any other, ties stop at `count`), so slot `chosen` stays in range.
     let mut chosen = 0usize;
     let skip = skip.unwrap_or(usize::MAX);
-    let mut take = |position: usize, value: F, taken: bool| {
-        chosen_values[chosen] = value;
-        chosen_indices[chosen] = index_of(position);
-        chosen += usize::from(taken & (position != skip));
-    };
+    // Plain loops (no closure capturing `chosen`): the counter stays in a register.
     if exact {
         for (position, &value) in values.iter().enumerate() {
-            take(position, value, value >= threshold);
+            chosen_values[chosen] = value;
+            chosen_indices[chosen] = index_of(position);
+            chosen += usize::from((value >= threshold) & (position != skip));
         }
     } else {
         for (position, &value) in values.iter().enumerate() {
-            take(position, value, value > threshold);
-        }
-        let mut take_tie = |(position, &value): (usize, &F)| {
             chosen_values[chosen] = value;
             chosen_indices[chosen] = index_of(position);
-            chosen += usize::from((value == threshold) & (position != skip) & (chosen < count));
+            chosen += usize::from((value > threshold) & (position != skip));
+        }
+        let mut take_tie = |position: usize, value: F| {
+            let taken = (value == threshold) & (position != skip) & (chosen < count);
+            chosen_values[chosen] = value;
+            chosen_indices[chosen] = index_of(position);
+            chosen += usize::from(taken);
         };
         if TIES_HIGH {
-            values.iter().enumerate().rev().for_each(&mut take_tie);
+            for (position, &value) in values.iter().enumerate().rev() {
+                take_tie(position, value);
+            }
         } else {
-            values.iter().enumerate().for_each(&mut take_tie);
+            for (position, &value) in values.iter().enumerate() {
+                take_tie(position, value);
+            }
         }
     }
     if chosen != count {
