@@ -395,7 +395,8 @@ fn insertion_select<F: Real, const TIES_HIGH: bool>(
             listed += usize::from(value >= bound);
         }
     }
-    let walk_all = bound.is_none() || listed > CANDIDATES;
+    // From CANDIDATES on, later entries overwrite the last slot: walk everything then.
+    let walk_all = bound.is_none() || listed >= CANDIDATES;
     let total = if walk_all { values.len() } else { listed };
     let walk = (0..total).map(|step| {
         if walk_all {

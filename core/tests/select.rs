@@ -105,11 +105,12 @@ proptest! {
     fn nan_entries_give_valid_indices(
         length in 2usize..400,
         nan_every in 1usize..7,
+        nan_offset in 0usize..7,
         count_seed in any::<usize>(),
         skip_seed in any::<usize>(),
     ) {
         let values: Vec<f32> = (0..length)
-            .map(|i| if i % nan_every == 0 { f32::NAN } else { (i * 37 % 101) as f32 })
+            .map(|i| if i % nan_every == nan_offset % nan_every { f32::NAN } else { (i * 37 % 101) as f32 })
             .collect();
         let skip = Some(skip_seed % length);
         let count = 1 + count_seed % (length - 1).min(70);

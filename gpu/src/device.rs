@@ -108,16 +108,17 @@ impl Status {
     ) -> Result<(), Error> {
         let mut flags = [0i32; 2];
         stream.memcpy_dtoh(&self.flags, &mut flags)?;
-        let [bad_label, bad_logit] = flags.map(|row| usize::try_from(row).ok());
-        let first = match (bad_label, bad_logit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let Some(row) = first else {
+        let Some((row, label_first)) = first_bad_row(flags) else {
             return Ok(());
         };
+        let rows = logits.len() / classes.max(1);
+        if row >= rows {
+            return Err(Error::Driver(format!(
+                "the kernel reported row {row} of a batch of {rows}"
+            )));
+        }
         // The core checks the label before the logits of a row.
-        if bad_label == Some(row) {
+        if label_first {
             let mut label = [0u32];
             stream.memcpy_dtoh(&labels.slice(row..row + 1), &mut label)?;
             return Err(difftopk_core::Error::LabelOutOfRange {
@@ -134,6 +135,40 @@ impl Status {
         )?;
         let column = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
         Err(difftopk_core::Error::NonFiniteInput { row, column }.into())
+    }
+}
+
+/// The kernels' report `[first row with a bad label, first row with a non-finite logit]`
+/// (`i32::MAX`: none) as the first bad row and whether its label is the problem (the core
+/// checks a row's label before its logits).
+pub(crate) fn first_bad_row(flags: [i32; 2]) -> Option<(usize, bool)> {
+    let [bad_label, bad_logit] = flags.map(|row| {
+        if row == i32::MAX {
+            None
+        } else {
+            usize::try_from(row).ok()
+        }
+    });
+    match (bad_label, bad_logit) {
+        (Some(a), Some(b)) => Some((a.min(b), a <= b)),
+        (Some(a), None) => Some((a, true)),
+        (None, Some(b)) => Some((b, false)),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_bad_row;
+
+    #[test]
+    fn the_status_report_reads_as_the_first_bad_row() {
+        assert_eq!(first_bad_row([i32::MAX, i32::MAX]), None);
+        assert_eq!(first_bad_row([3, i32::MAX]), Some((3, true)));
+        assert_eq!(first_bad_row([i32::MAX, 0]), Some((0, false)));
+        assert_eq!(first_bad_row([2, 3]), Some((2, true)));
+        assert_eq!(first_bad_row([5, 3]), Some((3, false)));
+        assert_eq!(first_bad_row([4, 4]), Some((4, true)));
     }
 }
 

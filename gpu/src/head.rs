@@ -99,6 +99,8 @@ pub struct CudaHead {
     logits: CudaSlice<f32>,
     logits_gradient: CudaSlice<f32>,
     losses: CudaSlice<f32>,
+    /// Rows the per-batch buffers (labels, losses, logits, G) are allocated for; 0 at first.
+    allocated_rows: usize,
 }
 
 const BLOCK: u32 = 256;
@@ -153,6 +155,7 @@ impl CudaHead {
             logits: stream.alloc_zeros::<f32>(1)?,
             logits_gradient: stream.alloc_zeros::<f32>(1)?,
             losses: stream.alloc_zeros::<f32>(1)?,
+            allocated_rows: 0,
             blas,
             kernels,
             classes,
@@ -195,11 +198,12 @@ impl CudaHead {
         if self.x.len() < x.len() {
             self.x = stream.alloc_zeros::<f32>(x.len())?;
         }
-        if self.labels.len() != rows {
+        if self.allocated_rows != rows {
             self.labels = stream.alloc_zeros::<u32>(rows)?;
             self.losses = stream.alloc_zeros::<f32>(rows)?;
             self.logits = stream.alloc_zeros::<f32>(rows * classes)?;
             self.logits_gradient = stream.alloc_zeros::<f32>(rows * classes)?;
+            self.allocated_rows = rows;
         }
         // The batch's exact extent: the loss API checks lengths, so buffers are per batch size
         // (the last, shorter batch of an epoch reallocates once).
