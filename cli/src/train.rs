@@ -454,7 +454,20 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     };
     let mut cuda = match args.device {
         Device::Cpu => None,
-        Device::Cuda => Some(CudaTraining::new(&state, config)?),
+        Device::Cuda => {
+            let cuda = CudaTraining::new(&state, config, &train)?;
+            if !args.quiet {
+                eprintln!(
+                    "--device cuda: {}",
+                    if cuda.resident {
+                        "the training set is kept on the device; batches are gathered there"
+                    } else {
+                        "batches are copied to the device step by step (the set does not fit in half its free memory, or is streamed)"
+                    }
+                );
+            }
+            Some(cuda)
+        }
     };
     let terminal = !args.quiet && std::io::stderr().is_terminal();
     let (mut x, mut labels) = (Vec::new(), Vec::new());
@@ -488,9 +501,16 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
                                 .cos())
                 }
             };
-            train.gather(batch, &mut x, &mut labels)?;
             state.optimiser.set_learning_rate(learning_rate_now);
+            let resident = cuda.as_ref().is_some_and(|cuda| cuda.resident);
+            if !resident {
+                train.gather(batch, &mut x, &mut labels)?;
+            }
             let value = match &mut cuda {
+                Some(cuda) if resident => {
+                    let rows: Vec<u32> = batch.iter().map(|&p| train.selection[p] as u32).collect();
+                    cuda.step_resident(&rows, &mut state.optimiser)
+                }
                 Some(cuda) => cuda.step(&x, &labels, &mut state.optimiser),
                 None => state
                     .head
@@ -671,10 +691,12 @@ struct CudaTraining {
     head: difftopk_gpu::CudaHead,
     topk: Option<difftopk_gpu::CudaTopkLoss>,
     cross_entropy: Option<difftopk_gpu::CudaSoftmaxCrossEntropy>,
+    /// Whether the training set's file rows are on the device (batches gathered there).
+    resident: bool,
 }
 
 impl CudaTraining {
-    fn new(state: &State, config: Option<TopkLossConfig>) -> CliResult<Self> {
+    fn new(state: &State, config: Option<TopkLossConfig>, train: &LabelledSet) -> CliResult<Self> {
         let (weight, bias) = (&state.head.weight, &state.head.bias);
         let classes = bias.len();
         let moments = state.optimiser.moments();
@@ -684,8 +706,15 @@ impl CudaTraining {
                 (moments[1].0.as_slice(), moments[1].1.as_slice()),
             ]
         });
-        let head =
+        let mut head =
             difftopk_gpu::CudaHead::new(weight, bias, classes, weight.len() / classes, moments)?;
+        // An in-memory set that fits in half the device's free memory stays there.
+        let resident = match train.rows.as_ref() {
+            crate::data::Rows::Memory { values, .. } => {
+                head.make_resident(values, &train.labels, 0.5)?
+            }
+            crate::data::Rows::File(_) => false,
+        };
         let (topk, cross_entropy) = match config {
             Some(config) => (Some(difftopk_gpu::CudaTopkLoss::new(config)?), None),
             None => (None, Some(difftopk_gpu::CudaSoftmaxCrossEntropy::new()?)),
@@ -694,12 +723,36 @@ impl CudaTraining {
             head,
             topk,
             cross_entropy,
+            resident,
         })
     }
 
-    /// One step: the optimiser's step count and scalars advance on the host, the update runs
-    /// on the device.
+    /// One step on rows of the resident set (file row indices).
+    fn step_resident(&mut self, rows: &[u32], optimiser: &mut AdamW<f32>) -> CliResult<f32> {
+        self.run(optimiser, |head, loss, weight_step, bias_step| {
+            head.step_resident(rows, loss, weight_step, bias_step)
+        })
+    }
+
+    /// One step on a batch from the host.
     fn step(&mut self, x: &[f32], labels: &[usize], optimiser: &mut AdamW<f32>) -> CliResult<f32> {
+        self.run(optimiser, |head, loss, weight_step, bias_step| {
+            head.step(x, labels, loss, weight_step, bias_step)
+        })
+    }
+
+    /// The optimiser's step count and scalars advance on the host, the update runs on the
+    /// device.
+    fn run(
+        &mut self,
+        optimiser: &mut AdamW<f32>,
+        step: impl FnOnce(
+            &mut difftopk_gpu::CudaHead,
+            &difftopk_gpu::CudaStepLoss<'_>,
+            &difftopk_gpu::AdamStep,
+            &difftopk_gpu::AdamStep,
+        ) -> Result<f32, difftopk_gpu::Error>,
+    ) -> CliResult<f32> {
         let loss = match (&self.topk, &self.cross_entropy) {
             (Some(topk), _) => difftopk_gpu::CudaStepLoss::Topk(topk),
             (None, Some(cross_entropy)) => {
@@ -722,7 +775,7 @@ impl CudaTraining {
             }
         };
         let (weight_step, bias_step) = (adam(true), adam(false));
-        match self.head.step(x, labels, &loss, &weight_step, &bias_step) {
+        match step(&mut self.head, &loss, &weight_step, &bias_step) {
             Ok(value) => Ok(value),
             // A non-finite logit on the device: the run diverged (the caller names the step).
             Err(difftopk_gpu::Error::Core(difftopk_core::Error::NonFiniteInput { .. })) => {

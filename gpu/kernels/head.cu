@@ -38,3 +38,17 @@ extern "C" __global__ void adamw_f32(float* values, const float* gradient, float
     float denominator = sqrtf(v) * inverse_root_correction + epsilon;
     values[index] = values[index] * keep - step_size * m / denominator;
 }
+
+// A batch gathered on the device from a resident set: out[r, :] = source[rows[r], :] and
+// labels_out[r] = labels[rows[r]], one thread per value (`count` rows of `dimension`).
+extern "C" __global__ void gather_rows_f32(const float* source, const unsigned* labels,
+                                           const unsigned* rows, int count, int dimension,
+                                           float* out, unsigned* labels_out) {
+    size_t index = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t total = (size_t)count * dimension;
+    if (index >= total) return;
+    size_t row = index / dimension, column = index % dimension;
+    size_t source_row = rows[row];
+    out[index] = source[source_row * dimension + column];
+    if (column == 0) labels_out[row] = labels[source_row];
+}

@@ -92,8 +92,11 @@ pub struct CudaHead {
     dimension: usize,
     weight: Parameter,
     bias: Parameter,
-    /// broadcast_bias_f32, column_sums_f32, adamw_f32.
-    kernels: [CudaFunction; 3],
+    /// broadcast_bias_f32, column_sums_f32, adamw_f32, gather_rows_f32.
+    kernels: [CudaFunction; 4],
+    /// A training set kept on the device (`CudaHead::make_resident`): rows and labels.
+    resident: Option<(CudaSlice<f32>, CudaSlice<u32>, usize)>,
+    batch_rows: CudaSlice<u32>,
     x: CudaSlice<f32>,
     labels: CudaSlice<u32>,
     logits: CudaSlice<f32>,
@@ -133,7 +136,12 @@ impl CudaHead {
         }
         let (stream, kernels) = load_functions(
             kernels::HEAD_SOURCE,
-            ["broadcast_bias_f32", "column_sums_f32", "adamw_f32"],
+            [
+                "broadcast_bias_f32",
+                "column_sums_f32",
+                "adamw_f32",
+                "gather_rows_f32",
+            ],
         )?;
         // SAFETY: only tries to open the shared library by its usual names.
         if !unsafe { cudarc::cublas::sys::is_culib_present() } {
@@ -156,6 +164,8 @@ impl CudaHead {
             logits_gradient: stream.alloc_zeros::<f32>(1)?,
             losses: stream.alloc_zeros::<f32>(1)?,
             allocated_rows: 0,
+            resident: None,
+            batch_rows: stream.alloc_zeros::<u32>(1)?,
             blas,
             kernels,
             classes,
@@ -167,6 +177,106 @@ impl CudaHead {
     /// The stream the head runs on.
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// Keeps a whole training set on the device (`rows × dimension` values, row-major, and one
+    /// label per row), when it fits in `fraction` of the device's free memory; then
+    /// [`CudaHead::step_resident`] gathers batches there instead of uploading them. Returns
+    /// whether it was made resident.
+    pub fn make_resident(
+        &mut self,
+        values: &[f32],
+        labels: &[usize],
+        fraction: f64,
+    ) -> Result<bool, Error> {
+        difftopk_core::Error::check_length("x", labels.len() * self.dimension, values.len())?;
+        let bytes = std::mem::size_of_val(values) + 4 * labels.len();
+        let (free, _total) = self.stream.context().mem_get_info()?;
+        if bytes as f64 > fraction * free as f64 || labels.len() > u32::MAX as usize {
+            return Ok(false);
+        }
+        let labels32: Vec<u32> = labels
+            .iter()
+            .map(|&l| u32::try_from(l).unwrap_or(u32::MAX))
+            .collect();
+        self.resident = Some((
+            self.stream.clone_htod(values)?,
+            self.stream.clone_htod(&labels32)?,
+            labels.len(),
+        ));
+        Ok(true)
+    }
+
+    /// As [`CudaHead::step`] on the rows `rows` (indices into the set made resident by
+    /// [`CudaHead::make_resident`]), gathered on the device.
+    pub fn step_resident(
+        &mut self,
+        rows: &[u32],
+        loss: &CudaStepLoss<'_>,
+        weight_step: &AdamStep,
+        bias_step: &AdamStep,
+    ) -> Result<f32, Error> {
+        let count = rows.len();
+        let Some((_, _, resident_rows)) = &self.resident else {
+            return Err(Error::Unsupported("step_resident without a resident set"));
+        };
+        if let Some(&row) = rows.iter().find(|&&r| r as usize >= *resident_rows) {
+            return Err(difftopk_core::Error::LengthMismatch {
+                what: "resident row index",
+                expected: *resident_rows,
+                actual: row as usize,
+            }
+            .into());
+        }
+        self.prepare(count)?;
+        let stream = self.stream.clone();
+        if self.batch_rows.len() != count {
+            self.batch_rows = stream.alloc_zeros::<u32>(count.max(1))?;
+        }
+        stream.memcpy_htod(rows, &mut self.batch_rows)?;
+        let (count_i, dimension_i) = (count as i32, self.dimension as i32);
+        let (source, source_labels, _) = self.resident.as_ref().expect("checked above");
+        let mut launch = stream.launch_builder(&self.kernels[3]);
+        launch
+            .arg(source)
+            .arg(source_labels)
+            .arg(&self.batch_rows)
+            .arg(&count_i)
+            .arg(&dimension_i)
+            .arg(&mut self.x)
+            .arg(&mut self.labels);
+        // SAFETY: `rows` holds `count` indices below the resident set's row count (checked),
+        // `x` at least count·dimension floats and `labels` count entries (`prepare`).
+        unsafe { launch.launch(blocks(count * self.dimension)) }?;
+        self.step_on_device(count, loss, weight_step, bias_step)
+    }
+
+    /// Sizes the per-batch buffers for `rows` rows.
+    fn prepare(&mut self, rows: usize) -> Result<(), Error> {
+        let (classes, dimension) = (self.classes, self.dimension);
+        if rows == 0 {
+            return Err(difftopk_core::Error::LengthMismatch {
+                what: "labels",
+                expected: 1,
+                actual: 0,
+            }
+            .into());
+        }
+        if rows > i32::MAX as usize {
+            return Err(Error::Unsupported("batches over 2³¹ − 1 rows"));
+        }
+        let stream = self.stream.clone();
+        if self.x.len() < rows * dimension {
+            self.x = stream.alloc_zeros::<f32>(rows * dimension)?;
+        }
+        if self.allocated_rows != rows {
+            self.labels = stream.alloc_zeros::<u32>(rows)?;
+            self.losses = stream.alloc_zeros::<f32>(rows)?;
+            self.logits = stream.alloc_zeros::<f32>(rows * classes)?;
+            self.logits_gradient = stream.alloc_zeros::<f32>(rows * classes)?;
+            self.allocated_rows = rows;
+        }
+        Ok(())
     }
 
     /// One step on the rows `x` (`labels.len() × dimension`, row-major): uploads the batch,
@@ -181,38 +291,29 @@ impl CudaHead {
         weight_step: &AdamStep,
         bias_step: &AdamStep,
     ) -> Result<f32, Error> {
-        let (rows, classes, dimension) = (labels.len(), self.classes, self.dimension);
-        if rows == 0 {
-            return Err(difftopk_core::Error::LengthMismatch {
-                what: "labels",
-                expected: 1,
-                actual: 0,
-            }
-            .into());
-        }
-        difftopk_core::Error::check_length("x", rows * dimension, x.len())?;
-        if rows > i32::MAX as usize {
-            return Err(Error::Unsupported("batches over 2³¹ − 1 rows"));
-        }
-        let stream = self.stream.clone();
-        if self.x.len() < x.len() {
-            self.x = stream.alloc_zeros::<f32>(x.len())?;
-        }
-        if self.allocated_rows != rows {
-            self.labels = stream.alloc_zeros::<u32>(rows)?;
-            self.losses = stream.alloc_zeros::<f32>(rows)?;
-            self.logits = stream.alloc_zeros::<f32>(rows * classes)?;
-            self.logits_gradient = stream.alloc_zeros::<f32>(rows * classes)?;
-            self.allocated_rows = rows;
-        }
-        // The batch's exact extent: the loss API checks lengths, so buffers are per batch size
-        // (the last, shorter batch of an epoch reallocates once).
+        let rows = labels.len();
+        self.prepare(rows)?;
+        difftopk_core::Error::check_length("x", rows * self.dimension, x.len())?;
         let labels32: Vec<u32> = labels
             .iter()
             .map(|&l| u32::try_from(l).unwrap_or(u32::MAX))
             .collect();
+        let stream = self.stream.clone();
         stream.memcpy_htod(x, &mut self.x.slice_mut(..x.len()))?;
         stream.memcpy_htod(&labels32, &mut self.labels)?;
+        self.step_on_device(rows, loss, weight_step, bias_step)
+    }
+
+    /// The step once the batch is in `x` and `labels`.
+    fn step_on_device(
+        &mut self,
+        rows: usize,
+        loss: &CudaStepLoss<'_>,
+        weight_step: &AdamStep,
+        bias_step: &AdamStep,
+    ) -> Result<f32, Error> {
+        let (classes, dimension) = (self.classes, self.dimension);
+        let stream = self.stream.clone();
         let (rows_i, classes_i, dimension_i) = (rows as i32, classes as i32, dimension as i32);
         // logits ← b (broadcast), then logits += X·Wᵀ.
         let mut launch = stream.launch_builder(&self.kernels[0]);

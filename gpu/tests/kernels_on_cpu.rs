@@ -555,7 +555,8 @@ fn floats(values: &[f32]) -> String {
 
 /// The head's device kernels do the CPU step's arithmetic bit for bit: AdamW as
 /// difftopk-autodiff's `AdamW::update_slice` (with and without decay, over several steps), the
-/// bias gradient as the row-ordered column sums, the bias broadcast.
+/// bias gradient as the row-ordered column sums, the batch gather from a resident set, the bias
+/// broadcast.
 #[test]
 fn head_kernels_on_the_cpu_match_the_cpu_step_bitwise() {
     use difftopk_autodiff::{AdamW, AdamWConfig};
@@ -628,6 +629,25 @@ fn head_kernels_on_the_cpu_match_the_cpu_step_bitwise() {
         }
     }
     assert_eq!(sums, expected);
+    // Gathering a batch from a resident set.
+    let (source_rows, dimension) = (9usize, 5usize);
+    let source = to32(random_logits(source_rows * dimension, 79));
+    let labels: Vec<u32> = (0..source_rows as u32).map(|r| r * 3 + 1).collect();
+    let picked = [4u32, 0, 8, 4];
+    let input = format!(
+        "7 32 {} {dimension} {source_rows}\n{}\n{}\n{}\n",
+        picked.len(),
+        floats(&source),
+        labels.iter().map(|l| format!("{l} ")).collect::<String>(),
+        picked.iter().map(|r| format!("{r} ")).collect::<String>()
+    );
+    let out = run_head(&binary, &input);
+    let mut expected: Vec<f32> = picked
+        .iter()
+        .flat_map(|&r| source[r as usize * dimension..(r as usize + 1) * dimension].to_vec())
+        .collect();
+    expected.extend(picked.iter().map(|&r| labels[r as usize] as f32));
+    assert_eq!(out, expected);
     let bias = to32(random_logits(classes, 78));
     let logits = run_head(
         &binary,

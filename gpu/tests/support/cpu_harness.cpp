@@ -12,7 +12,9 @@
 //     one_minus_beta2 epsilon, then count values, gradients, first and second moments;
 //     writes the updated values, first and second moments;
 //   5 32 rows classes, then rows·classes gradient entries; writes the classes column sums;
-//   6 32 rows classes, then classes biases; writes rows·classes logits.
+//   6 32 rows classes, then classes biases; writes rows·classes logits;
+//   7 32 count dimension source_rows, then source_rows·dimension values, source_rows labels,
+//     count row indices; writes count·dimension gathered values and count labels.
 // Top-k matrix (kernel 2 forward, 3 backward):
 //   kernel precision batch n count k relaxation beta lambda, then 4·count comparator ints,
 //   batch·n values, and for the backward batch·n·k adjoints of P_topk; writes the status flags
@@ -162,6 +164,22 @@ static bool run_head_case(int kernel) {
         });
         for (auto* vector : {&values, &first, &second})
             for (float value : *vector) std::printf("%.9g\n", (double)value);
+        return true;
+    }
+    if (kernel == 7) {
+        int count, dimension, source_rows;
+        if (!(read(&count) && read(&dimension) && read(&source_rows))) return false;
+        auto source = read_floats((size_t)source_rows * dimension);
+        std::vector<unsigned> labels(source_rows), rows(count), labels_out(count);
+        for (auto& label : labels) read(&label);
+        for (auto& row : rows) read(&row);
+        std::vector<float> out((size_t)count * dimension);
+        each_thread(out.size(), [&] {
+            gather_rows_f32(source.data(), labels.data(), rows.data(), count, dimension, out.data(),
+                            labels_out.data());
+        });
+        for (float value : out) std::printf("%.9g\n", (double)value);
+        for (unsigned label : labels_out) std::printf("%u\n", label);
         return true;
     }
     int rows, classes;
