@@ -50,10 +50,10 @@ def generate(directory, rows, dimension, classes, device, seed=0):
         scores = x @ teacher + 2.0 * torch.randn(count, classes, device=device, generator=generator)
         x_file[start:start + count] = x.cpu().numpy()
         labels[start:start + count] = scores.argmax(1).cpu().numpy()
-    x_file.flush()
-    del x_file
-    os.replace(x_path + '.tmp', x_path)
+    del x_file  # no flush: the next process reads it from the page cache
+    # Labels first: X's final name appearing means the set is complete.
     np.save(y_path, labels)
+    os.replace(x_path + '.tmp', x_path)
     return x_path, y_path
 
 

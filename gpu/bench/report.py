@@ -15,7 +15,10 @@ def records(path):
         for line in lines:
             line = line.strip()
             if line.startswith('{'):  # the reference prints a few lines of its own
-                out.append(json.loads(line))
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    out.append({'unreadable': line[:200]})
     return out
 
 
@@ -26,7 +29,7 @@ def main():
     print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for r in ours:
         if 'method' not in r:
-            print(f"| {r} |")
+            print(f"| {json.dumps(r)[:200]} |")
             continue
         key = (r['method'], r['n'], r['m'], r['batch'])
         ref = reference.get(key, {})

@@ -13,10 +13,13 @@
 //! timing does with `torch.cuda.synchronize()`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
+use cudarc::driver::CudaStream;
+
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLossConfig};
-use difftopk_gpu::{cuda_device_available, CudaSoftmaxCrossEntropy, CudaTopkLoss};
+use difftopk_gpu::{cuda_device_available, CudaSoftmaxCrossEntropy, CudaTopkLoss, KernelArguments};
 
 const BATCHES: [usize; 3] = [128, 4096, 65536];
 /// Configurations whose kernel scratch would exceed this are reported as skipped.
@@ -52,6 +55,63 @@ fn median_us(reps: usize, mut run: impl FnMut()) -> f64 {
         .collect();
     samples.sort_by(|a, b| a.total_cmp(b));
     samples[samples.len() / 2]
+}
+
+/// Times the loss, our cross-entropy and a device copy on the first `batch` rows; the JSON
+/// fields of the result line.
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    loss: &CudaTopkLoss,
+    cross_entropy: &CudaSoftmaxCrossEntropy,
+    stream: &Arc<CudaStream>,
+    values: &[f32],
+    labels: &[usize],
+    n: usize,
+    batch: usize,
+    reps: usize,
+) -> Result<String, difftopk_gpu::Error> {
+    let logits_device = stream.clone_htod(&values[..batch * n])?;
+    let labels32: Vec<u32> = labels[..batch].iter().map(|&l| l as u32).collect();
+    let labels_device = stream.clone_htod(&labels32)?;
+    let mut losses = stream.alloc_zeros::<f32>(batch)?;
+    let mut gradient = stream.alloc_zeros::<f32>(batch * n)?;
+    let mut failure = None;
+    let loss_us = median_us(reps, || {
+        if let Err(error) = loss.forward_backward_device(
+            &logits_device,
+            &labels_device,
+            &mut losses,
+            Some(&mut gradient),
+        ) {
+            failure.get_or_insert(error);
+        }
+    });
+    let ce_us = median_us(reps, || {
+        if let Err(error) = cross_entropy.forward_backward_device(
+            n,
+            &logits_device,
+            &labels_device,
+            &mut losses,
+            Some(&mut gradient),
+        ) {
+            failure.get_or_insert(error);
+        }
+    });
+    let copy_us = median_us(reps, || {
+        let copied = stream
+            .memcpy_dtod(&logits_device, &mut gradient)
+            .and_then(|()| stream.synchronize());
+        if let Err(error) = copied {
+            failure.get_or_insert(error.into());
+        }
+    });
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    Ok(format!(
+        "\"median_us\":{loss_us:.1},\"softmax_ce_us\":{ce_us:.1},\"copy_us\":{copy_us:.1},\"ratio_to_copy\":{:.2}",
+        loss_us / copy_us
+    ))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -93,12 +153,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .with_top1_mode(Top1Mode::Softmax);
                 let loss = CudaTopkLoss::new(config)?;
                 let stream = loss.stream().clone();
-                let comparators = difftopk_core::TopkLoss::new(config)?
-                    .network()
-                    .map_or(0, |network| network.num_comparators());
-                let sorted = config.sorted_inputs();
+                let arguments = KernelArguments::new(&difftopk_core::TopkLoss::new(config)?);
                 for batch in BATCHES {
-                    let scratch = batch * (4 * comparators + 4 * sorted) * 4;
+                    let scratch =
+                        batch * (arguments.reals_per_row() * 4 + arguments.indices_per_row() * 4);
                     let line = format!(
                         "\"method\":\"{}\",\"n\":{n},\"m\":{},\"batch\":{batch}",
                         method.name(),
@@ -108,47 +166,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         println!("{{{line},\"skipped\":\"scratch {} MiB\"}}", scratch >> 20);
                         continue;
                     }
-                    let logits_device = stream.clone_htod(&values[..batch * n])?;
-                    let labels32: Vec<u32> = labels[..batch].iter().map(|&l| l as u32).collect();
-                    let labels_device = stream.clone_htod(&labels32)?;
-                    let mut losses = stream.alloc_zeros::<f32>(batch)?;
-                    let mut gradient = stream.alloc_zeros::<f32>(batch * n)?;
-                    let mut failure = None;
-                    let loss_us = median_us(reps, || {
-                        if let Err(error) = loss.forward_backward_device(
-                            &logits_device,
-                            &labels_device,
-                            &mut losses,
-                            Some(&mut gradient),
-                        ) {
-                            failure.get_or_insert(error);
-                        }
-                    });
-                    if let Some(error) = failure {
-                        println!("{{{line},\"failed\":\"{error}\"}}");
-                        continue;
+                    // A failure (out of memory, say) is reported for this configuration and the
+                    // others still run; the message is JSON-escaped.
+                    match measure(
+                        &loss,
+                        &cross_entropy,
+                        &stream,
+                        &values,
+                        &labels,
+                        n,
+                        batch,
+                        reps,
+                    ) {
+                        Ok(fields) => println!("{{{line},{fields}}}"),
+                        Err(error) => println!(
+                            "{{{line},\"failed\":{}}}",
+                            serde_json::to_string(&error.to_string()).expect("a string")
+                        ),
                     }
-                    let ce_us = median_us(reps, || {
-                        cross_entropy
-                            .forward_backward_device(
-                                n,
-                                &logits_device,
-                                &labels_device,
-                                &mut losses,
-                                Some(&mut gradient),
-                            )
-                            .expect("cross-entropy on valid input");
-                    });
-                    let copy_us = median_us(reps, || {
-                        stream
-                            .memcpy_dtod(&logits_device, &mut gradient)
-                            .expect("device copy");
-                        stream.synchronize().expect("synchronize");
-                    });
-                    println!(
-                        "{{{line},\"median_us\":{loss_us:.1},\"softmax_ce_us\":{ce_us:.1},\"copy_us\":{copy_us:.1},\"ratio_to_copy\":{:.2}}}",
-                        loss_us / copy_us
-                    );
                 }
             }
         }

@@ -199,12 +199,18 @@ impl CudaHead {
             .iter()
             .map(|&l| u32::try_from(l).unwrap_or(u32::MAX))
             .collect();
-        self.resident = Some((
-            self.stream.clone_htod(values)?,
-            self.stream.clone_htod(&labels32)?,
-            labels.len(),
-        ));
-        Ok(true)
+        // Memory can run short between the query and the upload (another process): then the
+        // batches are uploaded step by step instead.
+        match (
+            self.stream.clone_htod(values),
+            self.stream.clone_htod(&labels32),
+        ) {
+            (Ok(values), Ok(labels32)) => {
+                self.resident = Some((values, labels32, labels.len()));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// As [`CudaHead::step`] on the rows `rows` (indices into the set made resident by
