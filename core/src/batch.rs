@@ -1,6 +1,6 @@
 //! The batch API: mean loss over row-major `(B, n)` logits and its gradient.
 
-use crate::lanes::{network_loss_lanes, LaneBuffers, LANES};
+use crate::lanes::{lanes_support, loss_lanes, LaneBuffers, LANES};
 use crate::loss::{sample_loss, scratch_size, Scratch, ScratchSize};
 use crate::network::SortingNetwork;
 use crate::{Error, Method, Real, TopkLossConfig};
@@ -91,10 +91,19 @@ impl TopkLoss {
         losses: &mut [F],
     ) -> Result<(), Error> {
         let n = self.config.classes();
-        if let Some(network) = self.network.as_ref() {
-            // Sorting networks: rows side by side in lanes (bit-identical to sample_loss).
+        if lanes_support(&self.config) {
+            // Rows side by side in lanes (bit-identical to sample_loss).
+            let comparators = self
+                .network
+                .as_ref()
+                .map_or(&[][..], |network| network.as_ref().comparators());
+            let relaxed_rows = if self.network.is_some() {
+                0
+            } else {
+                self.config.k()
+            };
             let mut buffers =
-                LaneBuffers::new(self.config.sorted_inputs(), network.num_comparators());
+                LaneBuffers::new(self.config.sorted_inputs(), comparators.len(), relaxed_rows);
             for (block, (block_logits, block_labels)) in logits
                 .chunks(LANES * n)
                 .zip(labels.chunks(LANES))
@@ -104,9 +113,9 @@ impl TopkLoss {
                 let block_gradient = gradient
                     .as_deref_mut()
                     .map(|g| &mut g[start * n..(start + block_labels.len()) * n]);
-                network_loss_lanes(
+                loss_lanes(
                     &self.config,
-                    network.as_ref().comparators(),
+                    comparators,
                     first_row + start,
                     block_logits,
                     block_labels,

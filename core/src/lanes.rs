@@ -10,6 +10,7 @@
 // Loops run over lane indices on purpose: that is the shape the vectoriser turns into SIMD.
 #![allow(clippy::needless_range_loop)]
 
+use crate::config::Family;
 use crate::network::Comparator;
 use crate::relaxation::Sigmoid;
 use crate::Real;
@@ -107,7 +108,7 @@ pub(crate) fn backward_with_mass_lanes<F: Real>(
     }
 }
 
-/// Working memory for [`network_loss_lanes`] (n′ sorted inputs, C comparators).
+/// Working memory for [`loss_lanes`] (n′ sorted inputs, C comparators, K ranks).
 pub(crate) struct LaneBuffers<F> {
     x: alloc::vec::Vec<Lanes<F>>,
     v: alloc::vec::Vec<Lanes<F>>,
@@ -117,11 +118,17 @@ pub(crate) struct LaneBuffers<F> {
     probabilities: alloc::vec::Vec<F>,
     selected_lanes: alloc::vec::Vec<Lanes<F>>,
     probability_lanes: alloc::vec::Vec<Lanes<F>>,
+    /// NeuralSort / SoftSort: the K relaxed rows, `rows[ρ·n′ + i]`.
+    rows: alloc::vec::Vec<Lanes<F>>,
+    /// NeuralSort: c, then c̄.
+    deviations: alloc::vec::Vec<Lanes<F>>,
     work: alloc::vec::Vec<F>,
 }
 
 impl<F: Real> LaneBuffers<F> {
-    pub(crate) fn new(inputs: usize, comparators: usize) -> Self {
+    /// Buffers for `inputs` sorted inputs, `comparators` comparators (networks) and
+    /// `relaxed_rows` = K relaxed rows (NeuralSort, SoftSort; 0 for networks).
+    pub(crate) fn new(inputs: usize, comparators: usize, relaxed_rows: usize) -> Self {
         use alloc::vec;
         LaneBuffers {
             x: vec![[F::zero(); LANES]; inputs],
@@ -132,16 +139,29 @@ impl<F: Real> LaneBuffers<F> {
             probabilities: vec![F::zero(); LANES * inputs],
             selected_lanes: vec![[F::zero(); LANES]; inputs],
             probability_lanes: vec![[F::zero(); LANES]; inputs],
+            rows: vec![[F::zero(); LANES]; relaxed_rows * inputs],
+            deviations: vec![[F::zero(); LANES]; if relaxed_rows > 0 { inputs } else { 0 }],
             work: vec![F::zero(); inputs],
         }
     }
 }
 
-/// The loss of up to [`LANES`] rows of a sorting-network method, the rows side by side: the
-/// same steps as [`crate::loss::sample_loss`] (which see), bit-identical per row. `logits` holds
-/// `labels.len()` rows; row `r` is reported as `first_row + r` in errors.
+/// Whether [`loss_lanes`] handles `config` (every network; NeuralSort up to
+/// [`crate::neuralsort::DIRECT_MAX`] sorted inputs, where the core sums c over all pairs;
+/// SoftSort always).
+pub(crate) fn lanes_support(config: &crate::TopkLossConfig) -> bool {
+    match config.method().family() {
+        Family::SortingNetwork | Family::SoftSort => true,
+        Family::NeuralSort => config.sorted_inputs() <= crate::neuralsort::DIRECT_MAX,
+    }
+}
+
+/// The loss of up to [`LANES`] rows, the rows side by side: the same steps as
+/// [`crate::loss::sample_loss`] (which see), bit-identical per row. `logits` holds
+/// `labels.len()` rows; row `r` is reported as `first_row + r` in errors. `comparators` is the
+/// network (empty for NeuralSort and SoftSort).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn network_loss_lanes<F: Real>(
+pub(crate) fn loss_lanes<F: Real>(
     config: &crate::TopkLossConfig,
     comparators: &[Comparator],
     first_row: usize,
@@ -157,7 +177,7 @@ pub(crate) fn network_loss_lanes<F: Real>(
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe {
-                network_loss_lanes_avx2(
+                loss_lanes_avx2(
                     config,
                     comparators,
                     first_row,
@@ -171,7 +191,7 @@ pub(crate) fn network_loss_lanes<F: Real>(
             };
         }
     }
-    network_loss_lanes_body(
+    loss_lanes_body(
         config,
         comparators,
         first_row,
@@ -184,12 +204,12 @@ pub(crate) fn network_loss_lanes<F: Real>(
     )
 }
 
-/// [`network_loss_lanes_body`] compiled for AVX2 (8 f32 or 4 f64 lanes per instruction). Rust
-/// never contracts `a·b + c` into FMA, so the results are bit-identical to the baseline build.
+/// [`loss_lanes_body`] compiled for AVX2 (8 f32 or 4 f64 lanes per instruction). Rust never
+/// contracts `a·b + c` into FMA, so the results are bit-identical to the baseline build.
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn network_loss_lanes_avx2<F: Real>(
+unsafe fn loss_lanes_avx2<F: Real>(
     config: &crate::TopkLossConfig,
     comparators: &[Comparator],
     first_row: usize,
@@ -200,7 +220,7 @@ unsafe fn network_loss_lanes_avx2<F: Real>(
     losses: &mut [F],
     buffers: &mut LaneBuffers<F>,
 ) -> Result<(), crate::Error> {
-    network_loss_lanes_body(
+    loss_lanes_body(
         config,
         comparators,
         first_row,
@@ -215,7 +235,7 @@ unsafe fn network_loss_lanes_avx2<F: Real>(
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn network_loss_lanes_body<F: Real>(
+fn loss_lanes_body<F: Real>(
     config: &crate::TopkLossConfig,
     comparators: &[Comparator],
     first_row: usize,
@@ -226,10 +246,12 @@ fn network_loss_lanes_body<F: Real>(
     losses: &mut [F],
     buffers: &mut LaneBuffers<F>,
 ) -> Result<(), crate::Error> {
-    use crate::loss::{check_row, finish_gradient, mixture_finish, preselect};
+    use crate::loss::{check_row, finish_gradient, preselect};
     let classes = config.classes();
     let (n, k) = (config.sorted_inputs(), config.k());
     let rows = labels.len();
+    let family = config.method().family();
+    // 1. Checks and preselection, row by row; the selected logits side by side.
     let mut sorted_labels = [0usize; LANES];
     for (lane, &label) in labels.iter().enumerate() {
         let row_logits = &logits[lane * classes..(lane + 1) * classes];
@@ -245,27 +267,130 @@ fn network_loss_lanes_body<F: Real>(
     for wire in 0..n {
         for lane in 0..LANES {
             // Lanes past the last row run on zeros and are ignored.
-            let (value, mass) = if lane < rows {
-                let one = wire == sorted_labels[lane];
-                (
-                    buffers.selected[lane * n + wire],
-                    if one { F::one() } else { F::zero() },
-                )
+            let value = if lane < rows {
+                buffers.selected[lane * n + wire]
             } else {
-                (F::zero(), F::zero())
+                F::zero()
             };
-            buffers.x[wire][lane] = value;
-            buffers.v[wire][lane] = mass;
             buffers.selected_lanes[wire][lane] = value;
         }
     }
+    // 2. The label's mass at the top K ranks: `mass[ρ][lane]`.
     let beta = F::of(config.inverse_temperature());
-    let tape = &mut buffers.tape[..4 * comparators.len()];
-    crate::relaxation::with_sigmoid!(config.relaxation(), beta, |sigmoid| {
-        forward_with_mass_lanes(sigmoid, comparators, &mut buffers.x, &mut buffers.v, tape)
-    });
-    // The softmax of the selected logits for the top-1 term, the rows side by side: per lane
-    // the operations of `softmax::softmax` in its order (maximum, exponentials, sum, scaling).
+    let mut mass = [[F::zero(); LANES]; crate::MAX_K];
+    let mut top = [[0u32; LANES]; crate::MAX_K];
+    match family {
+        Family::SortingNetwork => {
+            for wire in 0..n {
+                for lane in 0..LANES {
+                    let one = lane < rows && wire == sorted_labels[lane];
+                    buffers.x[wire][lane] = buffers.selected_lanes[wire][lane];
+                    buffers.v[wire][lane] = if one { F::one() } else { F::zero() };
+                }
+            }
+            let tape = &mut buffers.tape[..4 * comparators.len()];
+            crate::relaxation::with_sigmoid!(config.relaxation(), beta, |sigmoid| {
+                forward_with_mass_lanes(sigmoid, comparators, &mut buffers.x, &mut buffers.v, tape)
+            });
+            for (rank, m) in mass.iter_mut().take(k).enumerate() {
+                *m = buffers.v[n - 1 - rank];
+            }
+        }
+        Family::SoftSort => {
+            softsort_rows_lanes(buffers, n, k, beta, rows, &mut top);
+            gather_label_mass(&buffers.rows, n, k, &sorted_labels, rows, &mut mass);
+        }
+        Family::NeuralSort => {
+            neuralsort_rows_lanes(buffers, n, k, beta);
+            gather_label_mass(&buffers.rows, n, k, &sorted_labels, rows, &mut mass);
+        }
+    }
+    // 3.–4. The top-1 softmax, the mixture, clamp and log.
+    let q_adjoints = top1_and_mixture_lanes(config, buffers, &mass, &sorted_labels, rows, losses);
+    let Some(gradient) = gradient else {
+        return Ok(());
+    };
+    // Backward into buffers.x (the adjoints of the selected logits).
+    let mut mass_adjoint = [[F::zero(); LANES]; crate::MAX_K];
+    for (rank, adjoint) in mass_adjoint.iter_mut().take(k).enumerate() {
+        let weight = F::of(config.rank_weight(rank));
+        for lane in 0..rows {
+            adjoint[lane] = q_adjoints[lane] * weight;
+        }
+    }
+    match family {
+        Family::SortingNetwork => {
+            // Reuse x, v as the adjoints ḡ, h̄.
+            let (gx, gv) = (&mut buffers.x, &mut buffers.v);
+            gx.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
+            gv.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
+            for rank in 0..k {
+                gv[n - 1 - rank] = mass_adjoint[rank];
+            }
+            backward_with_mass_lanes(comparators, &buffers.tape[..4 * comparators.len()], gx, gv);
+        }
+        Family::SoftSort => softsort_backward_lanes(
+            buffers,
+            n,
+            k,
+            beta,
+            rows,
+            &top,
+            &sorted_labels,
+            &mass_adjoint,
+        ),
+        Family::NeuralSort => {
+            neuralsort_backward_lanes(buffers, n, k, beta, &sorted_labels, &mass_adjoint)
+        }
+    }
+    for lane in 0..rows {
+        for (wire, w) in buffers.work.iter_mut().enumerate() {
+            *w = buffers.x[wire][lane];
+        }
+        finish_gradient(
+            config,
+            q_adjoints[lane],
+            &buffers.probabilities[lane * n..(lane + 1) * n],
+            sorted_labels[lane],
+            &buffers.selection[lane * n..(lane + 1) * n],
+            &mut buffers.work,
+            &mut gradient[lane * classes..(lane + 1) * classes],
+            gradient_scale,
+        );
+    }
+    Ok(())
+}
+
+/// `mass[ρ][lane] = rows[ρ·n + label(lane)][lane]`.
+#[inline(always)]
+fn gather_label_mass<F: Real>(
+    relaxed_rows: &[Lanes<F>],
+    n: usize,
+    k: usize,
+    sorted_labels: &[usize; LANES],
+    rows: usize,
+    mass: &mut [Lanes<F>; crate::MAX_K],
+) {
+    for (rank, m) in mass.iter_mut().take(k).enumerate() {
+        for lane in 0..rows {
+            m[lane] = relaxed_rows[rank * n + sorted_labels[lane]][lane];
+        }
+    }
+}
+
+/// The top-1 softmax of the selected logits (per lane the operations of `softmax::softmax` in
+/// its order), then per row `q = Σ_ρ w_ρ mass_ρ` and [`crate::loss::mixture_finish`]; writes the
+/// losses and each row's probabilities where `finish_gradient` reads them; returns ∂loss/∂q.
+#[inline(always)]
+fn top1_and_mixture_lanes<F: Real>(
+    config: &crate::TopkLossConfig,
+    buffers: &mut LaneBuffers<F>,
+    mass: &[Lanes<F>; crate::MAX_K],
+    sorted_labels: &[usize; LANES],
+    rows: usize,
+    losses: &mut [F],
+) -> Lanes<F> {
+    let (n, k) = (config.sorted_inputs(), config.k());
     let mode = config.top1_mode();
     let (selected, probabilities) = (&buffers.selected_lanes, &mut buffers.probability_lanes);
     let mut maximum = selected[0];
@@ -279,9 +404,7 @@ fn network_loss_lanes_body<F: Real>(
             }
         }
         for (p, values) in probabilities.iter_mut().zip(selected.iter()) {
-            for lane in 0..LANES {
-                p[lane] = (values[lane] - maximum[lane]).exp();
-            }
+            *p = shifted_exponentials(values, &maximum);
         }
         for p in probabilities.iter() {
             for lane in 0..LANES {
@@ -301,8 +424,8 @@ fn network_loss_lanes_body<F: Real>(
     let mut q_adjoints = [F::zero(); LANES];
     for lane in 0..rows {
         let mut q = F::zero();
-        for rank in 0..k {
-            q += F::of(config.rank_weight(rank)) * buffers.v[n - 1 - rank][lane];
+        for (rank, m) in mass.iter().take(k).enumerate() {
+            q += F::of(config.rank_weight(rank)) * m[lane];
         }
         let label = sorted_labels[lane];
         let log_partition = if mode == crate::Top1Mode::SoftmaxCrossEntropy {
@@ -315,7 +438,7 @@ fn network_loss_lanes_body<F: Real>(
         } else {
             F::zero()
         };
-        let (loss, q_adjoint) = mixture_finish(
+        let (loss, q_adjoint) = crate::loss::mixture_finish(
             config,
             q,
             label_probability,
@@ -324,38 +447,268 @@ fn network_loss_lanes_body<F: Real>(
         );
         losses[lane] = loss;
         q_adjoints[lane] = q_adjoint;
-        // The row's probabilities where `finish_gradient` reads them.
         for (wire, p) in probabilities.iter().enumerate() {
             buffers.probabilities[lane * n + wire] = p[lane];
         }
     }
-    let Some(gradient) = gradient else {
-        return Ok(());
-    };
-    // Reuse x, v as the adjoints ḡ, h̄.
-    let (gx, gv) = (&mut buffers.x, &mut buffers.v);
-    gx.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
-    gv.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
+    q_adjoints
+}
+
+/// SoftSort's rows for every lane (as `softsort::softsort_rows`): the K largest selected logits
+/// of each row (ties to the higher index) into `top[ρ][lane]`, then
+/// `rows[ρ·n + i] = softmax_i(−β |s_i − s_(ρ)|)` computed as exponentials, sum, scaling.
+#[inline(always)]
+fn softsort_rows_lanes<F: Real>(
+    buffers: &mut LaneBuffers<F>,
+    n: usize,
+    k: usize,
+    beta: F,
+    rows: usize,
+    top: &mut [[u32; LANES]; crate::MAX_K],
+) {
+    let mut indices = [0u32; crate::MAX_K];
     for lane in 0..rows {
-        for rank in 0..k {
-            gv[n - 1 - rank][lane] = q_adjoints[lane] * F::of(config.rank_weight(rank));
-        }
-    }
-    backward_with_mass_lanes(comparators, &buffers.tape[..4 * comparators.len()], gx, gv);
-    for lane in 0..rows {
-        for (wire, w) in buffers.work.iter_mut().enumerate() {
-            *w = gx[wire][lane];
-        }
-        finish_gradient(
-            config,
-            q_adjoints[lane],
-            &buffers.probabilities[lane * n..(lane + 1) * n],
-            sorted_labels[lane],
-            &buffers.selection[lane * n..(lane + 1) * n],
-            &mut buffers.work,
-            &mut gradient[lane * classes..(lane + 1) * classes],
-            gradient_scale,
+        crate::select::largest_indices_ties_high(
+            &buffers.selected[lane * n..(lane + 1) * n],
+            None,
+            &mut indices[..k],
         );
+        for rank in 0..k {
+            top[rank][lane] = indices[rank];
+        }
     }
-    Ok(())
+    let selected = &buffers.selected_lanes;
+    for rank in 0..k {
+        let mut center = [F::zero(); LANES];
+        for lane in 0..LANES {
+            center[lane] = selected[top[rank][lane] as usize][lane];
+        }
+        let row = &mut buffers.rows[rank * n..(rank + 1) * n];
+        for (r, values) in row.iter_mut().zip(selected.iter()) {
+            *r = softsort_exponentials(values, &center, beta);
+        }
+        let mut sum = [F::zero(); LANES];
+        for r in row.iter() {
+            for lane in 0..LANES {
+                sum[lane] += r[lane];
+            }
+        }
+        let mut inverse = [F::zero(); LANES];
+        for lane in 0..LANES {
+            inverse[lane] = F::one() / sum[lane];
+        }
+        for r in row.iter_mut() {
+            for lane in 0..LANES {
+                r[lane] *= inverse[lane];
+            }
+        }
+    }
+}
+
+/// `exp(x − shift)` for one wire of every lane. (A function of its own: written inline in the
+/// wire loops, the exponentials stayed scalar.)
+#[inline(always)]
+fn shifted_exponentials<F: Real>(values: &Lanes<F>, shift: &Lanes<F>) -> Lanes<F> {
+    let mut out = [F::zero(); LANES];
+    for lane in 0..LANES {
+        out[lane] = (values[lane] - shift[lane]).exp();
+    }
+    out
+}
+
+/// `exp(−β |s − center|)` for one wire of every lane.
+#[inline(always)]
+fn softsort_exponentials<F: Real>(values: &Lanes<F>, center: &Lanes<F>, beta: F) -> Lanes<F> {
+    let mut out = [F::zero(); LANES];
+    for lane in 0..LANES {
+        out[lane] = (-beta * (values[lane] - center[lane]).abs()).exp();
+    }
+    out
+}
+
+/// NeuralSort's rows for every lane (as `neuralsort::neuralsort_rows` with c from all pairs):
+/// `rows[ρ·n + i] = softmax_i(β (s_i (n − 1 − 2ρ) − c_i))`, `c_i = Σ_l |s_i − s_l|`.
+#[inline(always)]
+fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usize, beta: F) {
+    let selected = &buffers.selected_lanes;
+    for (c, si) in buffers.deviations.iter_mut().zip(selected.iter()) {
+        let mut sum = [F::zero(); LANES];
+        for sl in selected.iter() {
+            for lane in 0..LANES {
+                let difference = si[lane] - sl[lane];
+                sum[lane] += if difference < F::zero() {
+                    -difference
+                } else {
+                    difference
+                };
+            }
+        }
+        *c = sum;
+    }
+    for rank in 0..k {
+        let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64);
+        let row = &mut buffers.rows[rank * n..(rank + 1) * n];
+        for ((r, s), c) in row.iter_mut().zip(selected.iter()).zip(&buffers.deviations) {
+            for lane in 0..LANES {
+                r[lane] = (s[lane] * scale - c[lane]) * beta;
+            }
+        }
+        // softmax_in_place per lane: maximum, exponentials, sum, scaling.
+        let mut maximum = row[0];
+        for r in &row[1..] {
+            for lane in 0..LANES {
+                if r[lane] > maximum[lane] {
+                    maximum[lane] = r[lane];
+                }
+            }
+        }
+        for r in row.iter_mut() {
+            *r = shifted_exponentials(r, &maximum);
+        }
+        let mut sum = [F::zero(); LANES];
+        for r in row.iter() {
+            for lane in 0..LANES {
+                sum[lane] += r[lane];
+            }
+        }
+        let mut inverse = [F::zero(); LANES];
+        for lane in 0..LANES {
+            inverse[lane] = F::one() / sum[lane];
+        }
+        for r in row.iter_mut() {
+            for lane in 0..LANES {
+                r[lane] *= inverse[lane];
+            }
+        }
+    }
+}
+
+/// The adjoint of relaxed row ρ through its softmax (as `softmax::softmax_backward` with the
+/// row's adjoint `ā_ρ` at the label's column only): `adjoint[i] = P̂[ρ,i] (δ ā − Σ_j P̂[ρ,j] δ ā)`,
+/// the dot product summed in column order.
+#[inline(always)]
+fn relaxed_row_adjoint<F: Real>(
+    row: &[Lanes<F>],
+    sorted_labels: &[usize; LANES],
+    mass_adjoint: &Lanes<F>,
+    adjoint: &mut [Lanes<F>],
+) {
+    let mut dot = [F::zero(); LANES];
+    for (wire, (a, p)) in adjoint.iter_mut().zip(row.iter()).enumerate() {
+        for lane in 0..LANES {
+            a[lane] = if wire == sorted_labels[lane] {
+                mass_adjoint[lane]
+            } else {
+                F::zero()
+            };
+            dot[lane] += p[lane] * a[lane];
+        }
+    }
+    for (a, p) in adjoint.iter_mut().zip(row.iter()) {
+        for lane in 0..LANES {
+            a[lane] = p[lane] * (a[lane] - dot[lane]);
+        }
+    }
+}
+
+/// SoftSort's backward into `buffers.x` (as `softsort::softsort_rows_backward`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn softsort_backward_lanes<F: Real>(
+    buffers: &mut LaneBuffers<F>,
+    n: usize,
+    k: usize,
+    beta: F,
+    rows: usize,
+    top: &[[u32; LANES]; crate::MAX_K],
+    sorted_labels: &[usize; LANES],
+    mass_adjoint: &[Lanes<F>; crate::MAX_K],
+) {
+    let gx = &mut buffers.x;
+    gx.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
+    let selected = &buffers.selected_lanes;
+    let adjoint = &mut buffers.v; // n lanes of scratch
+    for rank in 0..k {
+        relaxed_row_adjoint(
+            &buffers.rows[rank * n..(rank + 1) * n],
+            sorted_labels,
+            &mass_adjoint[rank],
+            adjoint,
+        );
+        let mut center = [F::zero(); LANES];
+        for lane in 0..LANES {
+            center[lane] = selected[top[rank][lane] as usize][lane];
+        }
+        let mut center_bar = [F::zero(); LANES];
+        for ((g, a), s) in gx.iter_mut().zip(adjoint.iter()).zip(selected.iter()) {
+            for lane in 0..LANES {
+                let difference = s[lane] - center[lane];
+                let sign = if difference > F::zero() {
+                    F::one()
+                } else if difference < F::zero() {
+                    -F::one()
+                } else {
+                    F::zero()
+                };
+                let d = a[lane] * beta * sign;
+                g[lane] -= d;
+                center_bar[lane] += d;
+            }
+        }
+        for lane in 0..rows {
+            gx[top[rank][lane] as usize][lane] += center_bar[lane];
+        }
+    }
+}
+
+/// NeuralSort's backward into `buffers.x` (as `neuralsort::neuralsort_rows_backward` with the
+/// all-pairs VJP of c).
+#[inline(always)]
+fn neuralsort_backward_lanes<F: Real>(
+    buffers: &mut LaneBuffers<F>,
+    n: usize,
+    k: usize,
+    beta: F,
+    sorted_labels: &[usize; LANES],
+    mass_adjoint: &[Lanes<F>; crate::MAX_K],
+) {
+    let gx = &mut buffers.x;
+    gx.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
+    let c_bar = &mut buffers.deviations;
+    c_bar.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
+    let adjoint = &mut buffers.v;
+    for rank in 0..k {
+        relaxed_row_adjoint(
+            &buffers.rows[rank * n..(rank + 1) * n],
+            sorted_labels,
+            &mass_adjoint[rank],
+            adjoint,
+        );
+        let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64) * beta;
+        for ((g, cb), a) in gx.iter_mut().zip(c_bar.iter_mut()).zip(adjoint.iter()) {
+            for lane in 0..LANES {
+                g[lane] += a[lane] * scale;
+                cb[lane] -= a[lane] * beta;
+            }
+        }
+    }
+    let selected = &buffers.selected_lanes;
+    for ((g, si), ci) in gx.iter_mut().zip(selected.iter()).zip(c_bar.iter()) {
+        let mut sum = [F::zero(); LANES];
+        for (sl, cl) in selected.iter().zip(c_bar.iter()) {
+            for lane in 0..LANES {
+                let both = ci[lane] + cl[lane];
+                sum[lane] += if si[lane] > sl[lane] {
+                    both
+                } else if si[lane] < sl[lane] {
+                    -both
+                } else {
+                    F::zero()
+                };
+            }
+        }
+        for lane in 0..LANES {
+            g[lane] += sum[lane];
+        }
+    }
 }

@@ -94,7 +94,7 @@ pub(crate) fn absolute_deviation_sums_backward<F: Real>(
 }
 
 /// Rows up to this length compute `c` and its VJP from all n² differences instead of a sort.
-const DIRECT_MAX: usize = 64;
+pub(crate) const DIRECT_MAX: usize = 64;
 
 /// [`absolute_deviation_sums`] from all pairs (no sort): `c_i = Σ_l |s_i − s_l|`.
 fn absolute_deviation_sums_direct<F: Real>(scores: &[F], c: &mut [F]) {

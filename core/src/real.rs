@@ -123,7 +123,9 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn abs(self) -> Self {
-        libm::fabsf(self)
+        // libm::fabsf's operation (clear the sign bit), written here so that it inlines and
+        // loops over it vectorise (libm's is not marked inline).
+        f32::from_bits(self.to_bits() & 0x7fff_ffff)
     }
     #[inline(always)]
     fn is_finite(self) -> bool {
@@ -215,7 +217,7 @@ impl Real for f64 {
     }
     #[inline(always)]
     fn abs(self) -> Self {
-        libm::fabs(self)
+        f64::from_bits(self.to_bits() & 0x7fff_ffff_ffff_ffff)
     }
     #[inline(always)]
     fn is_finite(self) -> bool {

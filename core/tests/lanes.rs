@@ -1,7 +1,8 @@
-//! The batch API runs sorting-network rows side by side in SIMD lanes (`LANES` rows at once, with
-//! an AVX2 build chosen at run time); it must give, row for row, exactly the bits of the one-row
-//! kernel `loss::sample_loss`, for every network method, relaxation, top-1 mode, m and batch size
-//! (including batches that do not fill the last group of lanes).
+//! The batch API runs rows side by side in SIMD lanes (`LANES` rows at once, with an AVX2 build
+//! chosen at run time): every network method, SoftSort, and NeuralSort up to 64 sorted inputs. It
+//! must give, row for row, exactly the bits of the one-row kernel `loss::sample_loss`, for every
+//! method, relaxation, top-1 mode, m and batch size (including batches that do not fill the last
+//! group of lanes).
 
 use difftopk_core::loss::{sample_loss, Scratch};
 use difftopk_core::{Method, Real, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
@@ -68,11 +69,11 @@ fn relaxation(index: usize) -> Relaxation {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
 
     #[test]
     fn lanes_equal_the_one_row_kernel(
-        method in 0usize..4,
+        method in 0usize..6,
         relaxation_index in 0usize..8,
         mode in 0usize..3,
         classes in 6usize..40,
@@ -81,7 +82,7 @@ proptest! {
         beta in 0.3f64..4.0,
         seed in any::<u64>(),
     ) {
-        let method = [Method::OddEven, Method::Bitonic, Method::BitonicAnySize, Method::SplitterSelection][method];
+        let method = [Method::OddEven, Method::Bitonic, Method::BitonicAnySize, Method::SplitterSelection, Method::NeuralSort, Method::SoftSort][method];
         let mode = [Top1Mode::Softmax, Top1Mode::SoftmaxCrossEntropy, Top1Mode::Sort][mode];
         let m = (preselect && classes > 6).then_some(5 + classes / 3).filter(|&m| m < classes);
         let config = TopkLossConfig::new(method, classes, &[0.4, 0.1, 0.5]).unwrap()
