@@ -396,30 +396,11 @@ fn top1_and_mixture_lanes<F: Real>(
     let mut maximum = selected[0];
     let mut sum = [F::zero(); LANES];
     if mode != crate::Top1Mode::Sort {
-        for values in &selected[1..] {
-            for lane in 0..LANES {
-                if values[lane] > maximum[lane] {
-                    maximum[lane] = values[lane];
-                }
-            }
-        }
+        maximum = lane_maxima(selected);
         for (p, values) in probabilities.iter_mut().zip(selected.iter()) {
             *p = shifted_exponentials(values, &maximum);
         }
-        for p in probabilities.iter() {
-            for lane in 0..LANES {
-                sum[lane] += p[lane];
-            }
-        }
-        let mut inverse = [F::zero(); LANES];
-        for lane in 0..LANES {
-            inverse[lane] = F::one() / sum[lane];
-        }
-        for p in probabilities.iter_mut() {
-            for lane in 0..LANES {
-                p[lane] *= inverse[lane];
-            }
-        }
+        sum = normalise_lanes(probabilities);
     }
     let mut q_adjoints = [F::zero(); LANES];
     for lane in 0..rows {
@@ -487,22 +468,44 @@ fn softsort_rows_lanes<F: Real>(
         for (r, values) in row.iter_mut().zip(selected.iter()) {
             *r = softsort_exponentials(values, &center, beta);
         }
-        let mut sum = [F::zero(); LANES];
-        for r in row.iter() {
-            for lane in 0..LANES {
-                sum[lane] += r[lane];
-            }
-        }
-        let mut inverse = [F::zero(); LANES];
+        normalise_lanes(row);
+    }
+}
+
+/// Per lane, the largest value over the wires, scanned in wire order as `softmax`'s maximum.
+#[inline(always)]
+fn lane_maxima<F: Real>(wires: &[Lanes<F>]) -> Lanes<F> {
+    let mut maximum = wires[0];
+    for values in &wires[1..] {
         for lane in 0..LANES {
-            inverse[lane] = F::one() / sum[lane];
-        }
-        for r in row.iter_mut() {
-            for lane in 0..LANES {
-                r[lane] *= inverse[lane];
+            if values[lane] > maximum[lane] {
+                maximum[lane] = values[lane];
             }
         }
     }
+    maximum
+}
+
+/// Per lane, divides the wires by their sum (summed in wire order, then one reciprocal and a
+/// multiplication, as `softmax` does); returns the sums.
+#[inline(always)]
+fn normalise_lanes<F: Real>(wires: &mut [Lanes<F>]) -> Lanes<F> {
+    let mut sum = [F::zero(); LANES];
+    for values in wires.iter() {
+        for lane in 0..LANES {
+            sum[lane] += values[lane];
+        }
+    }
+    let mut inverse = [F::zero(); LANES];
+    for lane in 0..LANES {
+        inverse[lane] = F::one() / sum[lane];
+    }
+    for values in wires.iter_mut() {
+        for lane in 0..LANES {
+            values[lane] *= inverse[lane];
+        }
+    }
+    sum
 }
 
 /// `exp(x − shift)` for one wire of every lane. (A function of its own: written inline in the
@@ -554,32 +557,11 @@ fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usi
             }
         }
         // softmax_in_place per lane: maximum, exponentials, sum, scaling.
-        let mut maximum = row[0];
-        for r in &row[1..] {
-            for lane in 0..LANES {
-                if r[lane] > maximum[lane] {
-                    maximum[lane] = r[lane];
-                }
-            }
-        }
+        let maximum = lane_maxima(row);
         for r in row.iter_mut() {
             *r = shifted_exponentials(r, &maximum);
         }
-        let mut sum = [F::zero(); LANES];
-        for r in row.iter() {
-            for lane in 0..LANES {
-                sum[lane] += r[lane];
-            }
-        }
-        let mut inverse = [F::zero(); LANES];
-        for lane in 0..LANES {
-            inverse[lane] = F::one() / sum[lane];
-        }
-        for r in row.iter_mut() {
-            for lane in 0..LANES {
-                r[lane] *= inverse[lane];
-            }
-        }
+        normalise_lanes(row);
     }
 }
 

@@ -64,6 +64,31 @@ pub(crate) fn load_functions<const N: usize>(
     Ok((context.default_stream(), functions))
 }
 
+/// A network as the kernels read it: `(wire_a, wire_b, out_min, out_max)` per comparator (an
+/// `int4` each).
+pub(crate) fn comparator_table(comparators: &[difftopk_core::Comparator]) -> Vec<i32> {
+    comparators
+        .iter()
+        .flat_map(|c| {
+            [
+                c.wire_a as i32,
+                c.wire_b as i32,
+                c.out_min as i32,
+                c.out_max as i32,
+            ]
+        })
+        .collect()
+}
+
+/// Labels as the kernels read them (`u32`); one that does not fit becomes `u32::MAX`, out of
+/// range for any class count, so the kernel reports it.
+pub(crate) fn kernel_labels(labels: &[usize]) -> Vec<u32> {
+    labels
+        .iter()
+        .map(|&label| u32::try_from(label).unwrap_or(u32::MAX))
+        .collect()
+}
+
 /// The kernel instance for `F`.
 pub(crate) fn kernel_for<F: GpuFloat>(kernels: &[CudaFunction; 2]) -> &CudaFunction {
     if F::SUFFIX == "f32" {

@@ -13,7 +13,7 @@ use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
-use crate::device::load_functions;
+use crate::device::{kernel_labels, load_functions};
 use crate::{kernels, CudaSoftmaxCrossEntropy, CudaTopkLoss, Error};
 
 /// A parameter tensor's AdamW moments `(m, v)` on the host.
@@ -195,10 +195,7 @@ impl CudaHead {
         if bytes as f64 > fraction * free as f64 || labels.len() > u32::MAX as usize {
             return Ok(false);
         }
-        let labels32: Vec<u32> = labels
-            .iter()
-            .map(|&l| u32::try_from(l).unwrap_or(u32::MAX))
-            .collect();
+        let labels32 = kernel_labels(labels);
         // Memory can run short between the query and the upload (another process): then the
         // batches are uploaded step by step instead.
         match (
@@ -300,10 +297,7 @@ impl CudaHead {
         let rows = labels.len();
         self.prepare(rows)?;
         difftopk_core::Error::check_length("x", rows * self.dimension, x.len())?;
-        let labels32: Vec<u32> = labels
-            .iter()
-            .map(|&l| u32::try_from(l).unwrap_or(u32::MAX))
-            .collect();
+        let labels32 = kernel_labels(labels);
         let stream = self.stream.clone();
         stream.memcpy_htod(x, &mut self.x.slice_mut(..x.len()))?;
         stream.memcpy_htod(&labels32, &mut self.labels)?;

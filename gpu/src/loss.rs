@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
 
-use crate::device::{kernel_for, load_kernels, GpuFloat, Scratch, Status};
+use crate::device::{
+    comparator_table, kernel_for, kernel_labels, load_kernels, GpuFloat, Scratch, Status,
+};
 use crate::Error;
 
 /// Threads per block of the one-thread-per-row kernels.
@@ -73,11 +75,7 @@ fn on_host<F: GpuFloat>(
     if let Some(gradient) = &gradient {
         difftopk_core::Error::check_length("gradient", logits.len(), gradient.len())?;
     }
-    // Labels that do not fit the kernel's u32 are out of range for any class count.
-    let labels32: Vec<u32> = labels
-        .iter()
-        .map(|&label| u32::try_from(label).unwrap_or(u32::MAX))
-        .collect();
+    let labels32 = kernel_labels(labels);
     let logits_device = stream.clone_htod(logits)?;
     let labels_device = stream.clone_htod(&labels32)?;
     let mut losses = stream.alloc_zeros::<F>(labels.len())?;
@@ -140,18 +138,10 @@ impl KernelArguments {
     /// The arguments for `loss`'s configuration and network.
     pub fn new(loss: &TopkLoss) -> Self {
         let config = loss.config();
-        let mut comparators = vec![0i32; 4];
-        if let Some(network) = loss.network() {
-            comparators.clear();
-            for comparator in network.as_ref().comparators() {
-                comparators.extend_from_slice(&[
-                    comparator.wire_a as i32,
-                    comparator.wire_b as i32,
-                    comparator.out_min as i32,
-                    comparator.out_max as i32,
-                ]);
-            }
-        }
+        let comparators = match loss.network() {
+            Some(network) => comparator_table(network.as_ref().comparators()),
+            None => vec![0i32; 4],
+        };
         let (relaxation, lambda) = relaxation_code(config.relaxation());
         let p_k = config.topk_distribution();
         KernelArguments {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, PushKernelArg};
 use difftopk_core::{Relaxation, SortingNetwork};
 
-use crate::device::{kernel_for, load_kernels, GpuFloat, Scratch, Status};
+use crate::device::{comparator_table, kernel_for, load_kernels, GpuFloat, Scratch, Status};
 use crate::loss::{launch_config, relaxation_code};
 use crate::Error;
 
@@ -49,15 +49,7 @@ impl OperatorArguments {
             return Err(difftopk_core::Error::InvalidInverseTemperature { value: beta }.into());
         }
         relaxation.validate()?;
-        let mut comparators = Vec::with_capacity(4 * network.num_comparators());
-        for comparator in network.as_ref().comparators() {
-            comparators.extend_from_slice(&[
-                comparator.wire_a as i32,
-                comparator.wire_b as i32,
-                comparator.out_min as i32,
-                comparator.out_max as i32,
-            ]);
-        }
+        let comparators = comparator_table(network.as_ref().comparators());
         let (relaxation, lambda) = relaxation_code(relaxation);
         Ok(OperatorArguments {
             n: n as i32,

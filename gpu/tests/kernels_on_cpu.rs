@@ -47,6 +47,24 @@ fn compile_harness() -> Option<PathBuf> {
     }
 }
 
+/// Feeds `input` to the harness and returns what it printed (panics when it fails).
+fn harness_output(binary: &PathBuf, input: &str) -> String {
+    let mut child = Command::new(binary)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the harness runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write the cases");
+    let output = child.wait_with_output().expect("harness output");
+    assert!(output.status.success(), "the harness failed");
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
 /// One batch for the harness.
 struct Case<'a> {
     kernel: i32, // 0 top-k, 1 cross-entropy
@@ -128,20 +146,7 @@ fn run(binary: &PathBuf, cases: &[Case]) -> Vec<Outcome> {
         }
         input.push('\n');
     }
-    let mut child = Command::new(binary)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the harness runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write cases");
-    let output = child.wait_with_output().expect("harness output");
-    assert!(output.status.success(), "the harness failed");
-    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let text = harness_output(binary, &input);
     let mut tokens = text.split_whitespace();
     cases
         .iter()
@@ -391,20 +396,7 @@ fn run_matrix(
         input += &format!("{value:e} ");
     }
     input.push('\n');
-    let mut child = Command::new(binary)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the harness runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write case");
-    let output = child.wait_with_output().expect("harness output");
-    assert!(output.status.success(), "the harness failed");
-    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let text = harness_output(binary, &input);
     let mut tokens = text.split_whitespace();
     let status = [
         tokens.next().unwrap().parse().unwrap(),
@@ -529,21 +521,7 @@ fn topk_matrix_kernels_on_the_cpu_match_the_core_operator() {
 
 /// Runs one head-kernel case through the harness and returns its output numbers.
 fn run_head(binary: &PathBuf, input: &str) -> Vec<f32> {
-    let mut child = Command::new(binary)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the harness runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write case");
-    let output = child.wait_with_output().expect("harness output");
-    assert!(output.status.success(), "the harness failed");
-    String::from_utf8(output.stdout)
-        .expect("utf-8")
+    harness_output(binary, input)
         .split_whitespace()
         .map(|t| t.parse().unwrap())
         .collect()
