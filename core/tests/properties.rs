@@ -238,6 +238,7 @@ proptest! {
         let x: Vec<f64> = x.into_iter().filter(|&v| v < n as f64 * 1.5).take(n).collect();
         prop_assume!(x.len() == n);
         let art = is_art(RELAXATIONS[relaxation]);
+        let piecewise = RELAXATIONS[relaxation] == Relaxation::Optimal;
         let tolerance = if art { 1e-4 } else { 1e-5 };
         let x = keep_unsaturated(&x, beta, art);
         let relax = RELAXATIONS[relaxation];
@@ -254,8 +255,10 @@ proptest! {
             };
             (0..n).map(|i| (4.0 * central(i, h / 2.0) - central(i, h)) / 3.0).collect()
         };
-        // logistic_phi near a close pair of relaxed values (|v| ≪ h) needs a tiny step; there
-        // the plain central difference at 1e-7 is the reliable estimate.
+        // logistic_phi near a close pair of relaxed values (|v| ≪ h) needs a tiny step, and so
+        // does `optimal` near |βv| = ¼, where its second derivative jumps (it is C¹ only) and the
+        // extrapolation above, which assumes smoothness, errs by ~1e-5; there the plain central
+        // difference at 1e-7 is the reliable estimate.
         let fd_fine = |f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
             (0..n).map(|i| {
                 let mut p = x.clone(); p[i] += 1e-7;
@@ -267,7 +270,7 @@ proptest! {
             let coarse = fd(f);
             let scale = coarse.iter().fold(1e-12f64, |m, e| m.max(e.abs()));
             let fits = |numeric: &[f64]| grad.iter().zip(numeric).all(|(a, e)| (a - e).abs() <= tolerance * scale + 1e-9);
-            if art && !fits(&coarse) {
+            if (art || piecewise) && !fits(&coarse) {
                 assert_close_floor(grad, &fd_fine(f), tolerance, 1e-7, what);
             } else {
                 assert_close_floor(grad, &coarse, tolerance, 1e-9, what);
