@@ -37,10 +37,19 @@ rust_libraries=${LD_LIBRARY_PATH:-}
 for lib in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
   [ -d "$lib" ] && rust_libraries="$lib${rust_libraries:+:$rust_libraries}"
 done
+# Where the toolkit lacks them, the NVRTC and cuBLAS of the Python packages (nvidia/cu13/lib).
+python_libraries=$("$python" -c 'import glob, site
+print(":".join(sorted(set(d for p in site.getsitepackages() for d in glob.glob(p + "/nvidia/*/lib")))))' 2>/dev/null)
+[ -n "$python_libraries" ] && rust_libraries="${rust_libraries:+$rust_libraries:}$python_libraries"
+echo "device: $device"
+echo "libraries for our binaries: $rust_libraries"
 rust() { LD_LIBRARY_PATH="$rust_libraries" DIFFTOPK_REQUIRE_CUDA=1 DIFFTOPK_REQUIRE_NVRTC=1 "$@"; }
 
+# Logs go where they come back even if the run is cut off ($OUT on the device machine).
+logs=${OUT:-$work}
 echo "== 1. parity tests"
 tests_output=$(rust timeout -k 5 80 "$test_binary" --nocapture --test-threads 1 2>&1) && tests_status=0 || tests_status=$?
+echo "$tests_output" > "$logs/tests.log"
 echo "$tests_output" | tail -n 15
 
 echo "== 2. difftopk train, cuda against cpu"
@@ -67,12 +76,14 @@ except ValueError:
   [ "$verdict" = ok ] || cli_parity=1
   cli_lines+="| $variant | ${losses[0]} | ${losses[1]} | $verdict |"$'\n'
   tail -n 2 "$work/smoke-cuda.err"
+  { echo "== $variant"; cat "$work/smoke-cpu.err" "$work/smoke-cuda.err"; } >> "$logs/errors.log"
 done
 echo "$cli_lines"
 
 echo "== 3. our kernels"
 rust timeout -k 5 80 "$bench_binary" "$work/inputs" 20 > "$work/ours.jsonl" 2> "$work/ours.err" && bench_status=0 || bench_status=$?
 cat "$work/ours.jsonl"; tail -n 5 "$work/ours.err"
+cp "$work/ours.jsonl" "$logs/" 2>/dev/null; { echo "== bench_gpu"; cat "$work/ours.err"; } >> "$logs/errors.log"
 
 echo "== 4. the PyTorch reference"
 mkdir -p "$work/python"
@@ -83,11 +94,13 @@ PYTHONPATH="$work/python" timeout -k 5 100 "$python" gpu/bench/reference_gpu.py 
   --reps 20 --deadline 90 > "$work/reference.jsonl" 2> "$work/reference.err" \
   && reference_status=0 || reference_status=$?
 grep '^{' "$work/reference.jsonl"; tail -n 5 "$work/reference.err"
+cp "$work/reference.jsonl" "$logs/" 2>/dev/null; { echo "== reference"; tail -n 40 "$work/reference.err"; } >> "$logs/errors.log"
 
 echo "== 5. the ImageNet-head epoch"
 PYTHONPATH="$work/python" timeout -k 5 110 "$python" gpu/bench/head_epoch.py "$work/head" \
   > "$work/head.jsonl" 2> "$work/head.err" && head_status=0 || head_status=$?
 grep '^{' "$work/head.jsonl"; tail -n 3 "$work/head.err"
+cp "$work/head.jsonl" "$logs/" 2>/dev/null; { echo "== head epoch"; tail -n 40 "$work/head.err"; } >> "$logs/errors.log"
 cli_status=skipped
 if [ -f "$work/head/X_train.npy" ] && [ -f "$work/head/y_train.npy" ]; then
   rust timeout -k 5 80 "$cli_binary" train --device cuda --train-x "$work/head/X_train.npy" \
@@ -95,6 +108,7 @@ if [ -f "$work/head/X_train.npy" ] && [ -f "$work/head/y_train.npy" ]; then
     --schedule constant --max-memory-mib 16384 --metrics "$work/cli.json" \
     --out "$work/head.safetensors" 2> "$work/cli.err" && cli_status=0 || cli_status=$?
   tail -n 3 "$work/cli.err"
+  cp "$work/cli.json" "$logs/" 2>/dev/null; { echo "== difftopk train, head"; cat "$work/cli.err"; } >> "$logs/errors.log"
 fi
 head_table=$("$python" - "$work/head.jsonl" "$work/cli.json" <<'PY' 2>&1
 import json, sys
@@ -152,9 +166,6 @@ table=$("$python" gpu/bench/report.py "$work/ours.jsonl" "$work/reference.jsonl"
   echo '</details>'
 } > gpu/RESULTS.md
 head -n 60 gpu/RESULTS.md
-if [ -n "${OUT:-}" ]; then
-  cp gpu/RESULTS.md "$work"/*.jsonl "$OUT"/ 2>/dev/null
-  cp "$work"/*.json "$OUT"/ 2>/dev/null
-fi
+[ -n "${OUT:-}" ] && cp gpu/RESULTS.md "$OUT"/
 rm -rf "$work"
 [ "$tests_status" = 0 ] && [ "$cli_parity" = 0 ]
