@@ -6,7 +6,11 @@
 #      relaxation and top-1 mode, with and without m, f32 and f64; the device-buffer API,
 #      scratch reuse, bad input, plain cross-entropy, the top-k matrix operator);
 #   2. `difftopk train --device cuda` against `--device cpu` on data/digits_smoke: batch 64, with
-#      --val-fraction, and streamed (--max-memory-mib 0); train losses within 1e-3;
+#      --val-fraction, and streamed (--max-memory-mib 0); last train losses within 2 %. Not
+#      closer: AdamW's step g/(√v + ε) turns rounding-level differences in near-zero gradient
+#      coordinates into steps of size lr, so two runs apart by rounding drift apart. On the CPU
+#      alone, --lr 0.05 against 0.050000001 (2e-8 relative) moves the batch-64 run's third-epoch
+#      loss from 0.19866 to 0.19660 (1 %); cuda gave 0.19657 on an H100;
 #   3. `bench_gpu`: our kernel, our cross-entropy and a device copy (bandwidth floor), batch 128,
 #      4096 and 65536, n = 100 and 1000 with m = 16, n = 1000 without m; it writes the inputs;
 #   4. the PyTorch reference (difftopk 0.2.0 + diffsort 0.2.0, from wheels) on the same inputs;
@@ -70,7 +74,7 @@ for variant in "--batch-size 64" "--val-fraction 0.2" "--max-memory-mib 0"; do
 a, b = sys.argv[1], sys.argv[2]
 try:
     a, b = float(a), float(b)
-    print("ok" if abs(a - b) <= 1e-3 * max(abs(a), 1.0) else "DIFFERS")
+    print("ok" if abs(a - b) <= 2e-2 * max(abs(a), 1.0) else "DIFFERS")
 except ValueError:
     print("FAILED")' "${losses[0]}" "${losses[1]}")
   [ "$verdict" = ok ] || cli_parity=1

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Joins the JSON lines of `bench_gpu` (ours) and `reference_gpu.py` (PyTorch) into a Markdown
-table: per configuration our fused kernel, the reference, the speed-up, and our time against a
+table: per configuration our fused kernel (with m also its one-thread-per-row variant), the
+reference, the speed-up, and our time against a
 device-to-device copy of the logits (the memory-bandwidth floor), all measured on one device.
 
     python3 gpu/bench/report.py OURS.jsonl REFERENCE.jsonl
@@ -25,8 +26,8 @@ def records(path):
 def main():
     ours = records(sys.argv[1])
     reference = {(r['method'], r['n'], r['m'], r['batch']): r for r in records(sys.argv[2])}
-    print('| method | n | m | batch | ours µs | ours / copy | our CE µs | PyTorch ms | PyTorch CE ms | speed-up |')
-    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    print('| method | n | m | batch | ours µs | ours / copy | thread per row µs | our CE µs | PyTorch ms | PyTorch CE ms | speed-up |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for r in ours:
         if 'method' not in r:
             print(f"| {json.dumps(r)[:200]} |")
@@ -36,14 +37,16 @@ def main():
         ce = reference.get(('cross_entropy', r['n'], None, r['batch']), {})
         m = 'all' if r['m'] is None else r['m']
         if 'median_us' not in r:
-            print(f"| {r['method']} | {r['n']} | {m} | {r['batch']} | {r.get('skipped') or r.get('failed')} | | | | | |")
+            print(f"| {r['method']} | {r['n']} | {m} | {r['batch']} | {r.get('skipped') or r.get('failed')} | | | | | | |")
             continue
         ref_ms = ref.get('median_ms')
         speedup = f"{ref_ms * 1000 / r['median_us']:.0f}×" if ref_ms else ref.get('failed', 'n/a')
         ref_text = f"{ref_ms:.3f}" if ref_ms else 'n/a'
         ce_text = f"{ce['median_ms']:.3f}" if 'median_ms' in ce else 'n/a'
+        thread = f"{r['thread_per_row_us']:.1f}" if 'thread_per_row_us' in r else ''
         print(f"| {r['method']} | {r['n']} | {m} | {r['batch']} | {r['median_us']:.1f} | "
-              f"{r['ratio_to_copy']:.2f} | {r['softmax_ce_us']:.1f} | {ref_text} | {ce_text} | {speedup} |")
+              f"{r['ratio_to_copy']:.2f} | {thread} | {r['softmax_ce_us']:.1f} | {ref_text} | "
+              f"{ce_text} | {speedup} |")
 
 
 if __name__ == '__main__':

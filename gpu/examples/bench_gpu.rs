@@ -1,5 +1,6 @@
 //! Times the fused loss kernel on device 0 and prints one JSON line per configuration, with,
-//! measured in the same process on the same buffers: plain softmax cross-entropy on the device,
+//! measured in the same process on the same buffers: with m, the one-thread-per-row kernel
+//! (`thread_per_row_us`; the default is one warp per row), plain softmax cross-entropy on the device,
 //! and a device-to-device copy of the logits (reading and writing as many bytes as the loss's
 //! unavoidable traffic: logits in, gradient out), the memory-bandwidth floor.
 //!
@@ -62,6 +63,7 @@ fn median_us(reps: usize, mut run: impl FnMut()) -> f64 {
 #[allow(clippy::too_many_arguments)]
 fn measure(
     loss: &CudaTopkLoss,
+    thread_per_row: Option<&CudaTopkLoss>,
     cross_entropy: &CudaSoftmaxCrossEntropy,
     stream: &Arc<CudaStream>,
     values: &[f32],
@@ -86,6 +88,18 @@ fn measure(
             failure.get_or_insert(error);
         }
     });
+    let thread_us = thread_per_row.map(|thread_loss| {
+        median_us(reps, || {
+            if let Err(error) = thread_loss.forward_backward_device(
+                &logits_device,
+                &labels_device,
+                &mut losses,
+                Some(&mut gradient),
+            ) {
+                failure.get_or_insert(error);
+            }
+        })
+    });
     let ce_us = median_us(reps, || {
         if let Err(error) = cross_entropy.forward_backward_device(
             n,
@@ -108,8 +122,11 @@ fn measure(
     if let Some(error) = failure {
         return Err(error);
     }
+    let thread_field = thread_us.map_or(String::new(), |us| {
+        format!(",\"thread_per_row_us\":{us:.1}")
+    });
     Ok(format!(
-        "\"median_us\":{loss_us:.1},\"softmax_ce_us\":{ce_us:.1},\"copy_us\":{copy_us:.1},\"ratio_to_copy\":{:.2}",
+        "\"median_us\":{loss_us:.1}{thread_field},\"softmax_ce_us\":{ce_us:.1},\"copy_us\":{copy_us:.1},\"ratio_to_copy\":{:.2}",
         loss_us / copy_us
     ))
 }
@@ -152,6 +169,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .with_preselection(m)?
                     .with_top1_mode(Top1Mode::Softmax);
                 let loss = CudaTopkLoss::new(config)?;
+                // With m, the one-thread-per-row kernel too (the default is one warp per row).
+                let thread_per_row = match m {
+                    Some(_) => Some(CudaTopkLoss::new(config)?.with_thread_per_row()),
+                    None => None,
+                };
                 let stream = loss.stream().clone();
                 let arguments = KernelArguments::new(&difftopk_core::TopkLoss::new(config)?);
                 for batch in BATCHES {
@@ -170,6 +192,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     // others still run; the message is JSON-escaped.
                     match measure(
                         &loss,
+                        thread_per_row.as_ref(),
                         &cross_entropy,
                         &stream,
                         &values,

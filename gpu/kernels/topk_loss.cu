@@ -1,6 +1,7 @@
-// The top-k cross-entropy loss of Petersen et al. (ICML 2022), fused forward + backward, one
-// thread per row: preselection of m, the network sweep of values and the true class's mass
-// (spec section 12) or the NeuralSort / SoftSort rows, mixture / clamp / log, the reverse pass,
+// The top-k cross-entropy loss of Petersen et al. (ICML 2022), fused forward + backward: one
+// thread per row (`topk_loss_*`, every configuration) or, for rows with a preselection, one
+// warp per row (`topk_loss_warp_*`, below): preselection of m, the network sweep of values and
+// the true class's mass (spec section 12) or the NeuralSort / SoftSort rows, mixture / clamp / log, the reverse pass,
 // the scatter of the gradient.
 // The same steps, in the same order, as difftopk-core's `loss::sample_loss`; compiled by NVRTC
 // at run time (no CUDA headers needed).
@@ -162,6 +163,11 @@ template <typename T> __device__ __forceinline__ T sign_of(T x) {
     return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
 }
 
+// `preselect`: 0 all classes are sorted; PRESELECT_HERE the row selects its m and zeroes the
+// gradient row itself; PRESELECT_DONE the caller (a warp, below) has done both.
+#define PRESELECT_HERE 1
+#define PRESELECT_DONE 2
+
 #define FAMILY_NETWORK 0
 #define FAMILY_NEURALSORT 1
 #define FAMILY_SOFTSORT 2
@@ -182,8 +188,10 @@ __device__ void topk_row(
     Strided<unsigned> top = selection.offset(n);   // SoftSort: the k largest, ties high
     int sorted_label;
     if (preselect) {
-        selection[0] = label;
-        largest_indices<false>(logits, classes, (int)label, selection.offset(1), n - 1);
+        if (preselect == PRESELECT_HERE) {
+            selection[0] = label;
+            largest_indices<false>(logits, classes, (int)label, selection.offset(1), n - 1);
+        }
         sorted_label = 0;
     } else {
         for (int i = 0; i < n; ++i) selection[i] = (unsigned)i;
@@ -348,7 +356,7 @@ __device__ void topk_row(
     } else if (mode == MODE_SOFTMAX_CROSS_ENTROPY) {
         for (int i = 0; i < n; ++i) x[i] += p_first * (probabilities[i] - (i == sorted_label ? T(1) : T(0)));
     }
-    if (preselect) for (int j = 0; j < classes; ++j) gradient[j] = T(0);
+    if (preselect == PRESELECT_HERE) for (int j = 0; j < classes; ++j) gradient[j] = T(0);
     for (int i = 0; i < n; ++i) gradient[selection[i]] = x[i] * scale;
 }
 
@@ -393,30 +401,200 @@ __device__ bool row_is_valid(const T* logits, unsigned label, int classes, int r
 TOPK_LOSS_KERNEL(topk_loss_f32, float)
 TOPK_LOSS_KERNEL(topk_loss_f64, double)
 
-// Plain softmax cross-entropy per row: loss_b = log Σ exp(s − max) + max − s_y, gradient
-// (softmax − e_y) · scale.
+// ---------------------------------------------------------------------------------------------
+// One warp per row. The lanes read the row together (lane l takes entries l, l + 32, ...), so
+// every load and store of a row is coalesced; warp shuffles combine what the lanes found.
+#define WARP_SIZE 32
+#define ALL_LANES 0xffffffffu
+
+// Whether (value_a, index_a) comes before (value_b, index_b) in the preselection's order: larger
+// value first, ties to the lower index (the core's `largest_indices`); index < 0 is "none" and
+// comes last.
+template <typename T>
+__device__ __forceinline__ bool comes_before(T value_a, int index_a, T value_b, int index_b) {
+    if (index_a < 0) return false;
+    if (index_b < 0) return true;
+    return value_a > value_b || (value_a == value_b && index_a < index_b);
+}
+
+// The first (value, index) over the warp in that order; every lane receives it.
+template <typename T> __device__ __forceinline__ void warp_first(T* value, int* index) {
+    for (int offset = WARP_SIZE / 2; offset > 0; offset >>= 1) {
+        T other_value = __shfl_xor_sync(ALL_LANES, *value, offset);
+        int other_index = __shfl_xor_sync(ALL_LANES, *index, offset);
+        if (comes_before(other_value, other_index, *value, *index)) {
+            *value = other_value;
+            *index = other_index;
+        }
+    }
+}
+
+template <typename T> __device__ __forceinline__ T warp_maximum(T value) {
+    for (int offset = WARP_SIZE / 2; offset > 0; offset >>= 1) {
+        T other = __shfl_xor_sync(ALL_LANES, value, offset);
+        if (other > value) value = other;
+    }
+    return value;
+}
+
+template <typename T> __device__ __forceinline__ T warp_sum(T value) {
+    for (int offset = WARP_SIZE / 2; offset > 0; offset >>= 1)
+        value += __shfl_xor_sync(ALL_LANES, value, offset);
+    return value;
+}
+
+// Bytes of shared memory one warp of `topk_loss_warp_*` uses: the row's reals (as in the global
+// scratch: 4·C + (5 + K)·n), then its n + K indices, each part rounded up to 8 bytes. The host
+// computes the same (gpu/src/loss.rs, `KernelArguments::warp_bytes`).
+__device__ __forceinline__ size_t round_up_8(size_t bytes) { return (bytes + 7) & ~(size_t)7; }
+
+// The top-k loss of rows with a preselection, one warp per row:
+//   1. one coalesced pass: the label and finiteness checks, and each lane's first candidate (its
+//      largest entry other than the label);
+//   2. n − 1 rounds: the warp's first candidate is the next selected class (so the selection is
+//      in descending order, ties to the lower index, exactly the core's); only the lane that owned
+//      it looks for its next candidate, among its entries after the winner in that order;
+//   3. the gradient row zeroed by all lanes (coalesced);
+//   4. lane 0 runs the m selected logits through `topk_row` with its scratch in shared memory.
+template <typename T>
+__device__ void topk_loss_warp(
+    const T* logits, const unsigned* labels, int batch, int classes, int n,
+    const int4* comparators, int count, int k, const double* rank_weights, double p_first,
+    double rest_weight, int mode, int family, int relaxation, double beta, double lambda,
+    double scale, T* losses, T* gradient, int with_gradient, int* status, unsigned char* shared) {
+    const int lane = threadIdx.x % WARP_SIZE;
+    const int warp_in_block = threadIdx.x / WARP_SIZE;
+    const int row = blockIdx.x * (blockDim.x / WARP_SIZE) + warp_in_block;
+    if (row >= batch) return;
+    const T* z = logits + (size_t)row * classes;
+    const unsigned label = labels[row];
+    if (label >= (unsigned)classes) {
+        if (lane == 0) {
+            atomicMin(status, row);
+            losses[row] = T(0);
+        }
+        return;
+    }
+    bool finite = true;
+    T best_value = T(0);
+    int best_index = -1;
+    for (int j = lane; j < classes; j += WARP_SIZE) {
+        T value = z[j];
+        finite = finite && isfinite(value);
+        if (j != (int)label && comes_before(value, j, best_value, best_index)) {
+            best_value = value;
+            best_index = j;
+        }
+    }
+    if (__any_sync(ALL_LANES, !finite)) {
+        if (lane == 0) {
+            atomicMin(status + 1, row);
+            losses[row] = T(0);
+        }
+        return;
+    }
+    const size_t reals_bytes = round_up_8((4 * (size_t)count + (size_t)(5 + k) * n) * sizeof(T));
+    const size_t warp_bytes = reals_bytes + round_up_8((size_t)(n + k) * sizeof(unsigned));
+    unsigned char* region = shared + warp_in_block * warp_bytes;
+    Strided<T> reals{(T*)region, 1};
+    Strided<unsigned> selection{(unsigned*)(region + reals_bytes), 1};
+    if (lane == 0) selection[0] = label;
+    for (int rank = 1; rank < n; ++rank) {
+        T winner_value = best_value;
+        int winner_index = best_index;
+        warp_first(&winner_value, &winner_index);
+        if (lane == 0) selection[rank] = (unsigned)winner_index;
+        if (winner_index % WARP_SIZE == lane) {
+            best_index = -1;
+            for (int j = lane; j < classes; j += WARP_SIZE) {
+                T value = z[j];
+                bool after_winner =
+                    value < winner_value || (value == winner_value && j > winner_index);
+                if (j != (int)label && after_winner && comes_before(value, j, best_value, best_index)) {
+                    best_value = value;
+                    best_index = j;
+                }
+            }
+        }
+    }
+    T* row_gradient = with_gradient ? gradient + (size_t)row * classes : (T*)0;
+    if (row_gradient)
+        for (int j = lane; j < classes; j += WARP_SIZE) row_gradient[j] = T(0);
+    __syncwarp(); // the selection and the zeros before lane 0 reads and scatters
+    if (lane == 0)
+        topk_row<T>(z, label, classes, n, comparators, count, k, rank_weights, p_first,
+                    rest_weight, mode, PRESELECT_DONE, family, relaxation, T(beta), T(lambda),
+                    T(scale), losses + row, row_gradient, reals, selection);
+}
+
+#define TOPK_LOSS_WARP_KERNEL(NAME, T)                                                             \
+    extern "C" __global__ void NAME(                                                               \
+        const T* logits, const unsigned* labels, int batch, int classes, int n,                    \
+        const int4* comparators, int count, int k, const double* rank_weights, double p_first,     \
+        double rest_weight, int mode, int family, int relaxation, double beta, double lambda,      \
+        double scale, T* losses, T* gradient, int with_gradient, int* status) {                    \
+        extern __shared__ double warp_scratch[];                                                   \
+        topk_loss_warp<T>(logits, labels, batch, classes, n, comparators, count, k, rank_weights,  \
+                          p_first, rest_weight, mode, family, relaxation, beta, lambda, scale,     \
+                          losses, gradient, with_gradient, status, (unsigned char*)warp_scratch);  \
+    }
+
+TOPK_LOSS_WARP_KERNEL(topk_loss_warp_f32, float)
+TOPK_LOSS_WARP_KERNEL(topk_loss_warp_f64, double)
+
+// Plain softmax cross-entropy, one warp per row: loss_b = log Σ exp(s − max) + max − s_y,
+// gradient (softmax − e_y) · scale. One pass for the checks and the maximum, one for the sum,
+// one for the gradient; each a coalesced sweep of the row.
+template <typename T>
+__device__ void softmax_cross_entropy_warp(const T* logits, const unsigned* labels, int batch,
+                                           int classes, double scale, T* losses, T* gradient,
+                                           int with_gradient, int* status) {
+    const int lane = threadIdx.x % WARP_SIZE;
+    const int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE;
+    if (row >= batch) return;
+    const T* z = logits + (size_t)row * classes;
+    const unsigned y = labels[row];
+    if (y >= (unsigned)classes) {
+        if (lane == 0) {
+            atomicMin(status, row);
+            losses[row] = T(0);
+        }
+        return;
+    }
+    bool finite = true;
+    T maximum = z[0];
+    for (int j = lane; j < classes; j += WARP_SIZE) {
+        T value = z[j];
+        finite = finite && isfinite(value);
+        if (value > maximum) maximum = value;
+    }
+    if (__any_sync(ALL_LANES, !finite)) {
+        if (lane == 0) {
+            atomicMin(status + 1, row);
+            losses[row] = T(0);
+        }
+        return;
+    }
+    maximum = warp_maximum(maximum);
+    T sum = T(0);
+    for (int j = lane; j < classes; j += WARP_SIZE) sum += d_exp(z[j] - maximum);
+    sum = warp_sum(sum);
+    if (lane == 0) losses[row] = maximum + d_log(sum) - z[y];
+    if (!with_gradient) return;
+    T* g = gradient + (size_t)row * classes;
+    T inverse = T(scale) / sum;
+    for (int j = lane; j < classes; j += WARP_SIZE) {
+        T value = d_exp(z[j] - maximum) * inverse;
+        g[j] = j == (int)y ? value - T(scale) : value;
+    }
+}
+
 #define SOFTMAX_CE_KERNEL(NAME, T)                                                                 \
     extern "C" __global__ void NAME(const T* logits, const unsigned* labels, int batch,            \
                                     int classes, double scale, T* losses, T* gradient,             \
                                     int with_gradient, int* status) {                              \
-        int row = blockIdx.x * blockDim.x + threadIdx.x;                                           \
-        if (row >= batch) return;                                                                  \
-        const T* z = logits + (size_t)row * classes;                                               \
-        unsigned y = labels[row];                                                                  \
-        if (!row_is_valid(z, y, classes, row, status)) {                                           \
-            losses[row] = T(0);                                                                    \
-            return;                                                                                \
-        }                                                                                          \
-        T maximum = z[0];                                                                          \
-        for (int j = 1; j < classes; ++j) if (z[j] > maximum) maximum = z[j];                      \
-        T sum = T(0);                                                                              \
-        for (int j = 0; j < classes; ++j) sum += d_exp(z[j] - maximum);                            \
-        losses[row] = maximum + d_log(sum) - z[y];                                                 \
-        if (!with_gradient) return;                                                                \
-        T* g = gradient + (size_t)row * classes;                                                   \
-        T inverse = T(scale) / sum;                                                                \
-        for (int j = 0; j < classes; ++j) g[j] = d_exp(z[j] - maximum) * inverse;                 \
-        g[y] -= T(scale);                                                                          \
+        softmax_cross_entropy_warp<T>(logits, labels, batch, classes, scale, losses, gradient,     \
+                                      with_gradient, status);                                      \
     }
 
 SOFTMAX_CE_KERNEL(softmax_cross_entropy_f32, float)

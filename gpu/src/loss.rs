@@ -14,6 +14,13 @@ use crate::Error;
 /// Threads per block of the one-thread-per-row kernels.
 const BLOCK: u32 = 128;
 
+/// Warps per block of the one-warp-per-row kernels.
+const WARPS_PER_BLOCK: usize = 4;
+
+/// The shared memory a block may use without opting in (48 KiB on every architecture since
+/// compute capability 3.0); the warp kernel is used while its rows' scratch fits.
+const SHARED_BYTES_LIMIT: usize = 48 * 1024;
+
 pub(crate) fn relaxation_code(relaxation: Relaxation) -> (i32, f64) {
     match relaxation {
         Relaxation::Logistic => (0, 0.0),
@@ -35,6 +42,15 @@ pub(crate) fn launch_config(batch: usize) -> LaunchConfig {
 
 /// Checks the buffer sizes of a batch: `labels.len()` rows (at least one) of `classes` logits,
 /// one loss per row, a gradient shaped as the logits.
+/// Launch shape of the one-warp-per-row kernels: `WARPS_PER_BLOCK` rows per block.
+pub(crate) fn warp_launch_config(batch: usize, shared_bytes_per_warp: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (batch.div_ceil(WARPS_PER_BLOCK) as u32, 1, 1),
+        block_dim: (32 * WARPS_PER_BLOCK as u32, 1, 1),
+        shared_mem_bytes: (WARPS_PER_BLOCK * shared_bytes_per_warp) as u32,
+    }
+}
+
 fn check_batch(
     classes: usize,
     logits: usize,
@@ -183,6 +199,19 @@ impl KernelArguments {
     pub fn indices_per_row(&self) -> usize {
         (self.n + self.k) as usize
     }
+
+    /// Shared memory per warp of `topk_loss_warp_*` for reals of `real_bytes` bytes: the reals
+    /// of a row, then its indices, each rounded up to 8 bytes (as the kernel computes it).
+    pub fn warp_bytes(&self, real_bytes: usize) -> usize {
+        let round_up = |bytes: usize| bytes.div_ceil(8) * 8;
+        round_up(self.reals_per_row() * real_bytes) + round_up(self.indices_per_row() * 4)
+    }
+
+    /// Whether batches go to the one-warp-per-row kernel: rows with a preselection whose
+    /// scratch fits in shared memory.
+    pub fn uses_warp_kernel(&self, real_bytes: usize) -> bool {
+        self.preselect != 0 && WARPS_PER_BLOCK * self.warp_bytes(real_bytes) <= SHARED_BYTES_LIMIT
+    }
 }
 
 /// [`TopkLoss`] on device 0 for every method (the sorting networks, NeuralSort, SoftSort): the
@@ -194,9 +223,11 @@ pub struct CudaTopkLoss {
     loss: TopkLoss,
     stream: Arc<CudaStream>,
     kernels: [CudaFunction; 2],
+    warp_kernels: [CudaFunction; 2],
     comparators: CudaSlice<i32>,
     rank_weights: CudaSlice<f64>,
     arguments: KernelArguments,
+    thread_per_row: bool,
     work: Mutex<(Scratch, Status)>,
 }
 
@@ -207,6 +238,7 @@ impl CudaTopkLoss {
     pub fn new(config: TopkLossConfig) -> Result<Self, Error> {
         let loss = TopkLoss::new(config)?;
         let (stream, kernels) = load_kernels("topk_loss")?;
+        let (_, warp_kernels) = load_kernels("topk_loss_warp")?;
         let arguments = KernelArguments::new(&loss);
         let comparators = stream.clone_htod(&arguments.comparators)?;
         let rank_weights = stream.clone_htod(&arguments.rank_weights)?;
@@ -215,11 +247,22 @@ impl CudaTopkLoss {
             loss,
             stream,
             kernels,
+            warp_kernels,
             comparators,
             rank_weights,
             arguments,
+            thread_per_row: false,
             work: Mutex::new((Scratch::default(), status)),
         })
+    }
+
+    /// Always the one-thread-per-row kernel, also for rows with a preselection (which otherwise
+    /// go to the one-warp-per-row kernel): for tests and benchmarks of that path, which larger
+    /// m take.
+    #[doc(hidden)]
+    pub fn with_thread_per_row(mut self) -> Self {
+        self.thread_per_row = true;
+        self
     }
 
     /// The validated configuration.
@@ -259,11 +302,6 @@ impl CudaTopkLoss {
         let mut work = self.work.lock().unwrap_or_else(|p| p.into_inner());
         let (scratch, status) = &mut *work;
         status.reset(&self.stream)?;
-        let (reals, indices) = scratch.reserve::<F>(
-            &self.stream,
-            batch * arguments.reals_per_row(),
-            batch * arguments.indices_per_row(),
-        )?;
         let scale = 1.0 / batch as f64;
         let (batch_i, classes_i) = (batch as i32, classes as i32);
         let with_gradient = i32::from(gradient.is_some());
@@ -273,6 +311,44 @@ impl CudaTopkLoss {
             Some(gradient) => gradient,
             None => no_gradient.insert(self.stream.alloc_zeros::<F>(1)?),
         };
+        let real_bytes = std::mem::size_of::<F>();
+        if !self.thread_per_row && arguments.uses_warp_kernel(real_bytes) {
+            let mut launch = self
+                .stream
+                .launch_builder(kernel_for::<F>(&self.warp_kernels));
+            launch
+                .arg(logits)
+                .arg(labels)
+                .arg(&batch_i)
+                .arg(&classes_i)
+                .arg(&arguments.n)
+                .arg(&self.comparators)
+                .arg(&arguments.count)
+                .arg(&arguments.k)
+                .arg(&self.rank_weights)
+                .arg(&arguments.p_first)
+                .arg(&arguments.rest_weight)
+                .arg(&arguments.mode)
+                .arg(&arguments.family)
+                .arg(&arguments.relaxation)
+                .arg(&arguments.beta)
+                .arg(&arguments.lambda)
+                .arg(&scale)
+                .arg(losses)
+                .arg(gradient)
+                .arg(&with_gradient)
+                .arg(status.flags());
+            // SAFETY: the arguments match `topk_loss_warp_*` in kernels/topk_loss.cu in order
+            // and type; the buffers have the sizes checked above; each block gets the shared
+            // memory its warps use (`warp_bytes`, the kernel's own formula).
+            unsafe { launch.launch(warp_launch_config(batch, arguments.warp_bytes(real_bytes))) }?;
+            return status.check(&self.stream, logits, labels, classes);
+        }
+        let (reals, indices) = scratch.reserve::<F>(
+            &self.stream,
+            batch * arguments.reals_per_row(),
+            batch * arguments.indices_per_row(),
+        )?;
         let mut launch = self.stream.launch_builder(kernel_for::<F>(&self.kernels));
         launch
             .arg(logits)
@@ -397,7 +473,7 @@ impl CudaSoftmaxCrossEntropy {
             .arg(status.flags());
         // SAFETY: the arguments match `softmax_cross_entropy_*` in kernels/topk_loss.cu; sizes
         // checked above.
-        unsafe { launch.launch(launch_config(batch)) }?;
+        unsafe { launch.launch(warp_launch_config(batch, 0)) }?;
         status.check(&self.stream, logits, labels, classes)
     }
 

@@ -93,6 +93,8 @@ fn without_a_device_the_error_is_clear_and_with_one_results_match_the_core() {
         Relaxation::Cauchy,
         Relaxation::Optimal,
     ];
+    let mut worst_ratio = (0.0f64, 0.0f64, 0.0f64);
+    let (mut thread_compared, mut identical) = (0usize, 0usize);
     let mut state = 12345u64;
     let mut next = move || {
         state ^= state << 13;
@@ -159,20 +161,79 @@ fn without_a_device_the_error_is_clear_and_with_one_results_match_the_core() {
                         .forward_backward(&logits32, &labels, Some(&mut actual32))
                         .unwrap();
                     assert!((gpu_value32 - value32).abs() <= 1e-5 * value32.abs().max(1.0));
-                    let scale32 = expected32.iter().fold(1e-30f32, |m, g| m.max(g.abs()));
-                    let worst32 = actual32
-                        .iter()
-                        .zip(&expected32)
-                        .fold(0f32, |m, (a, e)| m.max((a - e).abs()))
-                        / scale32;
+                    let truth = f64_truth(&cpu, &logits32, &labels);
+                    if m.is_some() {
+                        // The one-thread-per-row kernel (larger m take it) on the same rows.
+                        let thread = CudaTopkLoss::new(config).unwrap().with_thread_per_row();
+                        let mut thread32 = vec![0f32; logits.len()];
+                        thread
+                            .forward_backward(&logits32, &labels, Some(&mut thread32))
+                            .unwrap();
+                        let (thread_error, cpu_error) = f32_errors(&thread32, &expected32, &truth);
+                        assert!(
+                            thread_error <= f32_bound(cpu_error),
+                            "{method:?} {relaxation:?} {mode:?}: thread per row, f32 gradient \
+                             error {thread_error:e} (the core's in f32: {cpu_error:e})"
+                        );
+                        thread_compared += 1;
+                        identical += usize::from(thread32 == actual32);
+                    }
+                    let (gpu_error, cpu_error) = f32_errors(&actual32, &expected32, &truth);
+                    if gpu_error > 1e-6 && gpu_error / cpu_error.max(1e-7) > worst_ratio.0 {
+                        worst_ratio = (gpu_error / cpu_error.max(1e-7), gpu_error, cpu_error);
+                    }
                     assert!(
-                        worst32 <= 1e-5,
-                        "{method:?} {relaxation:?} {mode:?}: f32 gradient {worst32:e}"
+                        gpu_error <= f32_bound(cpu_error),
+                        "{method:?} {relaxation:?} {mode:?}: f32 gradient error {gpu_error:e} \
+                         (the core's in f32: {cpu_error:e})"
                     );
                 }
             }
         }
     }
+    println!(
+        "f32 gradients against the f64 truth: largest ratio of the GPU's error to the core's \
+         {:.2} ({:e} against {:e})",
+        worst_ratio.0, worst_ratio.1, worst_ratio.2
+    );
+    println!(
+        "with m: the thread-per-row kernel checked on {thread_compared} batches, bit for bit the \
+         warp kernel's on {identical}"
+    );
+    assert!(thread_compared > 0);
+}
+
+/// The core's f64 gradient at the f32 logits: the truth both f32 results are measured against.
+fn f64_truth(loss: &TopkLoss, logits32: &[f32], labels: &[usize]) -> Vec<f64> {
+    let logits: Vec<f64> = logits32.iter().map(|&v| v as f64).collect();
+    let mut truth = vec![0.0; logits.len()];
+    loss.forward_backward(&logits, labels, Some(&mut truth))
+        .unwrap();
+    truth
+}
+
+/// The largest distance to the truth over the truth's largest magnitude, of the GPU's and of
+/// the core's f32 gradient.
+fn f32_errors(gpu: &[f32], cpu: &[f32], truth: &[f64]) -> (f64, f64) {
+    let scale = truth.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
+    let error = |values: &[f32]| {
+        values
+            .iter()
+            .zip(truth)
+            .fold(0.0f64, |m, (&a, e)| m.max((a as f64 - e).abs()))
+            / scale
+    };
+    (error(gpu), error(cpu))
+}
+
+/// How far the GPU's f32 gradient may be from the truth: 1e-5 of its scale, or 8 times the
+/// core's own f32 error where that is larger. Comparing the two f32 results with each other at
+/// 1e-5 is not meaningful: where the clamp's 1e-7 or a cancellation makes a row ill-conditioned,
+/// the core's f32 gradient is itself up to 1e-2 from the truth (Gaussian, n = 100, m = 16), and
+/// CUDA's expf/logf/erff (up to 2 ulp against the CPU libm's 1) round differently. Measured on
+/// an H100, the test prints the largest ratio it saw.
+fn f32_bound(cpu_error: f64) -> f64 {
+    (8.0 * cpu_error).max(1e-5)
 }
 
 /// Without a device: a clear error. With one: the device-buffer API agrees with the host API,
@@ -230,10 +291,12 @@ fn device_buffers_scratch_reuse_and_bad_input() {
             "batch {batch}"
         );
         let actual = stream.clone_dtoh(&gradient).unwrap();
-        let scale = expected.iter().fold(1e-30f32, |m, g| m.max(g.abs()));
-        for (a, e) in actual.iter().zip(&expected) {
-            assert!((a - e).abs() <= 1e-5 * scale, "batch {batch}: {a} vs {e}");
-        }
+        let truth = f64_truth(&cpu, &logits, &labels);
+        let (gpu_error, cpu_error) = f32_errors(&actual, &expected, &truth);
+        assert!(
+            gpu_error <= f32_bound(cpu_error),
+            "batch {batch}: f32 gradient error {gpu_error:e} (the core's in f32: {cpu_error:e})"
+        );
     }
     // Bad input: the same error as the CPU, for the first bad row.
     let mut logits = vec![0.5f32; 4 * classes];

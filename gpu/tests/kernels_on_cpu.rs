@@ -24,7 +24,7 @@ fn compile_harness() -> Option<PathBuf> {
     let binary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("difftopk_cpu_harness");
     // No contraction into FMA: the kernels are compiled that way by NVRTC too (fmad=false).
     let output = Command::new(&compiler)
-        .args(["-O2", "-ffp-contract=off", "-std=c++17", "-o"])
+        .args(["-O2", "-ffp-contract=off", "-std=c++17", "-pthread", "-o"])
         .arg(&binary)
         .arg(&source)
         .output();
@@ -67,7 +67,7 @@ fn harness_output(binary: &PathBuf, input: &str) -> String {
 
 /// One batch for the harness.
 struct Case<'a> {
-    kernel: i32, // 0 top-k, 1 cross-entropy
+    kernel: i32, // 0 top-k (a thread per row), 8 top-k (a warp per row), 1 cross-entropy
     precision: i32,
     classes: usize,
     arguments: Option<&'a KernelArguments>,
@@ -207,6 +207,7 @@ fn kernel_source_on_the_cpu_matches_the_core() {
         Relaxation::Optimal,
     ];
     let mut compared = 0;
+    let mut warp_compared = 0;
     let mut worst = [0.0f64; 2];
     for method in [
         Method::OddEven,
@@ -221,7 +222,7 @@ fn kernel_source_on_the_cpu_matches_the_core() {
         } else {
             &relaxations[..1]
         };
-        for &relaxation in relaxations {
+        for (relaxation_index, &relaxation) in relaxations.iter().enumerate() {
             for mode in [
                 Top1Mode::Softmax,
                 Top1Mode::SoftmaxCrossEntropy,
@@ -267,6 +268,25 @@ fn kernel_source_on_the_cpu_matches_the_core() {
                     ];
                     let outcomes = run(&binary, &cases);
                     let name = format!("{method:?} {relaxation:?} {mode:?} n={classes} m={m:?}");
+                    // The one-warp-per-row kernel (rows with a preselection) selects in the same
+                    // order and then runs the same row code: bit for bit the thread kernel's
+                    // results. Its lanes are threads here (slow), and what it adds (the selection,
+                    // the zeroing) does not depend on the relaxation: one relaxation suffices.
+                    if m.is_some() && relaxation_index == 0 {
+                        let warp_cases: Vec<Case> = cases
+                            .iter()
+                            .map(|case| Case { kernel: 8, ..*case })
+                            .collect();
+                        for (warp, thread) in run(&binary, &warp_cases).iter().zip(&outcomes) {
+                            assert_eq!(warp.status, thread.status, "{name}: warp kernel status");
+                            assert_eq!(warp.losses, thread.losses, "{name}: warp kernel losses");
+                            assert_eq!(
+                                warp.gradient, thread.gradient,
+                                "{name}: warp kernel gradient"
+                            );
+                            warp_compared += 1;
+                        }
+                    }
                     // f64
                     let mut expected = vec![0.0; logits.len()];
                     let value = loss
@@ -304,10 +324,11 @@ fn kernel_source_on_the_cpu_matches_the_core() {
         }
     }
     println!(
-        "compared {compared} batches; worst gradient difference f32 {:e}, f64 {:e}",
+        "compared {compared} batches; worst gradient difference f32 {:e}, f64 {:e}; \
+         {warp_compared} batches of the warp kernel identical to the thread kernel's",
         worst[0], worst[1]
     );
-    assert!(compared > 0);
+    assert!(compared > 0 && warp_compared > 0);
 }
 
 #[test]
@@ -362,6 +383,35 @@ fn kernel_source_on_the_cpu_reports_bad_rows_and_computes_cross_entropy() {
     // First non-finite row 3; with the bad label in row 2 that comes first.
     assert_eq!(outcomes[0].status, [i32::MAX, 3]);
     assert_eq!(outcomes[1].status, [2, 3]);
+    // The one-warp-per-row kernel reports the same rows and computes the good rows alike.
+    let warp = run(
+        &binary,
+        &[
+            Case {
+                kernel: 8,
+                precision: 64,
+                classes,
+                arguments: Some(&arguments),
+                labels: &labels,
+                logits: &logits,
+            },
+            Case {
+                kernel: 8,
+                precision: 32,
+                classes,
+                arguments: Some(&arguments),
+                labels: &bad_labels,
+                logits: &logits,
+            },
+        ],
+    );
+    assert_eq!(warp[0].status, [i32::MAX, 3]);
+    assert_eq!(warp[1].status, [2, 3]);
+    assert_eq!(warp[0].losses[..3], outcomes[0].losses[..3]);
+    assert_eq!(
+        warp[0].gradient[..3 * classes],
+        outcomes[0].gradient[..3 * classes]
+    );
     let mut expected = vec![0.0; clean.len()];
     let value =
         difftopk_core::softmax_cross_entropy(&clean, &clean_labels, classes, Some(&mut expected))

@@ -1,9 +1,11 @@
 // Runs the CUDA kernels of gpu/kernels/topk_loss.cu on the CPU, one "thread" (row) after
-// another, so that their arithmetic is checked against the core on machines without a GPU.
+// another, or for the one-warp-per-row kernels 32 threads a warp (below), so that their
+// arithmetic is checked against the core on machines without a GPU.
 // The CUDA keywords become nothing, the built-ins become their C++ equivalents; the kernel
 // source is included unchanged.
 //
-// Reads cases from stdin until EOF. Losses (kernel 0 top-k, 1 cross-entropy):
+// Reads cases from stdin until EOF. Losses (kernel 0 top-k one thread per row, 8 top-k one warp
+// per row, 1 cross-entropy, one warp per row):
 //   kernel precision(32|64) batch classes n count k mode preselect family relaxation beta lambda
 //   p_first rest_weight scale, then 4·max(count,1) comparator ints, k rank weights, batch labels,
 //   batch·classes logits; writes the two status flags, batch losses, batch·classes gradient.
@@ -21,24 +23,99 @@
 //   and batch·n·k entries of P_topk (forward) or batch·n of ∂/∂x (backward).
 #include <climits>
 #include <cmath>
+#include <condition_variable>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
 #include <vector>
 
 #define __device__
 #define __global__
+#define __shared__
 #define __forceinline__ inline
 struct int4 { int x, y, z, w; };
 struct dim3 { unsigned x, y, z; };
-static dim3 blockIdx, blockDim, threadIdx;
+// Each emulated thread has its own built-ins.
+static thread_local dim3 blockIdx, blockDim, threadIdx;
+static std::mutex atomic_mutex;
 static int atomicMin(int* address, int value) {
+    std::lock_guard<std::mutex> lock(atomic_mutex);
     int old = *address;
     if (value < old) *address = value;
     return old;
 }
 using std::isfinite;
 
+// A warp's 32 lanes are 32 threads; a shuffle or vote is a write to the lane's slot, a barrier
+// over the warp, a read, and a barrier. Lanes that reach different collectives deadlock, and the
+// alarm in main() then fails the run, so divergent collectives cannot pass unnoticed.
+struct Warp {
+    std::mutex mutex;
+    std::condition_variable condition;
+    int waiting = 0;
+    unsigned long generation = 0;
+    unsigned long long slots[32];
+    void barrier() {
+        std::unique_lock<std::mutex> lock(mutex);
+        unsigned long arrived = generation;
+        if (++waiting == 32) {
+            waiting = 0;
+            generation += 1;
+            condition.notify_all();
+        } else {
+            condition.wait(lock, [&] { return generation != arrived; });
+        }
+    }
+};
+static thread_local Warp* current_warp;
+template <typename T> static T __shfl_xor_sync(unsigned, T value, int lane_mask) {
+    static_assert(sizeof(T) <= 8, "one slot per lane");
+    int lane = threadIdx.x % 32;
+    std::memcpy(&current_warp->slots[lane], &value, sizeof(T));
+    current_warp->barrier();
+    T other;
+    std::memcpy(&other, &current_warp->slots[lane ^ lane_mask], sizeof(T));
+    current_warp->barrier();
+    return other;
+}
+static bool __any_sync(unsigned, bool predicate) {
+    int lane = threadIdx.x % 32;
+    current_warp->slots[lane] = predicate ? 1 : 0;
+    current_warp->barrier();
+    bool any = false;
+    for (int other = 0; other < 32; ++other) any = any || current_warp->slots[other] != 0;
+    current_warp->barrier();
+    return any;
+}
+static void __syncwarp(unsigned = 0xffffffffu) { current_warp->barrier(); }
+
 #include "../../kernels/topk_loss.cu"
 #include "../../kernels/head.cu"
+
+// The dynamic shared memory of the block being run (one block at a time).
+double warp_scratch[1 << 14];
+
+// Runs a one-warp-per-row kernel over `rows` rows: blocks of two warps (so that the kernel's
+// per-warp offsets into shared memory are exercised), each lane a thread.
+template <typename Kernel> static void each_warp(int rows, Kernel kernel) {
+    const unsigned lanes = 64;
+    for (int block = 0; block < (rows + 1) / 2; ++block) {
+        std::vector<Warp> warps(2);
+        std::vector<std::thread> threads;
+        for (unsigned t = 0; t < lanes; ++t)
+            threads.emplace_back([&, t] {
+                blockIdx = dim3{(unsigned)block, 0, 0};
+                blockDim = dim3{lanes, 1, 1};
+                threadIdx = dim3{t, 0, 0};
+                current_warp = &warps[t / 32];
+                kernel();
+            });
+        for (auto& thread : threads) thread.join();
+    }
+}
 
 template <typename T> static bool read(T* value);
 template <> bool read(int* value) { return std::scanf("%d", value) == 1; }
@@ -61,27 +138,44 @@ static void run_case(int kernel, int batch, int classes, int n, int count, int k
     std::vector<T> reals((size_t)batch * (4 * (size_t)count + (size_t)(5 + k) * n) + 1);
     std::vector<unsigned> indices((size_t)batch * (n + k) + 1);
     int status[2] = {INT_MAX, INT_MAX};
-    blockDim = dim3{1, 1, 1};
-    threadIdx = dim3{0, 0, 0};
-    for (int row = 0; row < batch; ++row) {
-        blockIdx = dim3{(unsigned)row, 0, 0};
-        if (kernel == 1) {
+    if (kernel == 1) {
+        each_warp(batch, [&] {
             if (sizeof(T) == 4)
                 softmax_cross_entropy_f32((const float*)logits.data(), labels.data(), batch, classes, scale,
                                           (float*)losses.data(), (float*)gradient.data(), 1, status);
             else
                 softmax_cross_entropy_f64((const double*)logits.data(), labels.data(), batch, classes, scale,
                                           (double*)losses.data(), (double*)gradient.data(), 1, status);
-        } else if (sizeof(T) == 4) {
-            topk_loss_f32((const float*)logits.data(), labels.data(), batch, classes, n, comparators.data(),
-                          count, k, rank_weights.data(), p_first, rest_weight, mode, preselect, family,
-                          relaxation, beta, lambda, scale, (float*)losses.data(), (float*)gradient.data(), 1,
-                          (float*)reals.data(), indices.data(), status);
-        } else {
-            topk_loss_f64((const double*)logits.data(), labels.data(), batch, classes, n, comparators.data(),
-                          count, k, rank_weights.data(), p_first, rest_weight, mode, preselect, family,
-                          relaxation, beta, lambda, scale, (double*)losses.data(), (double*)gradient.data(), 1,
-                          (double*)reals.data(), indices.data(), status);
+        });
+    } else if (kernel == 8) {
+        each_warp(batch, [&] {
+            if (sizeof(T) == 4)
+                topk_loss_warp_f32((const float*)logits.data(), labels.data(), batch, classes, n,
+                                   comparators.data(), count, k, rank_weights.data(), p_first, rest_weight,
+                                   mode, family, relaxation, beta, lambda, scale, (float*)losses.data(),
+                                   (float*)gradient.data(), 1, status);
+            else
+                topk_loss_warp_f64((const double*)logits.data(), labels.data(), batch, classes, n,
+                                   comparators.data(), count, k, rank_weights.data(), p_first, rest_weight,
+                                   mode, family, relaxation, beta, lambda, scale, (double*)losses.data(),
+                                   (double*)gradient.data(), 1, status);
+        });
+    } else {
+        blockDim = dim3{1, 1, 1};
+        threadIdx = dim3{0, 0, 0};
+        for (int row = 0; row < batch; ++row) {
+            blockIdx = dim3{(unsigned)row, 0, 0};
+            if (sizeof(T) == 4) {
+                topk_loss_f32((const float*)logits.data(), labels.data(), batch, classes, n, comparators.data(),
+                              count, k, rank_weights.data(), p_first, rest_weight, mode, preselect, family,
+                              relaxation, beta, lambda, scale, (float*)losses.data(), (float*)gradient.data(), 1,
+                              (float*)reals.data(), indices.data(), status);
+            } else {
+                topk_loss_f64((const double*)logits.data(), labels.data(), batch, classes, n, comparators.data(),
+                              count, k, rank_weights.data(), p_first, rest_weight, mode, preselect, family,
+                              relaxation, beta, lambda, scale, (double*)losses.data(), (double*)gradient.data(), 1,
+                              (double*)reals.data(), indices.data(), status);
+            }
         }
     }
     std::printf("%d %d\n", status[0], status[1]);
@@ -199,14 +293,15 @@ static bool run_head_case(int kernel) {
 }
 
 int main() {
+    alarm(300); // a deadlock among emulated lanes fails the run instead of hanging it
     int kernel, precision, batch, classes, n, count, k, mode, preselect, family, relaxation;
     double beta, lambda, p_first, rest_weight, scale;
     while (read(&kernel) && read(&precision)) {
-        if (kernel >= 4) {
+        if (kernel >= 4 && kernel != 8) {
             if (!run_head_case(kernel)) return 1;
             continue;
         }
-        if (kernel >= 2) {
+        if (kernel == 2 || kernel == 3) {
             if (!(read(&batch) && read(&n) && read(&count) && read(&k) && read(&relaxation) &&
                   read(&beta) && read(&lambda)))
                 return 1;
