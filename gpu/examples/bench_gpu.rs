@@ -1,6 +1,7 @@
 //! Times the fused loss kernel on device 0 and prints one JSON line per configuration, with,
-//! measured in the same process on the same buffers: with m, the one-thread-per-row kernel
-//! (`thread_per_row_us`; the default is one warp per row), plain softmax cross-entropy on the device,
+//! measured in the same process on the same buffers: with m, each kernel path alone
+//! (`fused_warp_us`, `select_then_thread_us`, `thread_per_row_us`; `median_us` is the default
+//! choice), plain softmax cross-entropy on the device,
 //! and a device-to-device copy of the logits (reading and writing as many bytes as the loss's
 //! unavoidable traffic: logits in, gradient out), the memory-bandwidth floor.
 //!
@@ -20,7 +21,9 @@ use std::time::Instant;
 use cudarc::driver::CudaStream;
 
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLossConfig};
-use difftopk_gpu::{cuda_device_available, CudaSoftmaxCrossEntropy, CudaTopkLoss, KernelArguments};
+use difftopk_gpu::{
+    cuda_device_available, CudaSoftmaxCrossEntropy, CudaTopkLoss, KernelArguments, RowKernel,
+};
 
 const BATCHES: [usize; 3] = [128, 4096, 65536];
 /// Configurations whose kernel scratch would exceed this are reported as skipped.
@@ -63,7 +66,7 @@ fn median_us(reps: usize, mut run: impl FnMut()) -> f64 {
 #[allow(clippy::too_many_arguments)]
 fn measure(
     loss: &CudaTopkLoss,
-    thread_per_row: Option<&CudaTopkLoss>,
+    variants: &[(&str, CudaTopkLoss)],
     cross_entropy: &CudaSoftmaxCrossEntropy,
     stream: &Arc<CudaStream>,
     values: &[f32],
@@ -88,9 +91,10 @@ fn measure(
             failure.get_or_insert(error);
         }
     });
-    let thread_us = thread_per_row.map(|thread_loss| {
-        median_us(reps, || {
-            if let Err(error) = thread_loss.forward_backward_device(
+    let mut variant_fields = String::new();
+    for (name, variant) in variants {
+        let us = median_us(reps, || {
+            if let Err(error) = variant.forward_backward_device(
                 &logits_device,
                 &labels_device,
                 &mut losses,
@@ -98,8 +102,9 @@ fn measure(
             ) {
                 failure.get_or_insert(error);
             }
-        })
-    });
+        });
+        variant_fields += &format!(",\"{name}_us\":{us:.1}");
+    }
     let ce_us = median_us(reps, || {
         if let Err(error) = cross_entropy.forward_backward_device(
             n,
@@ -122,11 +127,8 @@ fn measure(
     if let Some(error) = failure {
         return Err(error);
     }
-    let thread_field = thread_us.map_or(String::new(), |us| {
-        format!(",\"thread_per_row_us\":{us:.1}")
-    });
     Ok(format!(
-        "\"median_us\":{loss_us:.1}{thread_field},\"softmax_ce_us\":{ce_us:.1},\"copy_us\":{copy_us:.1},\"ratio_to_copy\":{:.2}",
+        "\"median_us\":{loss_us:.1}{variant_fields},\"softmax_ce_us\":{ce_us:.1},\"copy_us\":{copy_us:.1},\"ratio_to_copy\":{:.2}",
         loss_us / copy_us
     ))
 }
@@ -169,11 +171,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .with_preselection(m)?
                     .with_top1_mode(Top1Mode::Softmax);
                 let loss = CudaTopkLoss::new(config)?;
-                // With m, the one-thread-per-row kernel too (the default is one warp per row).
-                let thread_per_row = match m {
-                    Some(_) => Some(CudaTopkLoss::new(config)?.with_thread_per_row()),
-                    None => None,
-                };
+                // With m, each kernel path too (the default picks by the batch size).
+                let mut variants = Vec::new();
+                if m.is_some() {
+                    for (name, kernel) in [
+                        ("fused_warp", RowKernel::FusedWarp),
+                        ("select_then_thread", RowKernel::SelectThenThread),
+                        ("thread_per_row", RowKernel::ThreadPerRow),
+                    ] {
+                        variants.push((name, CudaTopkLoss::new(config)?.with_row_kernel(kernel)));
+                    }
+                }
                 let stream = loss.stream().clone();
                 let arguments = KernelArguments::new(&difftopk_core::TopkLoss::new(config)?);
                 for batch in BATCHES {
@@ -192,7 +200,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     // others still run; the message is JSON-escaped.
                     match measure(
                         &loss,
-                        thread_per_row.as_ref(),
+                        &variants,
                         &cross_entropy,
                         &stream,
                         &values,

@@ -167,6 +167,8 @@ template <typename T> __device__ __forceinline__ T sign_of(T x) {
 // gradient row itself; PRESELECT_DONE the caller (a warp, below) has done both.
 #define PRESELECT_HERE 1
 #define PRESELECT_DONE 2
+// A row's first selected index after `topk_select_warp_*` found the row bad.
+#define BAD_ROW 0xffffffffu
 
 #define FAMILY_NETWORK 0
 #define FAMILY_NEURALSORT 1
@@ -386,7 +388,10 @@ __device__ bool row_is_valid(const T* logits, unsigned label, int classes, int r
         int row = blockIdx.x * blockDim.x + threadIdx.x;                                           \
         if (row >= batch) return;                                                                  \
         const T* row_logits = logits + (size_t)row * classes;                                      \
-        if (!row_is_valid(row_logits, labels[row], classes, row, status)) {                        \
+        bool valid = preselect == PRESELECT_DONE                                                   \
+                         ? indices[row] != BAD_ROW /* checked by topk_select_warp */               \
+                         : row_is_valid(row_logits, labels[row], classes, row, status);            \
+        if (!valid) {                                                                              \
             losses[row] = T(0);                                                                    \
             return;                                                                                \
         }                                                                                          \
@@ -448,14 +453,67 @@ template <typename T> __device__ __forceinline__ T warp_sum(T value) {
 // computes the same (gpu/src/loss.rs, `KernelArguments::warp_bytes`).
 __device__ __forceinline__ size_t round_up_8(size_t bytes) { return (bytes + 7) & ~(size_t)7; }
 
-// The top-k loss of rows with a preselection, one warp per row:
+// A row's preselection by one warp (the label first, then the n − 1 largest other classes in
+// descending order, ties to the lower index: exactly the core's), and its gradient row zeroed:
 //   1. one coalesced pass: the label and finiteness checks, and each lane's first candidate (its
 //      largest entry other than the label);
-//   2. n − 1 rounds: the warp's first candidate is the next selected class (so the selection is
-//      in descending order, ties to the lower index, exactly the core's); only the lane that owned
-//      it looks for its next candidate, among its entries after the winner in that order;
-//   3. the gradient row zeroed by all lanes (coalesced);
-//   4. lane 0 runs the m selected logits through `topk_row` with its scratch in shared memory.
+//   2. n − 1 rounds: the warp's first candidate is the next selected class; only the lane that
+//      owned it looks for its next candidate, among its entries after the winner in that order;
+//   3. the gradient row zeroed by all lanes (coalesced), unless `row_gradient` is null.
+// Returns false for a bad row (lane 0 records it in `status`). Ends with the warp synchronised,
+// so that lane 0 sees the selection and the zeros.
+template <typename T>
+__device__ bool warp_select_row(const T* z, unsigned label, int classes, int n, int row,
+                                int* status, Strided<unsigned> selection, T* row_gradient) {
+    const int lane = threadIdx.x % WARP_SIZE;
+    if (label >= (unsigned)classes) {
+        if (lane == 0) atomicMin(status, row);
+        return false;
+    }
+    bool finite = true;
+    T best_value = T(0);
+    int best_index = -1;
+#pragma unroll 4
+    for (int j = lane; j < classes; j += WARP_SIZE) {
+        T value = z[j];
+        finite = finite && isfinite(value);
+        if (j != (int)label && comes_before(value, j, best_value, best_index)) {
+            best_value = value;
+            best_index = j;
+        }
+    }
+    if (__any_sync(ALL_LANES, !finite)) {
+        if (lane == 0) atomicMin(status + 1, row);
+        return false;
+    }
+    if (lane == 0) selection[0] = label;
+    for (int rank = 1; rank < n; ++rank) {
+        T winner_value = best_value;
+        int winner_index = best_index;
+        warp_first(&winner_value, &winner_index);
+        if (lane == 0) selection[rank] = (unsigned)winner_index;
+        if (winner_index % WARP_SIZE == lane) {
+            best_index = -1;
+#pragma unroll 4
+            for (int j = lane; j < classes; j += WARP_SIZE) {
+                T value = z[j];
+                bool after_winner =
+                    value < winner_value || (value == winner_value && j > winner_index);
+                if (j != (int)label && after_winner && comes_before(value, j, best_value, best_index)) {
+                    best_value = value;
+                    best_index = j;
+                }
+            }
+        }
+    }
+    if (row_gradient)
+        for (int j = lane; j < classes; j += WARP_SIZE) row_gradient[j] = T(0);
+    __syncwarp();
+    return true;
+}
+
+// The top-k loss of rows with a preselection, fused, one warp per row: `warp_select_row`, then
+// lane 0 runs the m selected logits through `topk_row` with the row's scratch in shared memory.
 template <typename T>
 __device__ void topk_loss_warp(
     const T* logits, const unsigned* labels, int batch, int classes, int n,
@@ -468,64 +526,42 @@ __device__ void topk_loss_warp(
     if (row >= batch) return;
     const T* z = logits + (size_t)row * classes;
     const unsigned label = labels[row];
-    if (label >= (unsigned)classes) {
-        if (lane == 0) {
-            atomicMin(status, row);
-            losses[row] = T(0);
-        }
-        return;
-    }
-    bool finite = true;
-    T best_value = T(0);
-    int best_index = -1;
-    for (int j = lane; j < classes; j += WARP_SIZE) {
-        T value = z[j];
-        finite = finite && isfinite(value);
-        if (j != (int)label && comes_before(value, j, best_value, best_index)) {
-            best_value = value;
-            best_index = j;
-        }
-    }
-    if (__any_sync(ALL_LANES, !finite)) {
-        if (lane == 0) {
-            atomicMin(status + 1, row);
-            losses[row] = T(0);
-        }
-        return;
-    }
     const size_t reals_bytes = round_up_8((4 * (size_t)count + (size_t)(5 + k) * n) * sizeof(T));
     const size_t warp_bytes = reals_bytes + round_up_8((size_t)(n + k) * sizeof(unsigned));
     unsigned char* region = shared + warp_in_block * warp_bytes;
     Strided<T> reals{(T*)region, 1};
     Strided<unsigned> selection{(unsigned*)(region + reals_bytes), 1};
-    if (lane == 0) selection[0] = label;
-    for (int rank = 1; rank < n; ++rank) {
-        T winner_value = best_value;
-        int winner_index = best_index;
-        warp_first(&winner_value, &winner_index);
-        if (lane == 0) selection[rank] = (unsigned)winner_index;
-        if (winner_index % WARP_SIZE == lane) {
-            best_index = -1;
-            for (int j = lane; j < classes; j += WARP_SIZE) {
-                T value = z[j];
-                bool after_winner =
-                    value < winner_value || (value == winner_value && j > winner_index);
-                if (j != (int)label && after_winner && comes_before(value, j, best_value, best_index)) {
-                    best_value = value;
-                    best_index = j;
-                }
-            }
-        }
-    }
     T* row_gradient = with_gradient ? gradient + (size_t)row * classes : (T*)0;
-    if (row_gradient)
-        for (int j = lane; j < classes; j += WARP_SIZE) row_gradient[j] = T(0);
-    __syncwarp(); // the selection and the zeros before lane 0 reads and scatters
+    if (!warp_select_row(z, label, classes, n, row, status, selection, row_gradient)) {
+        if (lane == 0) losses[row] = T(0);
+        return;
+    }
     if (lane == 0)
         topk_row<T>(z, label, classes, n, comparators, count, k, rank_weights, p_first,
                     rest_weight, mode, PRESELECT_DONE, family, relaxation, T(beta), T(lambda),
                     T(scale), losses + row, row_gradient, reals, selection);
 }
+
+// The preselection alone, one warp per row, into the one-thread-per-row kernel's index scratch
+// (interleaved across rows); a bad row's first index becomes BAD_ROW, which that kernel, run
+// next with PRESELECT_DONE, skips. Large batches take this pair of kernels: the selection reads
+// rows coalesced, and the row code then keeps all 32 lanes of each warp busy.
+#define TOPK_SELECT_WARP_KERNEL(NAME, T)                                                           \
+    extern "C" __global__ void NAME(const T* logits, const unsigned* labels, int batch,            \
+                                    int classes, int n, T* gradient, int with_gradient,            \
+                                    unsigned* indices, int* status) {                              \
+        const int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE;           \
+        if (row >= batch) return;                                                                  \
+        Strided<unsigned> selection{indices + row, (size_t)batch};                                 \
+        if (!warp_select_row(logits + (size_t)row * classes, labels[row], classes, n, row, status, \
+                             selection,                                                            \
+                             with_gradient ? gradient + (size_t)row * classes : (T*)0) &&          \
+            threadIdx.x % WARP_SIZE == 0)                                                          \
+            selection[0] = BAD_ROW;                                                                \
+    }
+
+TOPK_SELECT_WARP_KERNEL(topk_select_warp_f32, float)
+TOPK_SELECT_WARP_KERNEL(topk_select_warp_f64, double)
 
 #define TOPK_LOSS_WARP_KERNEL(NAME, T)                                                             \
     extern "C" __global__ void NAME(                                                               \

@@ -30,5 +30,7 @@ mod operators;
 pub use device::{cuda_device_available, GpuFloat};
 pub use error::Error;
 pub use head::{AdamStep, CudaHead, CudaStepLoss, Moments};
-pub use loss::{CudaSoftmaxCrossEntropy, CudaTopkLoss, KernelArguments};
+pub use loss::{
+    CudaSoftmaxCrossEntropy, CudaTopkLoss, KernelArguments, RowKernel, FUSED_WARP_MAX_BATCH,
+};
 pub use operators::{CudaRelaxedTopk, OperatorArguments};

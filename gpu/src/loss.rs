@@ -14,6 +14,9 @@ use crate::Error;
 /// Threads per block of the one-thread-per-row kernels.
 const BLOCK: u32 = 128;
 
+/// `preselect` of `topk_loss_*` when `topk_select_warp_*` has selected (kernels/topk_loss.cu).
+const PRESELECT_DONE: i32 = 2;
+
 /// Warps per block of the one-warp-per-row kernels.
 const WARPS_PER_BLOCK: usize = 4;
 
@@ -42,6 +45,31 @@ pub(crate) fn launch_config(batch: usize) -> LaunchConfig {
 
 /// Checks the buffer sizes of a batch: `labels.len()` rows (at least one) of `classes` logits,
 /// one loss per row, a gradient shaped as the logits.
+/// Which kernels run a batch of [`CudaTopkLoss`] (all compute the same, bit for bit; see
+/// `kernels/topk_loss.cu`). Public for tests and benchmarks; the default is `Automatic`.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowKernel {
+    /// Rows without a preselection: `ThreadPerRow`. With one: `FusedWarp` up to
+    /// [`FUSED_WARP_MAX_BATCH`] rows where its scratch fits in shared memory, else
+    /// `SelectThenThread`.
+    Automatic,
+    /// `topk_loss_*`: one thread per row does everything.
+    ThreadPerRow,
+    /// `topk_loss_warp_*`: one warp per row selects, lane 0 runs the row (with a preselection
+    /// whose scratch fits in shared memory; otherwise `ThreadPerRow`).
+    FusedWarp,
+    /// `topk_select_warp_*` (one warp per row selects and zeroes the gradient row), then
+    /// `topk_loss_*` on the selection (with a preselection; otherwise `ThreadPerRow`).
+    SelectThenThread,
+}
+
+/// Batches up to this many rows with a preselection take the fused one-warp-per-row kernel;
+/// larger ones the selection kernel and then one thread per row, which keeps every lane busy
+/// once the batch fills the device.
+#[doc(hidden)]
+pub const FUSED_WARP_MAX_BATCH: usize = 8192;
+
 /// Launch shape of the one-warp-per-row kernels: `WARPS_PER_BLOCK` rows per block.
 pub(crate) fn warp_launch_config(batch: usize, shared_bytes_per_warp: usize) -> LaunchConfig {
     LaunchConfig {
@@ -214,9 +242,12 @@ impl KernelArguments {
     }
 }
 
-/// [`TopkLoss`] on device 0 for every method (the sorting networks, NeuralSort, SoftSort): the
-/// batch's rows run one per thread in a fused forward + backward kernel (validity check,
-/// preselection, network sweep or relaxed rows, mixture, reverse pass, scatter). NeuralSort's
+/// [`TopkLoss`] on device 0 for every method (the sorting networks, NeuralSort, SoftSort), forward
+/// and backward in one pass over the batch (validity check, preselection, network sweep or
+/// relaxed rows, mixture, reverse pass, scatter). Rows without a preselection run one per
+/// thread. With one (m), a warp reads each row coalesced and selects its m classes; then, up to
+/// [`FUSED_WARP_MAX_BATCH`] rows, lane 0 of that warp finishes the row in the same kernel with
+/// its scratch in shared memory, and beyond, a second kernel finishes the rows one per thread. NeuralSort's
 /// deviations `c_i = Σ_l |s_i − s_l|` are summed over all pairs, as the core does for n′ ≤ 64;
 /// for longer rows the core sorts first, so results differ from it by rounding only.
 pub struct CudaTopkLoss {
@@ -224,10 +255,11 @@ pub struct CudaTopkLoss {
     stream: Arc<CudaStream>,
     kernels: [CudaFunction; 2],
     warp_kernels: [CudaFunction; 2],
+    select_kernels: [CudaFunction; 2],
     comparators: CudaSlice<i32>,
     rank_weights: CudaSlice<f64>,
     arguments: KernelArguments,
-    thread_per_row: bool,
+    row_kernel: RowKernel,
     work: Mutex<(Scratch, Status)>,
 }
 
@@ -239,6 +271,7 @@ impl CudaTopkLoss {
         let loss = TopkLoss::new(config)?;
         let (stream, kernels) = load_kernels("topk_loss")?;
         let (_, warp_kernels) = load_kernels("topk_loss_warp")?;
+        let (_, select_kernels) = load_kernels("topk_select_warp")?;
         let arguments = KernelArguments::new(&loss);
         let comparators = stream.clone_htod(&arguments.comparators)?;
         let rank_weights = stream.clone_htod(&arguments.rank_weights)?;
@@ -248,21 +281,38 @@ impl CudaTopkLoss {
             stream,
             kernels,
             warp_kernels,
+            select_kernels,
             comparators,
             rank_weights,
             arguments,
-            thread_per_row: false,
+            row_kernel: RowKernel::Automatic,
             work: Mutex::new((Scratch::default(), status)),
         })
     }
 
-    /// Always the one-thread-per-row kernel, also for rows with a preselection (which otherwise
-    /// go to the one-warp-per-row kernel): for tests and benchmarks of that path, which larger
-    /// m take.
+    /// Runs every batch through the kernels `row_kernel` names (tests and benchmarks of each
+    /// path; the default `Automatic` picks by the batch).
     #[doc(hidden)]
-    pub fn with_thread_per_row(mut self) -> Self {
-        self.thread_per_row = true;
+    pub fn with_row_kernel(mut self, row_kernel: RowKernel) -> Self {
+        self.row_kernel = row_kernel;
         self
+    }
+
+    /// The kernels a batch of `batch` rows of `real_bytes`-byte reals runs through.
+    fn resolve_row_kernel(&self, batch: usize, real_bytes: usize) -> RowKernel {
+        let arguments = &self.arguments;
+        if arguments.preselect == 0 {
+            return RowKernel::ThreadPerRow;
+        }
+        let fused_fits = arguments.uses_warp_kernel(real_bytes);
+        match self.row_kernel {
+            RowKernel::Automatic if fused_fits && batch <= FUSED_WARP_MAX_BATCH => {
+                RowKernel::FusedWarp
+            }
+            RowKernel::Automatic => RowKernel::SelectThenThread,
+            RowKernel::FusedWarp if !fused_fits => RowKernel::ThreadPerRow,
+            chosen => chosen,
+        }
     }
 
     /// The validated configuration.
@@ -312,7 +362,8 @@ impl CudaTopkLoss {
             None => no_gradient.insert(self.stream.alloc_zeros::<F>(1)?),
         };
         let real_bytes = std::mem::size_of::<F>();
-        if !self.thread_per_row && arguments.uses_warp_kernel(real_bytes) {
+        let row_kernel = self.resolve_row_kernel(batch, real_bytes);
+        if row_kernel == RowKernel::FusedWarp {
             let mut launch = self
                 .stream
                 .launch_builder(kernel_for::<F>(&self.warp_kernels));
@@ -349,6 +400,26 @@ impl CudaTopkLoss {
             batch * arguments.reals_per_row(),
             batch * arguments.indices_per_row(),
         )?;
+        let mut preselect = arguments.preselect;
+        if row_kernel == RowKernel::SelectThenThread {
+            let mut launch = self
+                .stream
+                .launch_builder(kernel_for::<F>(&self.select_kernels));
+            launch
+                .arg(logits)
+                .arg(labels)
+                .arg(&batch_i)
+                .arg(&classes_i)
+                .arg(&arguments.n)
+                .arg(&mut *gradient)
+                .arg(&with_gradient)
+                .arg(&mut *indices)
+                .arg(status.flags());
+            // SAFETY: the arguments match `topk_select_warp_*` in kernels/topk_loss.cu; the
+            // index scratch holds `batch` times `indices_per_row` ≥ n entries.
+            unsafe { launch.launch(warp_launch_config(batch, 0)) }?;
+            preselect = PRESELECT_DONE;
+        }
         let mut launch = self.stream.launch_builder(kernel_for::<F>(&self.kernels));
         launch
             .arg(logits)
@@ -363,7 +434,7 @@ impl CudaTopkLoss {
             .arg(&arguments.p_first)
             .arg(&arguments.rest_weight)
             .arg(&arguments.mode)
-            .arg(&arguments.preselect)
+            .arg(&preselect)
             .arg(&arguments.family)
             .arg(&arguments.relaxation)
             .arg(&arguments.beta)

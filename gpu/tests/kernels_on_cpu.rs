@@ -273,11 +273,16 @@ fn kernel_source_on_the_cpu_matches_the_core() {
                     // results. Its lanes are threads here (slow), and what it adds (the selection,
                     // the zeroing) does not depend on the relaxation: one relaxation suffices.
                     if m.is_some() && relaxation_index == 0 {
-                        let warp_cases: Vec<Case> = cases
+                        // Kernel 8: fused, one warp per row; 9: the selection by warps, then
+                        // one thread per row.
+                        let warp_cases: Vec<Case> = [8, 9]
                             .iter()
-                            .map(|case| Case { kernel: 8, ..*case })
+                            .flat_map(|&kernel| {
+                                cases.iter().map(move |case| Case { kernel, ..*case })
+                            })
                             .collect();
-                        for (warp, thread) in run(&binary, &warp_cases).iter().zip(&outcomes) {
+                        let warp_outcomes = run(&binary, &warp_cases);
+                        for (warp, thread) in warp_outcomes.iter().zip(outcomes.iter().cycle()) {
                             assert_eq!(warp.status, thread.status, "{name}: warp kernel status");
                             assert_eq!(warp.losses, thread.losses, "{name}: warp kernel losses");
                             assert_eq!(
@@ -383,7 +388,8 @@ fn kernel_source_on_the_cpu_reports_bad_rows_and_computes_cross_entropy() {
     // First non-finite row 3; with the bad label in row 2 that comes first.
     assert_eq!(outcomes[0].status, [i32::MAX, 3]);
     assert_eq!(outcomes[1].status, [2, 3]);
-    // The one-warp-per-row kernel reports the same rows and computes the good rows alike.
+    // The one-warp-per-row kernels (fused, and selection then thread per row) report the same
+    // rows, compute the good rows alike and give bad rows a loss of 0.
     let warp = run(
         &binary,
         &[
@@ -403,15 +409,34 @@ fn kernel_source_on_the_cpu_reports_bad_rows_and_computes_cross_entropy() {
                 labels: &bad_labels,
                 logits: &logits,
             },
+            Case {
+                kernel: 9,
+                precision: 64,
+                classes,
+                arguments: Some(&arguments),
+                labels: &labels,
+                logits: &logits,
+            },
+            Case {
+                kernel: 9,
+                precision: 32,
+                classes,
+                arguments: Some(&arguments),
+                labels: &bad_labels,
+                logits: &logits,
+            },
         ],
     );
-    assert_eq!(warp[0].status, [i32::MAX, 3]);
-    assert_eq!(warp[1].status, [2, 3]);
-    assert_eq!(warp[0].losses[..3], outcomes[0].losses[..3]);
-    assert_eq!(
-        warp[0].gradient[..3 * classes],
-        outcomes[0].gradient[..3 * classes]
-    );
+    for selected in warp.chunks(2) {
+        assert_eq!(selected[0].status, [i32::MAX, 3]);
+        assert_eq!(selected[1].status, [2, 3]);
+        assert_eq!(selected[0].losses[..3], outcomes[0].losses[..3]);
+        assert_eq!(
+            selected[0].gradient[..3 * classes],
+            outcomes[0].gradient[..3 * classes]
+        );
+        assert_eq!(selected[0].losses[3..], [0.0, 0.0]);
+    }
     let mut expected = vec![0.0; clean.len()];
     let value =
         difftopk_core::softmax_cross_entropy(&clean, &clean_labels, classes, Some(&mut expected))

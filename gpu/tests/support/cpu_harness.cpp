@@ -5,7 +5,7 @@
 // source is included unchanged.
 //
 // Reads cases from stdin until EOF. Losses (kernel 0 top-k one thread per row, 8 top-k one warp
-// per row, 1 cross-entropy, one warp per row):
+// per row, 9 top-k selection by warps then one thread per row, 1 cross-entropy by warps):
 //   kernel precision(32|64) batch classes n count k mode preselect family relaxation beta lambda
 //   p_first rest_weight scale, then 4·max(count,1) comparator ints, k rank weights, batch labels,
 //   batch·classes logits; writes the two status flags, batch losses, batch·classes gradient.
@@ -161,6 +161,17 @@ static void run_case(int kernel, int batch, int classes, int n, int count, int k
                                    (double*)gradient.data(), 1, status);
         });
     } else {
+        if (kernel == 9) { // the selection by warps, then one thread per row on it
+            each_warp(batch, [&] {
+                if (sizeof(T) == 4)
+                    topk_select_warp_f32((const float*)logits.data(), labels.data(), batch, classes, n,
+                                         (float*)gradient.data(), 1, indices.data(), status);
+                else
+                    topk_select_warp_f64((const double*)logits.data(), labels.data(), batch, classes, n,
+                                         (double*)gradient.data(), 1, indices.data(), status);
+            });
+            preselect = PRESELECT_DONE;
+        }
         blockDim = dim3{1, 1, 1};
         threadIdx = dim3{0, 0, 0};
         for (int row = 0; row < batch; ++row) {
@@ -297,7 +308,7 @@ int main() {
     int kernel, precision, batch, classes, n, count, k, mode, preselect, family, relaxation;
     double beta, lambda, p_first, rest_weight, scale;
     while (read(&kernel) && read(&precision)) {
-        if (kernel >= 4 && kernel != 8) {
+        if (kernel >= 4 && kernel <= 7) {
             if (!run_head_case(kernel)) return 1;
             continue;
         }
