@@ -66,9 +66,11 @@ pub enum RowKernel {
 
 /// Batches up to this many rows with a preselection take the fused one-warp-per-row kernel;
 /// larger ones the selection kernel and then one thread per row, which keeps every lane busy
-/// once the batch fills the device.
+/// once the batch fills the device. On an H100 (m = 16, n = 100 and 1000, three networks) the
+/// fused kernel was 1.2–1.6× faster at 128 rows, the pair 1.03–1.15× faster at 4096 and
+/// 1.3–3.5× at 65536; 1024 lies between the measured sizes.
 #[doc(hidden)]
-pub const FUSED_WARP_MAX_BATCH: usize = 8192;
+pub const FUSED_WARP_MAX_BATCH: usize = 1024;
 
 /// Launch shape of the one-warp-per-row kernels: `WARPS_PER_BLOCK` rows per block.
 pub(crate) fn warp_launch_config(batch: usize, shared_bytes_per_warp: usize) -> LaunchConfig {
