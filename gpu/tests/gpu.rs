@@ -1,7 +1,8 @@
 //! Without a GPU (CI): every `.cu` source compiles with NVRTC (when the library is installed;
 //! `DIFFTOPK_REQUIRE_NVRTC=1` makes its absence a failure), and the GPU paths return clear errors.
-//! With a GPU: the fused kernel against the core on random batches, every method (networks,
-//! NeuralSort, SoftSort), relaxation and top-1 mode, with and without m, f32 and f64.
+//! With a GPU: the fused kernels against the core on random batches, every method (networks,
+//! NeuralSort, SoftSort), relaxation and top-1 mode, with and without m (each of the three kernel
+//! paths), f32 and f64; f32 is measured against the f64 truth (see `f32_bound`).
 
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
 use difftopk_gpu::{

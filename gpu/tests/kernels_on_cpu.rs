@@ -1,6 +1,7 @@
 //! The CUDA kernel source, run on the CPU: `support/cpu_harness.cpp` includes
 //! `kernels/topk_loss.cu` unchanged with the CUDA keywords defined away, and runs each row as one
-//! "thread". Its results are compared with the core's for every method (networks, NeuralSort,
+//! "thread", or for the one-warp-per-row kernels as 32 threads whose shuffles and votes meet at a
+//! barrier (those must give the thread kernel's results bit for bit). Its results are compared with the core's for every method (networks, NeuralSort,
 //! SoftSort), relaxation, top-1 mode, with and without m, f32 and f64, and for bad input, so the
 //! kernels' arithmetic is checked on machines without a GPU (CI). Needs a C++ compiler (`CXX` or
 //! `c++`); without one the test prints `skipped` unless `DIFFTOPK_REQUIRE_CXX` is set.
