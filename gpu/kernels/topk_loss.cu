@@ -378,13 +378,18 @@ __device__ bool row_is_valid(const T* logits, unsigned label, int classes, int r
     return true;
 }
 
-#define TOPK_LOSS_KERNEL(NAME, T)                                                                  \
-    extern "C" __global__ void NAME(                                                               \
-        const T* logits, const unsigned* labels, int batch, int classes, int n,                    \
-        const int4* comparators, int count, int k, const double* rank_weights, double p_first,     \
+// The parameters of `topk_loss_*` and of `topk_loss_warp_*` (below), so that the host launches
+// either with the same arguments; the warp kernel ignores `preselect` (its rows have one),
+// `reals` and `indices` (its scratch is in shared memory).
+#define TOPK_LOSS_PARAMETERS(T)                                                                    \
+    const T *logits, const unsigned *labels, int batch, int classes, int n,                        \
+        const int4 *comparators, int count, int k, const double *rank_weights, double p_first,     \
         double rest_weight, int mode, int preselect, int family, int relaxation, double beta,      \
-        double lambda, double scale, T* losses, T* gradient, int with_gradient, T* reals,          \
-        unsigned* indices, int* status) {                                                          \
+        double lambda, double scale, T *losses, T *gradient, int with_gradient, T *reals,          \
+        unsigned *indices, int *status
+
+#define TOPK_LOSS_KERNEL(NAME, T)                                                                  \
+    extern "C" __global__ void NAME(TOPK_LOSS_PARAMETERS(T)) {                                     \
         int row = blockIdx.x * blockDim.x + threadIdx.x;                                           \
         if (row >= batch) return;                                                                  \
         const T* row_logits = logits + (size_t)row * classes;                                      \
@@ -564,11 +569,7 @@ TOPK_SELECT_WARP_KERNEL(topk_select_warp_f32, float)
 TOPK_SELECT_WARP_KERNEL(topk_select_warp_f64, double)
 
 #define TOPK_LOSS_WARP_KERNEL(NAME, T)                                                             \
-    extern "C" __global__ void NAME(                                                               \
-        const T* logits, const unsigned* labels, int batch, int classes, int n,                    \
-        const int4* comparators, int count, int k, const double* rank_weights, double p_first,     \
-        double rest_weight, int mode, int family, int relaxation, double beta, double lambda,      \
-        double scale, T* losses, T* gradient, int with_gradient, int* status) {                    \
+    extern "C" __global__ void NAME(TOPK_LOSS_PARAMETERS(T)) {                                     \
         extern __shared__ double warp_scratch[];                                                   \
         topk_loss_warp<T>(logits, labels, batch, classes, n, comparators, count, k, rank_weights,  \
                           p_first, rest_weight, mode, family, relaxation, beta, lambda, scale,     \

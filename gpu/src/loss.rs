@@ -365,38 +365,6 @@ impl CudaTopkLoss {
         };
         let real_bytes = std::mem::size_of::<F>();
         let row_kernel = self.resolve_row_kernel(batch, real_bytes);
-        if row_kernel == RowKernel::FusedWarp {
-            let mut launch = self
-                .stream
-                .launch_builder(kernel_for::<F>(&self.warp_kernels));
-            launch
-                .arg(logits)
-                .arg(labels)
-                .arg(&batch_i)
-                .arg(&classes_i)
-                .arg(&arguments.n)
-                .arg(&self.comparators)
-                .arg(&arguments.count)
-                .arg(&arguments.k)
-                .arg(&self.rank_weights)
-                .arg(&arguments.p_first)
-                .arg(&arguments.rest_weight)
-                .arg(&arguments.mode)
-                .arg(&arguments.family)
-                .arg(&arguments.relaxation)
-                .arg(&arguments.beta)
-                .arg(&arguments.lambda)
-                .arg(&scale)
-                .arg(losses)
-                .arg(gradient)
-                .arg(&with_gradient)
-                .arg(status.flags());
-            // SAFETY: the arguments match `topk_loss_warp_*` in kernels/topk_loss.cu in order
-            // and type; the buffers have the sizes checked above; each block gets the shared
-            // memory its warps use (`warp_bytes`, the kernel's own formula).
-            unsafe { launch.launch(warp_launch_config(batch, arguments.warp_bytes(real_bytes))) }?;
-            return status.check(&self.stream, logits, labels, classes);
-        }
         let (reals, indices) = scratch.reserve::<F>(
             &self.stream,
             batch * arguments.reals_per_row(),
@@ -422,7 +390,15 @@ impl CudaTopkLoss {
             unsafe { launch.launch(warp_launch_config(batch, 0)) }?;
             preselect = PRESELECT_DONE;
         }
-        let mut launch = self.stream.launch_builder(kernel_for::<F>(&self.kernels));
+        // The fused warp kernel takes the same arguments (and ignores the scratch); each of its
+        // blocks gets the shared memory its warps use (`warp_bytes`, the kernel's own formula).
+        let (kernels, shape) = if row_kernel == RowKernel::FusedWarp {
+            let shape = warp_launch_config(batch, arguments.warp_bytes(real_bytes));
+            (&self.warp_kernels, shape)
+        } else {
+            (&self.kernels, launch_config(batch))
+        };
+        let mut launch = self.stream.launch_builder(kernel_for::<F>(kernels));
         launch
             .arg(logits)
             .arg(labels)
@@ -448,11 +424,12 @@ impl CudaTopkLoss {
             .arg(reals)
             .arg(indices)
             .arg(status.flags());
-        // SAFETY: the arguments match the kernel's signature in kernels/topk_loss.cu in order
-        // and type; every buffer has the size the kernel indexes (checked above: `batch` rows
-        // of `classes` logits, one loss per row, the gradient shaped as the logits; scratch of
-        // `batch` times the per-row sizes of `KernelArguments`).
-        unsafe { launch.launch(launch_config(batch)) }?;
+        // SAFETY: the arguments match `TOPK_LOSS_PARAMETERS` in kernels/topk_loss.cu (the
+        // signature of both kernels) in order and type; every buffer has the size the kernel
+        // indexes (checked above: `batch` rows of `classes` logits, one loss per row, the
+        // gradient shaped as the logits; scratch of `batch` times the per-row sizes of
+        // `KernelArguments`).
+        unsafe { launch.launch(shape) }?;
         status.check(&self.stream, logits, labels, classes)
     }
 

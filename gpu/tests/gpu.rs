@@ -149,7 +149,8 @@ fn without_a_device_the_error_is_clear_and_with_one_results_match_the_core() {
                     // truth (internal rounding), or the f64 gradient's change when the logits are
                     // rounded to f32 (the rows' conditioning), whichever is larger.
                     let (truth_loss, truth) = f64_truth(&cpu, &logits32, &labels);
-                    let (sensitivity, cpu_error32) = f32_errors_of(&expected, &expected32, &truth);
+                    let sensitivity = error_against(&expected, &truth);
+                    let cpu_error32 = error_against(&expected32, &truth);
                     let f32_reference = cpu_error32.max(sensitivity);
                     let loss_reference = (value32 as f64 - truth_loss)
                         .abs()
@@ -168,18 +169,13 @@ fn without_a_device_the_error_is_clear_and_with_one_results_match_the_core() {
                         let name = format!("{method:?} {relaxation:?} {mode:?} m={m:?} {kernel:?}");
                         let gpu = CudaTopkLoss::new(config).unwrap().with_row_kernel(kernel);
                         // f64: the core's f64 gradient, to 1e-12 of its scale, or where the rows
-                        // are ill-conditioned to `f64_bound` (the core's own f32 error scaled to
-                        // f64's precision).
+                        // are ill-conditioned to `f64_bound` (what f32 delivers on the rows,
+                        // scaled to f64's precision).
                         let mut actual = vec![0.0; logits.len()];
                         let gpu_value = gpu
                             .forward_backward(&logits, &labels, Some(&mut actual))
                             .unwrap();
-                        let scale = expected.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
-                        let error = actual
-                            .iter()
-                            .zip(&expected)
-                            .fold(0.0f64, |m, (a, e)| m.max((a - e).abs()))
-                            / scale;
+                        let error = error_against(&actual, &expected);
                         if (gpu_value - value).abs() > 1e-12 * value.abs().max(1.0) {
                             failures.push(format!("{name}: f64 loss {gpu_value} vs {value}"));
                         }
@@ -206,7 +202,7 @@ fn without_a_device_the_error_is_clear_and_with_one_results_match_the_core() {
                                  truth {truth_loss})"
                             ));
                         }
-                        let (gpu_error32, _) = f32_errors(&actual32, &expected32, &truth);
+                        let gpu_error32 = error_against(&actual32, &truth);
                         if gpu_error32 > f32_bound(f32_reference) {
                             failures.push(format!(
                                 "{name}: f32 gradient error {gpu_error32:e} (the core's in f32: \
@@ -272,29 +268,14 @@ fn f64_truth(loss: &TopkLoss, logits32: &[f32], labels: &[usize]) -> (f64, Vec<f
     (value, truth)
 }
 
-/// As [`f32_errors`], the first gradient in f64.
-fn f32_errors_of(first: &[f64], cpu: &[f32], truth: &[f64]) -> (f64, f64) {
+/// The largest distance of `values` (f32 or f64) to `truth`, over the truth's largest magnitude.
+fn error_against<V: Copy + Into<f64>>(values: &[V], truth: &[f64]) -> f64 {
     let scale = truth.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
-    let first_error = first
+    values
         .iter()
         .zip(truth)
-        .fold(0.0f64, |m, (a, e)| m.max((a - e).abs()))
-        / scale;
-    (first_error, f32_errors(cpu, cpu, truth).1)
-}
-
-/// The largest distance to the truth over the truth's largest magnitude, of the GPU's and of
-/// the core's f32 gradient.
-fn f32_errors(gpu: &[f32], cpu: &[f32], truth: &[f64]) -> (f64, f64) {
-    let scale = truth.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
-    let error = |values: &[f32]| {
-        values
-            .iter()
-            .zip(truth)
-            .fold(0.0f64, |m, (&a, e)| m.max((a as f64 - e).abs()))
-            / scale
-    };
-    (error(gpu), error(cpu))
+        .fold(0.0f64, |m, (&a, e)| m.max((a.into() - e).abs()))
+        / scale
 }
 
 /// How far the GPU's f32 gradient may be from the truth: 1e-5 of its scale, or 8 times what f32
@@ -371,7 +352,10 @@ fn device_buffers_scratch_reuse_and_bad_input() {
             );
             let actual = stream.clone_dtoh(&gradient).unwrap();
             let (_, truth) = f64_truth(&cpu, &logits, &labels);
-            let (gpu_error, cpu_error) = f32_errors(&actual, &expected, &truth);
+            let (gpu_error, cpu_error) = (
+                error_against(&actual, &truth),
+                error_against(&expected, &truth),
+            );
             assert!(
                 gpu_error <= f32_bound(cpu_error),
                 "{kernel:?} batch {batch}: f32 gradient error {gpu_error:e} (the core's in f32: \

@@ -152,13 +152,15 @@ static void run_case(int kernel, int batch, int classes, int n, int count, int k
             if (sizeof(T) == 4)
                 topk_loss_warp_f32((const float*)logits.data(), labels.data(), batch, classes, n,
                                    comparators.data(), count, k, rank_weights.data(), p_first, rest_weight,
-                                   mode, family, relaxation, beta, lambda, scale, (float*)losses.data(),
-                                   (float*)gradient.data(), 1, status);
+                                   mode, preselect, family, relaxation, beta, lambda, scale,
+                                   (float*)losses.data(), (float*)gradient.data(), 1, (float*)reals.data(),
+                                   indices.data(), status);
             else
                 topk_loss_warp_f64((const double*)logits.data(), labels.data(), batch, classes, n,
                                    comparators.data(), count, k, rank_weights.data(), p_first, rest_weight,
-                                   mode, family, relaxation, beta, lambda, scale, (double*)losses.data(),
-                                   (double*)gradient.data(), 1, status);
+                                   mode, preselect, family, relaxation, beta, lambda, scale,
+                                   (double*)losses.data(), (double*)gradient.data(), 1, (double*)reals.data(),
+                                   indices.data(), status);
         });
     } else {
         if (kernel == 9) { // the selection by warps, then one thread per row on it
