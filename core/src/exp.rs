@@ -5,10 +5,17 @@
 //! Method (Cody & Waite 1980 range reduction): `n = round(x·log₂e)`, `r = x − n·ln2` with ln2
 //! split into a short high part (exact products) and a low part, `eʳ` by its Taylor polynomial on
 //! `|r| ≤ ln2/2` (degree 7 in f32: truncation ≤ 1.2·10⁻⁸ relative; degree 12 in f64: ≤ 2·10⁻¹⁶),
-//! then `2ⁿ` built from the exponent bits in two factors (so results down to the subnormal range
-//! and up to the overflow threshold come out right). Measured error: at most 2 ulp in f32 and
-//! f64 against a correctly rounded reference over the whole finite range (see the tests).
-//! Overflow gives +∞, underflow 0, NaN propagates.
+//! then `2ⁿ` built from the exponent bits in two factors (so results up to the overflow threshold
+//! come out right). Measured error: at most 2 ulp in f32 and f64 against a correctly rounded
+//! reference wherever eˣ is a normal number (see the tests). Overflow gives +∞, NaN propagates.
+//!
+//! **Below the normal range the result is 0** (x < ln 2⁻¹²⁶ ≈ −87.34 in f32, x < ln 2⁻¹⁰²² ≈
+//! −708.4 in f64): a subnormal result costs a microcode assist of a hundred cycles or more on
+//! x86 (every lane of a vector instruction that makes one), and softmax rows over many classes
+//! are mostly such entries (NeuralSort's rows, scaled by n, made 15–50× slower by them). The
+//! flush changes a value by less than 2⁻¹²⁶ ≈ 1.2·10⁻³⁸ (2⁻¹⁰²² in f64), far below anything the
+//! loss or its gradient resolves. The argument is replaced by 0 before the arithmetic where the
+//! result is flushed, so no intermediate is subnormal either.
 
 /// 1/7!, …, 1/1!, 1/0!: the Taylor coefficients of eʳ, highest degree first.
 const INVERSE_FACTORIALS_F32: [f32; 8] = [
@@ -46,8 +53,11 @@ pub fn exp_f32(x: f32) -> f32 {
     const SHIFTER: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
     const LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 0.693145751953125, 16 significant bits
     const LN2_LO: f32 = (core::f64::consts::LN_2 - 0.693_145_751_953_125) as f32;
+    // ln 2⁻¹²⁶ = −87.336544…: below it eˣ is subnormal, flushed to 0 (see the module docs).
+    const LOWEST_NORMAL_ARGUMENT: f32 = -87.336_54;
+    let flush = x < LOWEST_NORMAL_ARGUMENT;
+    let x = if flush { 0.0 } else { x };
     let x = if x > 89.0 { 89.0 } else { x };
-    let x = if x < -104.0 { -104.0 } else { x };
     let shifted = x * LOG2E + SHIFTER;
     let n = shifted - SHIFTER;
     let r = (x - n * LN2_HI) - n * LN2_LO;
@@ -61,7 +71,12 @@ pub fn exp_f32(x: f32) -> f32 {
     let half = n >> 1;
     let first = f32::from_bits(((half + 127) as u32) << 23);
     let second = f32::from_bits(((n - half + 127) as u32) << 23);
-    p * first * second
+    let result = p * first * second;
+    if flush {
+        0.0
+    } else {
+        result
+    }
 }
 
 /// `eˣ` in double precision.
@@ -72,8 +87,11 @@ pub fn exp_f64(x: f64) -> f64 {
                                                   // fdlibm's split of ln 2: the high part has 32 significant bits, so n·LN2_HI is exact.
     const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
     const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    // ln 2⁻¹⁰²² = −708.396418…: below it eˣ is subnormal, flushed to 0 (see the module docs).
+    const LOWEST_NORMAL_ARGUMENT: f64 = -708.396_418_532_264_1;
+    let flush = x < LOWEST_NORMAL_ARGUMENT;
+    let x = if flush { 0.0 } else { x };
     let x = if x > 710.0 { 710.0 } else { x };
-    let x = if x < -746.0 { -746.0 } else { x };
     let shifted = x * LOG2E + SHIFTER;
     let n = shifted - SHIFTER;
     let r = (x - n * LN2_HI) - n * LN2_LO;
@@ -86,7 +104,12 @@ pub fn exp_f64(x: f64) -> f64 {
     let half = n >> 1;
     let first = f64::from_bits(((half + 1023) as u64) << 52);
     let second = f64::from_bits(((n - half + 1023) as u64) << 52);
-    p * first * second
+    let result = p * first * second;
+    if flush {
+        0.0
+    } else {
+        result
+    }
 }
 
 #[cfg(test)]
@@ -107,12 +130,18 @@ mod tests {
             if exact.is_normal() {
                 worst = worst.max(ulp_distance_f32(ours, exact));
             }
+            assert!(!ours.is_subnormal(), "exp({x}) = {ours:e} is subnormal");
             x += 0.000_731;
         }
         assert!(worst <= 2, "worst {worst} ulp");
         assert_eq!(exp_f32(0.0), 1.0);
         assert_eq!(exp_f32(100.0), f32::INFINITY);
         assert_eq!(exp_f32(-200.0), 0.0);
+        // The flush: 0 just below ln 2⁻¹²⁶, the smallest normal just above it.
+        assert_eq!(exp_f32(-87.34), 0.0);
+        assert_eq!(exp_f32(-103.9), 0.0);
+        assert!(exp_f32(-87.336).is_normal());
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
         assert!(exp_f32(f32::NAN).is_nan());
     }
 
@@ -131,6 +160,23 @@ mod tests {
         assert_eq!(exp_f64(0.0), 1.0);
         assert_eq!(exp_f64(800.0), f64::INFINITY);
         assert_eq!(exp_f64(-800.0), 0.0);
+        assert_eq!(exp_f64(-708.4), 0.0);
+        assert_eq!(exp_f64(-745.0), 0.0);
+        assert!(exp_f64(-708.39).is_normal());
+        let mut x = -720.0f64;
+        while x < -700.0 {
+            let ours = exp_f64(x);
+            assert!(!ours.is_subnormal(), "exp({x}) = {ours:e} is subnormal");
+            if libm::exp(x).is_normal() {
+                let reference = libm::exp(x);
+                assert!(
+                    (ours.to_bits() as i128 - reference.to_bits() as i128).unsigned_abs() <= 2,
+                    "exp({x})"
+                );
+            }
+            x += 0.000_91;
+        }
+        assert_eq!(exp_f64(f64::NEG_INFINITY), 0.0);
         assert!(exp_f64(f64::NAN).is_nan());
     }
 }

@@ -61,6 +61,8 @@ pub mod operators;
 mod real;
 pub mod relaxation;
 pub mod select;
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+mod select_avx2;
 pub mod smooth_topk;
 pub mod softmax;
 pub mod softsort;

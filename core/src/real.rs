@@ -67,10 +67,21 @@ pub trait Real:
     }
     /// The type's name as numpy spells it (`"float32"`, `"float64"`).
     const NAME: &'static str;
+    /// `values` as `f32` where `Self` is `f32` (the entry of the AVX2 selection), else `None`.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn as_f32_slice(values: &[Self]) -> Option<&[f32]> {
+        let _ = values;
+        None
+    }
 }
 
 impl Real for f32 {
     const NAME: &'static str = "float32";
+    #[inline(always)]
+    fn as_f32_slice(values: &[Self]) -> Option<&[f32]> {
+        Some(values)
+    }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn any_at_or_above(block: &[Self; 8], bound: Self) -> bool {

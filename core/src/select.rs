@@ -39,6 +39,14 @@ fn select<F: Real, const TIES_HIGH: bool>(values: &[F], skip: Option<usize>, out
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     {
         if std::is_x86_feature_detected!("avx2") {
+            if let Some(values) = F::as_f32_slice(values) {
+                if std::is_x86_feature_detected!("popcnt")
+                    // SAFETY: the CPU supports AVX2 and POPCNT, checked just above.
+                    && unsafe { crate::select_avx2::largest_indices_f32::<TIES_HIGH>(values, skip, out) }
+                {
+                    return;
+                }
+            }
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe { select_avx2::<F, TIES_HIGH>(values, skip, out) };
         }
@@ -59,7 +67,11 @@ unsafe fn select_avx2<F: Real, const TIES_HIGH: bool>(
 }
 
 #[inline(always)]
-fn select_body<F: Real, const TIES_HIGH: bool>(values: &[F], skip: Option<usize>, out: &mut [u32]) {
+pub(crate) fn select_body<F: Real, const TIES_HIGH: bool>(
+    values: &[F],
+    skip: Option<usize>,
+    out: &mut [u32],
+) {
     let count = out.len();
     if count == 0 {
         return;
@@ -186,18 +198,27 @@ fn extremes<F: Real>(values: &[F]) -> (F, F) {
     (low, high)
 }
 
-/// The `count`-th largest of `values` except position `skip` (`count ≥ 1`, at most the number
-/// of entries left), and whether exactly `count` entries are at or above it (no tie straddles
-/// it). Bisection between the smallest and the largest entry: halving the value range while
-/// that makes progress (a handful of steps on typical rows), then the integer order keys (at
-/// most 65 steps in all); each step is one vectorised count. `None` when fewer than `count`
-/// entries compare at all (NaN).
+/// A threshold `t` for the `count` largest of `values` except position `skip` (`count ≥ 1`, at
+/// most the number of entries left): between `count` and `count + slack` entries are at or
+/// above `t` (second field `true`), or, where no such value exists because ties straddle the
+/// `count`-th largest, `t` is that `count`-th largest itself (`false`). With `slack = 0`: the
+/// `count`-th largest, or any value that leaves exactly `count` entries at or above it.
+/// Bisection between the smallest and the largest entry: halving the value range while that
+/// makes progress (a handful of steps on typical rows, fewer the larger the slack), then the
+/// integer order keys (at most 65 steps in all); each step is one vectorised count. `None`
+/// when fewer than `count` entries compare at all (NaN).
 #[inline(always)]
-fn rank_threshold<F: Real>(values: &[F], skip: Option<usize>, count: usize) -> Option<(F, bool)> {
+fn rank_threshold<F: Real>(
+    values: &[F],
+    skip: Option<usize>,
+    count: usize,
+    slack: usize,
+) -> Option<(F, bool)> {
     let count_from = |threshold: F| {
         count_at_or_above(values, threshold)
             - skip.map_or(0, |s| usize::from(values[s] >= threshold))
     };
+    let within = |at_or_above: usize| at_or_above >= count && at_or_above - count <= slack;
     // Including the skipped entry in the extremes keeps both bounds valid.
     let (smallest, largest) = extremes(values);
     if smallest.partial_cmp(&smallest).is_none() || largest.partial_cmp(&largest).is_none() {
@@ -208,13 +229,13 @@ fn rank_threshold<F: Real>(values: &[F], skip: Option<usize>, count: usize) -> O
     // few entries at or above the result and fall back).
     let mut low = smallest.order_key();
     let mut high = largest.order_key() + 1;
-    let mut exact = count_from(largest) == count;
-    if exact {
+    let mut done = within(count_from(largest));
+    if done {
         low = largest.order_key();
     }
     // Keys span all of i64 in f64 (−∞ to +∞): differences and midpoints in i128.
     let mut steps = 0;
-    while !exact && i128::from(high) - i128::from(low) > 1 {
+    while !done && i128::from(high) - i128::from(low) > 1 {
         let (low_value, high_value) = (F::from_order_key(low), F::from_order_key(high));
         let half = F::of(0.5);
         let value_middle = low_value * half + high_value * half;
@@ -229,19 +250,29 @@ fn rank_threshold<F: Real>(values: &[F], skip: Option<usize>, count: usize) -> O
         let above = at_or_above >= count;
         low = if above { middle } else { low };
         high = if above { high } else { middle };
-        exact = at_or_above == count;
+        done = within(at_or_above);
     }
-    Some((F::from_order_key(low), exact))
+    Some((F::from_order_key(low), done))
 }
+
+/// Entries the threshold selection may leave above its threshold beyond the `count` wanted:
+/// a larger slack ends the bisection sooner, a smaller one ranks fewer candidates.
+const SLACK: usize = 8;
+/// Candidates ranked by [`threshold_select`] at most, padded to whole blocks of 8.
+const RANKED: usize = BOUND_MAX_COUNT + SLACK;
 
 /// Selects the `out.len()` largest of `values` except position `skip`, without a
 /// data-dependent branch per entry (`indices[p]` is reported for position p, or p itself):
-/// 1. the `count`-th largest value `t`, by bisection between the smallest and the largest entry
-///    (halving the value range while that makes progress, a handful of steps on typical rows,
-///    then the integer order keys: at most 65 steps in all). Each step is one vectorised count
-///    of the entries at or above the midpoint; the search stops as soon as exactly `count` are;
-/// 2. the entries above `t`, then those equal to `t` in tie order, until `count` are chosen;
-/// 3. each chosen entry's output position = the number of chosen entries that rank above it.
+/// 1. a threshold `t` with `count` to `count + SLACK` entries at or above it, by bisection
+///    between the smallest and the largest entry ([`rank_threshold`]: each step one vectorised
+///    count; a few steps on typical rows); where ties straddle the `count`-th largest so that no
+///    such `t` exists, `t` is the `count`-th largest and the candidates are the entries above
+///    it, then those equal to it in tie order until `count` are chosen;
+/// 2. the candidates listed (a vectorised test per block of 8 entries, a branch-free
+///    compaction of the blocks that hold one);
+/// 3. each candidate's rank = the number of candidates ranked above it (value descending, ties
+///    by index), counted in 8 lanes against all of them: the first `count` ranks are the
+///    output, in order.
 ///
 /// Returns `false` (leaving `out` to the caller's fallback) when fewer than `count` entries
 /// compare at all (NaN).
@@ -254,39 +285,57 @@ fn threshold_select<F: Real, const TIES_HIGH: bool>(
 ) -> bool {
     let count = out.len();
     let skipped = usize::from(skip.is_some());
-    if values.len() < count + skipped {
+    if values.len() < count + skipped || count > BOUND_MAX_COUNT {
         return false;
     }
     let index_of = |position: usize| indices.map_or(position as u32, |indices| indices[position]);
-    let Some((threshold, exact)) = rank_threshold(values, skip, count) else {
+    let Some((threshold, within)) = rank_threshold(values, skip, count, SLACK) else {
         return false; // NaN among the entries
     };
-    // Chosen entries: with exactly `count` at or above the threshold, those; otherwise every
-    // entry above it, then ties at the threshold in tie order.
-    let mut chosen_values = [F::zero(); BOUND_MAX_COUNT + 1];
-    let mut chosen_indices = [0u32; BOUND_MAX_COUNT + 1];
-    // At most `count` entries qualify (exactly `count` at or above an exact threshold, fewer
-    // than `count` above any other, ties stop at `count`), so slot `chosen` stays in range.
-    let mut chosen = 0usize;
+    // Candidates, padded to whole blocks with entries that rank below every candidate (−∞ with
+    // the index that loses every tie).
+    let padding_index = if TIES_HIGH { 0 } else { u32::MAX };
+    let mut candidate_values = [F::of(f64::NEG_INFINITY); RANKED + 8];
+    let mut candidate_indices = [padding_index; RANKED + 8];
+    // Slot `len` is written for every entry looked at and kept when it counts; past RANKED
+    // (impossible, see below) the writes stay in the last slot.
+    let mut len = 0usize;
     let skip = skip.unwrap_or(usize::MAX);
-    // Plain loops (no closure capturing `chosen`): the counter stays in a register.
-    if exact {
-        for (position, &value) in values.iter().enumerate() {
-            chosen_values[chosen] = value;
-            chosen_indices[chosen] = index_of(position);
-            chosen += usize::from((value >= threshold) & (position != skip));
+    // Plain loops (no closure capturing `len`): the counter stays in a register.
+    if within {
+        let blocks = values.chunks_exact(8);
+        let tail_start = values.len() - blocks.remainder().len();
+        for (block_index, block) in blocks.enumerate() {
+            if F::any_at_or_above(block.try_into().expect("blocks of 8"), threshold) {
+                for (offset, &value) in block.iter().enumerate() {
+                    let position = block_index * 8 + offset;
+                    let slot = len.min(RANKED);
+                    candidate_values[slot] = value;
+                    candidate_indices[slot] = index_of(position);
+                    len += usize::from((value >= threshold) & (position != skip));
+                }
+            }
+        }
+        for (position, &value) in values.iter().enumerate().skip(tail_start) {
+            let slot = len.min(RANKED);
+            candidate_values[slot] = value;
+            candidate_indices[slot] = index_of(position);
+            len += usize::from((value >= threshold) & (position != skip));
         }
     } else {
+        // Fewer than `count` entries lie above the count-th largest: those, then its ties.
         for (position, &value) in values.iter().enumerate() {
-            chosen_values[chosen] = value;
-            chosen_indices[chosen] = index_of(position);
-            chosen += usize::from((value > threshold) & (position != skip));
+            let slot = len.min(RANKED);
+            candidate_values[slot] = value;
+            candidate_indices[slot] = index_of(position);
+            len += usize::from((value > threshold) & (position != skip));
         }
         let mut take_tie = |position: usize, value: F| {
-            let taken = (value == threshold) & (position != skip) & (chosen < count);
-            chosen_values[chosen] = value;
-            chosen_indices[chosen] = index_of(position);
-            chosen += usize::from(taken);
+            let taken = (value == threshold) & (position != skip) & (len < count);
+            let slot = len.min(RANKED);
+            candidate_values[slot] = value;
+            candidate_indices[slot] = index_of(position);
+            len += usize::from(taken);
         };
         if TIES_HIGH {
             for (position, &value) in values.iter().enumerate().rev() {
@@ -298,24 +347,42 @@ fn threshold_select<F: Real, const TIES_HIGH: bool>(
             }
         }
     }
-    if chosen != count {
+    // Within the slack at most count + SLACK ≤ RANKED entries qualify; otherwise at most
+    // `count`. Fewer than `count`: NaN entries.
+    if len < count || len > RANKED {
         return false;
     }
-    // Output position by rank among the chosen (distinct indices make the ranks distinct).
-    let chosen_values = &chosen_values[..count];
-    let chosen_indices = &chosen_indices[..count];
-    for (&value, &index) in chosen_values.iter().zip(chosen_indices) {
-        let mut rank = 0usize;
-        for (&other, &other_index) in chosen_values.iter().zip(chosen_indices) {
-            let tie_before = if TIES_HIGH {
-                other_index > index
-            } else {
-                other_index < index
-            };
-            rank += usize::from((other > value) | ((other == value) & tie_before));
-        }
-        out[rank] = index;
+    let padded = len.div_ceil(8) * 8;
+    for slot in len..padded {
+        candidate_values[slot] = F::of(f64::NEG_INFINITY);
+        candidate_indices[slot] = padding_index;
     }
+    // Rank by counting (distinct indices make the ranks distinct: a permutation of 0..len).
+    let mut ranked = [0u32; RANKED + 8];
+    for (&value, &index) in candidate_values[..len]
+        .iter()
+        .zip(&candidate_indices[..len])
+    {
+        let mut above = [0u32; 8];
+        for (block_values, block_indices) in candidate_values[..padded]
+            .chunks_exact(8)
+            .zip(candidate_indices[..padded].chunks_exact(8))
+        {
+            for lane in 0..8 {
+                let other = block_values[lane];
+                let other_index = block_indices[lane];
+                let tie_before = if TIES_HIGH {
+                    other_index > index
+                } else {
+                    other_index < index
+                };
+                above[lane] += u32::from((other > value) | ((other == value) & tie_before));
+            }
+        }
+        let rank: u32 = above.iter().sum();
+        ranked[rank as usize] = index;
+    }
+    out.copy_from_slice(&ranked[..count]);
     true
 }
 
@@ -329,7 +396,7 @@ fn threshold_select<F: Real, const TIES_HIGH: bool>(
 /// most one. Requires `values.len() ≥ 16 · rank`, `rank ≤ 64`; `None` when NaN entries leave
 /// too few comparable maxima.
 #[inline(always)]
-fn lower_bound<F: Real>(values: &[F], rank: usize) -> Option<F> {
+pub(crate) fn lower_bound<F: Real>(values: &[F], rank: usize) -> Option<F> {
     let segments = rank
         .div_ceil(BOUND_LANES)
         .max((values.len() / (8 * BOUND_LANES)).min(MAX_SEGMENTS));
@@ -365,7 +432,7 @@ fn lower_bound<F: Real>(values: &[F], rank: usize) -> Option<F> {
     }
     let maxima = &maxima[..segments * BOUND_LANES];
     // NaN maxima: no usable bound unless `rank` maxima are still at or above it.
-    rank_threshold(maxima, None, rank)
+    rank_threshold(maxima, None, rank, SLACK)
         .map(|(bound, _)| bound)
         .filter(|&bound| count_at_or_above(maxima, bound) >= rank)
 }
@@ -502,7 +569,7 @@ mod tests {
     fn check<F: Real>(values: &[F]) {
         for count in 1..values.len() {
             for skip in [None, Some(0), Some(values.len() / 2)] {
-                let (threshold, exact) = rank_threshold(values, skip, count).unwrap();
+                let (threshold, exact) = rank_threshold(values, skip, count, 0).unwrap();
                 let (want, want_exact) = expected(values, skip, count);
                 // The search may stop at any value strictly between the count-th and the
                 // (count+1)-th largest when that separates exactly `count` entries.
