@@ -565,35 +565,10 @@ fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usi
     }
 }
 
-/// The adjoint of relaxed row ρ through its softmax (as `softmax::softmax_backward` with the
-/// row's adjoint `ā_ρ` at the label's column only): `adjoint[i] = P̂[ρ,i] (δ ā − Σ_j P̂[ρ,j] δ ā)`,
-/// the dot product summed in column order.
-#[inline(always)]
-fn relaxed_row_adjoint<F: Real>(
-    row: &[Lanes<F>],
-    sorted_labels: &[usize; LANES],
-    mass_adjoint: &Lanes<F>,
-    adjoint: &mut [Lanes<F>],
-) {
-    let mut dot = [F::zero(); LANES];
-    for (wire, (a, p)) in adjoint.iter_mut().zip(row.iter()).enumerate() {
-        for lane in 0..LANES {
-            a[lane] = if wire == sorted_labels[lane] {
-                mass_adjoint[lane]
-            } else {
-                F::zero()
-            };
-            dot[lane] += p[lane] * a[lane];
-        }
-    }
-    for (a, p) in adjoint.iter_mut().zip(row.iter()) {
-        for lane in 0..LANES {
-            a[lane] = p[lane] * (a[lane] - dot[lane]);
-        }
-    }
-}
-
-/// SoftSort's backward into `buffers.x` (as `softsort::softsort_rows_backward`).
+/// SoftSort's backward into `buffers.x` (as `softsort::softsort_rows_backward`): per relaxed
+/// row the softmax adjoint `a_i = P̂[ρ,i] (δ_{i,label} ā_ρ − d)`, `d = 0 + P̂[ρ,label] ā_ρ` (see
+/// [`neuralsort_backward_lanes`]), used as it is made: `d_i = a_i β sign(s_i − s_(ρ))`,
+/// `ḡ_i −= d_i`, the centre's adjoint `+= d_i`. Bit-identical to the one-row code.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn softsort_backward_lanes<F: Real>(
@@ -609,30 +584,41 @@ fn softsort_backward_lanes<F: Real>(
     let gx = &mut buffers.x;
     gx.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
     let selected = &buffers.selected_lanes;
-    let adjoint = &mut buffers.v; // n lanes of scratch
+    let labels = label_lanes(sorted_labels);
     for rank in 0..k {
-        relaxed_row_adjoint(
-            &buffers.rows[rank * n..(rank + 1) * n],
-            sorted_labels,
-            &mass_adjoint[rank],
-            adjoint,
-        );
+        let row = &buffers.rows[rank * n..(rank + 1) * n];
+        let adjoint = &mass_adjoint[rank];
+        let dot = one_hot_dot(row, sorted_labels, adjoint, n);
         let mut center = [F::zero(); LANES];
         for lane in 0..LANES {
             center[lane] = selected[top[rank][lane] as usize][lane];
         }
         let mut center_bar = [F::zero(); LANES];
-        for ((g, a), s) in gx.iter_mut().zip(adjoint.iter()).zip(selected.iter()) {
+        for (wire, ((g, p), s)) in gx
+            .iter_mut()
+            .zip(row.iter())
+            .zip(selected.iter())
+            .enumerate()
+        {
             for lane in 0..LANES {
+                let one_hot = if wire as u32 == labels[lane] {
+                    adjoint[lane]
+                } else {
+                    F::zero()
+                };
+                let a = p[lane] * (one_hot - dot[lane]);
                 let difference = s[lane] - center[lane];
-                let sign = if difference > F::zero() {
-                    F::one()
-                } else if difference < F::zero() {
+                let negative = if difference < F::zero() {
                     -F::one()
                 } else {
                     F::zero()
                 };
-                let d = a[lane] * beta * sign;
+                let sign = if difference > F::zero() {
+                    F::one()
+                } else {
+                    negative
+                };
+                let d = a * beta * sign;
                 g[lane] -= d;
                 center_bar[lane] += d;
             }
@@ -643,8 +629,42 @@ fn softsort_backward_lanes<F: Real>(
     }
 }
 
+/// The label wires as 32-bit lanes (compared with the wire index as one vector compare).
+#[inline(always)]
+fn label_lanes(sorted_labels: &[usize; LANES]) -> [u32; LANES] {
+    let mut labels = [0u32; LANES];
+    for (label, &sorted) in labels.iter_mut().zip(sorted_labels) {
+        *label = sorted as u32;
+    }
+    labels
+}
+
+/// `0 + P̂[ρ,label] ā_ρ` per lane: the softmax backward's dot product `Σ_j P̂[ρ,j] a_j` over
+/// the one-hot adjoint, as the one-row code sums it in column order (every other term is +0).
+#[inline(always)]
+fn one_hot_dot<F: Real>(
+    row: &[Lanes<F>],
+    sorted_labels: &[usize; LANES],
+    adjoint: &Lanes<F>,
+    n: usize,
+) -> Lanes<F> {
+    let mut dot = [F::zero(); LANES];
+    for lane in 0..LANES {
+        dot[lane] = F::zero() + row[sorted_labels[lane].min(n - 1)][lane] * adjoint[lane];
+    }
+    dot
+}
+
 /// NeuralSort's backward into `buffers.x` (as `neuralsort::neuralsort_rows_backward` with the
 /// all-pairs VJP of c).
+///
+/// Per relaxed row ρ the adjoint of its softmax logits is `a_i = P̂[ρ,i] (δ_{i,label} ā_ρ − d)`
+/// with `d = 0 + P̂[ρ,label] ā_ρ` (the one-row code's dot product over a one-hot adjoint, summed
+/// in column order: every other term is +0, so the sum is that product, or +0 for −0); it is
+/// used as it is made (`ḡ_i += a_i β scale_ρ`, `c̄_i −= a_i β`), never stored. The all-pairs VJP
+/// of c adds `(c̄_i + c̄_l)` where `s_i > s_l` and subtracts it where `s_i < s_l`, as selects:
+/// the running sum starts at +0 and is never −0, so the terms of ties (±0) leave it unchanged,
+/// as the one-row code's explicit 0 does. Bit-identical to the one-row code.
 #[inline(always)]
 fn neuralsort_backward_lanes<F: Real>(
     buffers: &mut LaneBuffers<F>,
@@ -658,19 +678,27 @@ fn neuralsort_backward_lanes<F: Real>(
     gx.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
     let c_bar = &mut buffers.deviations;
     c_bar.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
-    let adjoint = &mut buffers.v;
+    let labels = label_lanes(sorted_labels);
     for rank in 0..k {
-        relaxed_row_adjoint(
-            &buffers.rows[rank * n..(rank + 1) * n],
-            sorted_labels,
-            &mass_adjoint[rank],
-            adjoint,
-        );
+        let row = &buffers.rows[rank * n..(rank + 1) * n];
+        let adjoint = &mass_adjoint[rank];
+        let dot = one_hot_dot(row, sorted_labels, adjoint, n);
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64) * beta;
-        for ((g, cb), a) in gx.iter_mut().zip(c_bar.iter_mut()).zip(adjoint.iter()) {
+        for (wire, ((g, cb), p)) in gx
+            .iter_mut()
+            .zip(c_bar.iter_mut())
+            .zip(row.iter())
+            .enumerate()
+        {
             for lane in 0..LANES {
-                g[lane] += a[lane] * scale;
-                cb[lane] -= a[lane] * beta;
+                let one_hot = if wire as u32 == labels[lane] {
+                    adjoint[lane]
+                } else {
+                    F::zero()
+                };
+                let a = p[lane] * (one_hot - dot[lane]);
+                g[lane] += a * scale;
+                cb[lane] -= a * beta;
             }
         }
     }
@@ -680,13 +708,10 @@ fn neuralsort_backward_lanes<F: Real>(
         for (sl, cl) in selected.iter().zip(c_bar.iter()) {
             for lane in 0..LANES {
                 let both = ci[lane] + cl[lane];
-                sum[lane] += if si[lane] > sl[lane] {
-                    both
-                } else if si[lane] < sl[lane] {
-                    -both
-                } else {
-                    F::zero()
-                };
+                let above = if si[lane] > sl[lane] { both } else { F::zero() };
+                let below = if si[lane] < sl[lane] { both } else { F::zero() };
+                sum[lane] += above;
+                sum[lane] -= below;
             }
         }
         for lane in 0..LANES {
