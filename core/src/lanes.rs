@@ -600,33 +600,54 @@ fn softsort_backward_lanes<F: Real>(
             .zip(selected.iter())
             .enumerate()
         {
+            let d = softsort_adjoint_term(wire, p, s, &center, &labels, adjoint, &dot, beta);
             for lane in 0..LANES {
-                let one_hot = if wire as u32 == labels[lane] {
-                    adjoint[lane]
-                } else {
-                    F::zero()
-                };
-                let a = p[lane] * (one_hot - dot[lane]);
-                let difference = s[lane] - center[lane];
-                let negative = if difference < F::zero() {
-                    -F::one()
-                } else {
-                    F::zero()
-                };
-                let sign = if difference > F::zero() {
-                    F::one()
-                } else {
-                    negative
-                };
-                let d = a * beta * sign;
-                g[lane] -= d;
-                center_bar[lane] += d;
+                g[lane] -= d[lane];
+                center_bar[lane] += d[lane];
             }
         }
         for lane in 0..rows {
             gx[top[rank][lane] as usize][lane] += center_bar[lane];
         }
     }
+}
+
+/// `a_i β sign(s_i − s_(ρ))` for wire i of every lane, `a_i = P̂[ρ,i] (δ_{i,label} ā − d)`
+/// (a function of its own: written inline in the wire loop, it stayed scalar).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn softsort_adjoint_term<F: Real>(
+    wire: usize,
+    p: &Lanes<F>,
+    s: &Lanes<F>,
+    center: &Lanes<F>,
+    labels: &[u32; LANES],
+    adjoint: &Lanes<F>,
+    dot: &Lanes<F>,
+    beta: F,
+) -> Lanes<F> {
+    let mut out = [F::zero(); LANES];
+    for lane in 0..LANES {
+        let one_hot = if wire as u32 == labels[lane] {
+            adjoint[lane]
+        } else {
+            F::zero()
+        };
+        let a = p[lane] * (one_hot - dot[lane]);
+        let difference = s[lane] - center[lane];
+        let negative = if difference < F::zero() {
+            -F::one()
+        } else {
+            F::zero()
+        };
+        let sign = if difference > F::zero() {
+            F::one()
+        } else {
+            negative
+        };
+        out[lane] = a * beta * sign;
+    }
+    out
 }
 
 /// The label wires as 32-bit lanes (compared with the wire index as one vector compare).
