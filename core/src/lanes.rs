@@ -12,6 +12,7 @@
 
 use crate::config::Family;
 use crate::network::Comparator;
+use crate::neuralsort::PARTIAL_SUMS;
 use crate::relaxation::Sigmoid;
 use crate::Real;
 
@@ -535,18 +536,19 @@ fn softsort_exponentials<F: Real>(values: &Lanes<F>, center: &Lanes<F>, beta: F)
 fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usize, beta: F) {
     let selected = &buffers.selected_lanes;
     for (c, si) in buffers.deviations.iter_mut().zip(selected.iter()) {
-        let mut sum = [F::zero(); LANES];
-        for sl in selected.iter() {
-            for lane in 0..LANES {
-                let difference = si[lane] - sl[lane];
-                sum[lane] += if difference < F::zero() {
-                    -difference
-                } else {
-                    difference
-                };
+        // The one-row code's interleaved partial sums (wire l into partial l mod 8), per lane:
+        // each partial summed on its own over its wires in order (one register per loop; the
+        // eight side by side had the vectoriser pack partials instead of lanes).
+        let mut partial = [[F::zero(); LANES]; PARTIAL_SUMS];
+        // (Index loops: `step_by` was left as a call per element.)
+        for (first, p) in partial.iter_mut().enumerate() {
+            let mut l = first;
+            while l < n {
+                *p = add_absolute_differences(p, si, &selected[l]);
+                l += PARTIAL_SUMS;
             }
         }
-        *c = sum;
+        *c = combine_partial_lanes(&partial);
     }
     for rank in 0..k {
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64);
@@ -626,14 +628,9 @@ fn softsort_adjoint_term<F: Real>(
     dot: &Lanes<F>,
     beta: F,
 ) -> Lanes<F> {
+    let a = softmax_adjoint_term(wire, p, labels, adjoint, dot);
     let mut out = [F::zero(); LANES];
     for lane in 0..LANES {
-        let one_hot = if wire as u32 == labels[lane] {
-            adjoint[lane]
-        } else {
-            F::zero()
-        };
-        let a = p[lane] * (one_hot - dot[lane]);
         let difference = s[lane] - center[lane];
         let negative = if difference < F::zero() {
             -F::one()
@@ -645,9 +642,31 @@ fn softsort_adjoint_term<F: Real>(
         } else {
             negative
         };
-        out[lane] = a * beta * sign;
+        out[lane] = a[lane] * beta * sign;
     }
     out
+}
+
+/// `P̂[ρ,i] (δ_{i,label} ā − d)` for wire i of every lane: the adjoint of a relaxed row's
+/// softmax logits under the one-hot adjoint ā at the label (d from [`one_hot_dot`]).
+#[inline(always)]
+fn softmax_adjoint_term<F: Real>(
+    wire: usize,
+    p: &Lanes<F>,
+    labels: &[u32; LANES],
+    adjoint: &Lanes<F>,
+    dot: &Lanes<F>,
+) -> Lanes<F> {
+    let mut a = [F::zero(); LANES];
+    for lane in 0..LANES {
+        let one_hot = if wire as u32 == labels[lane] {
+            adjoint[lane]
+        } else {
+            F::zero()
+        };
+        a[lane] = p[lane] * (one_hot - dot[lane]);
+    }
+    a
 }
 
 /// The label wires as 32-bit lanes (compared with the wire index as one vector compare).
@@ -711,32 +730,67 @@ fn neuralsort_backward_lanes<F: Real>(
             .zip(row.iter())
             .enumerate()
         {
+            let a = softmax_adjoint_term(wire, p, &labels, adjoint, &dot);
             for lane in 0..LANES {
-                let one_hot = if wire as u32 == labels[lane] {
-                    adjoint[lane]
-                } else {
-                    F::zero()
-                };
-                let a = p[lane] * (one_hot - dot[lane]);
-                g[lane] += a * scale;
-                cb[lane] -= a * beta;
+                g[lane] += a[lane] * scale;
+                cb[lane] -= a[lane] * beta;
             }
         }
     }
     let selected = &buffers.selected_lanes;
     for ((g, si), ci) in gx.iter_mut().zip(selected.iter()).zip(c_bar.iter()) {
-        let mut sum = [F::zero(); LANES];
-        for (sl, cl) in selected.iter().zip(c_bar.iter()) {
-            for lane in 0..LANES {
-                let both = ci[lane] + cl[lane];
-                let above = if si[lane] > sl[lane] { both } else { F::zero() };
-                let below = if si[lane] < sl[lane] { both } else { F::zero() };
-                sum[lane] += above;
-                sum[lane] -= below;
+        let mut partial = [[F::zero(); LANES]; PARTIAL_SUMS];
+        for (first, p) in partial.iter_mut().enumerate() {
+            let mut l = first;
+            while l < n {
+                *p = add_signed_adjoints(p, si, &selected[l], ci, &c_bar[l]);
+                l += PARTIAL_SUMS;
             }
         }
+        let sum = combine_partial_lanes(&partial);
         for lane in 0..LANES {
             g[lane] += sum[lane];
         }
     }
+}
+
+/// `partial + |s_i − s_l|` per lane (as `neuralsort::absolute_deviation_sums_direct`).
+#[inline(always)]
+fn add_absolute_differences<F: Real>(partial: &Lanes<F>, si: &Lanes<F>, sl: &Lanes<F>) -> Lanes<F> {
+    let mut out = *partial;
+    for lane in 0..LANES {
+        out[lane] += (si[lane] - sl[lane]).abs();
+    }
+    out
+}
+
+/// `partial + (c̄_i + c̄_l)` where `s_i > s_l`, `− (c̄_i + c̄_l)` where `s_i < s_l`, per lane (as
+/// `neuralsort::absolute_deviation_sums_backward_direct`).
+#[inline(always)]
+fn add_signed_adjoints<F: Real>(
+    partial: &Lanes<F>,
+    si: &Lanes<F>,
+    sl: &Lanes<F>,
+    ci: &Lanes<F>,
+    cl: &Lanes<F>,
+) -> Lanes<F> {
+    let mut out = *partial;
+    for lane in 0..LANES {
+        let both = ci[lane] + cl[lane];
+        out[lane] += if si[lane] > sl[lane] { both } else { F::zero() };
+        out[lane] -= if si[lane] < sl[lane] { both } else { F::zero() };
+    }
+    out
+}
+
+/// Per lane, the partial sums added in order (`neuralsort::combine_partial_sums`).
+#[inline(always)]
+fn combine_partial_lanes<F: Real>(partial: &[Lanes<F>; PARTIAL_SUMS]) -> Lanes<F> {
+    let mut sum = partial[0];
+    for p in &partial[1..] {
+        for lane in 0..LANES {
+            sum[lane] += p[lane];
+        }
+    }
+    sum
 }

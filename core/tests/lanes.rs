@@ -1,5 +1,5 @@
 //! The batch API runs rows side by side in SIMD lanes (`LANES` rows at once, with an AVX2 build
-//! chosen at run time): every network method, SoftSort, and NeuralSort up to 64 sorted inputs. It
+//! chosen at run time): every network method, SoftSort, and NeuralSort up to 256 sorted inputs. It
 //! must give, row for row, exactly the bits of the one-row kernel `loss::sample_loss`, for every
 //! method, relaxation, top-1 mode, m and batch size (including batches that do not fill the last
 //! group of lanes).
@@ -100,6 +100,41 @@ proptest! {
         };
         let values: Vec<f64> = (0..batch * classes).map(|i| if i % 7 == 3 { 0.5 } else { next() }).collect();
         let labels: Vec<usize> = (0..batch).map(|b| (b * 5 + seed as usize % 3) % classes).collect();
+        check::<f64>(&loss, &values, &labels);
+        let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        check::<f32>(&loss, &values32, &labels);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Long rows for the relaxed permutations: NeuralSort's c from all pairs in interleaved
+    /// partial sums (up to 256 sorted inputs in lanes, the sort beyond), SoftSort's K rows.
+    #[test]
+    fn lanes_equal_the_one_row_kernel_on_long_rows(
+        neuralsort in any::<bool>(),
+        classes in 60usize..300,
+        batch in 1usize..12,
+        preselect in any::<bool>(),
+        beta in 0.3f64..4.0,
+        seed in any::<u64>(),
+    ) {
+        let method = if neuralsort { Method::NeuralSort } else { Method::SoftSort };
+        let m = preselect.then_some(classes / 2);
+        let config = TopkLossConfig::new(method, classes, &[0.5, 0.0, 0.0, 0.0, 0.5]).unwrap()
+            .with_inverse_temperature(beta).unwrap()
+            .with_preselection(m).unwrap();
+        let loss = TopkLoss::new(config).unwrap();
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 / (1u64 << 53) as f64) * 8.0 - 4.0
+        };
+        let values: Vec<f64> = (0..batch * classes).map(|i| if i % 11 == 3 { 0.5 } else { next() }).collect();
+        let labels: Vec<usize> = (0..batch).map(|b| (b * 37 + seed as usize % 5) % classes).collect();
         check::<f64>(&loss, &values, &labels);
         let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
         check::<f32>(&loss, &values32, &labels);
