@@ -224,7 +224,8 @@ __device__ void topk_row(
         }
     } else if (family == FAMILY_NEURALSORT) {
         // P̂[ρ, i] = softmax_i(β (s_i (n − 1 − 2ρ) − c_i)), c_i = Σ_l |s_i − s_l| (all pairs,
-        // as the core does for n ≤ 64).
+        // summed in order; the core, for n ≤ 256, sums them in eight interleaved partial sums:
+        // the same value within rounding, which the parity bounds allow for).
         for (int i = 0; i < n; ++i) {
             T sum = T(0);
             for (int l = 0; l < n; ++l) {
