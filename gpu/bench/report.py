@@ -26,7 +26,7 @@ def records(path):
 def main():
     ours = records(sys.argv[1])
     reference = {(r['method'], r['n'], r['m'], r['batch']): r for r in records(sys.argv[2])}
-    print('| method | n | m | batch | ours µs | ours / copy | fused warp / select then thread / thread per row µs | our CE µs | PyTorch ms | PyTorch CE ms | speed-up |')
+    print('| method | n | m | batch | ours µs | ours / copy | fused warp / select then thread / thread per row / warp sweep µs | our CE µs | PyTorch ms | PyTorch CE ms | speed-up |')
     print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for r in ours:
         if 'method' not in r:
@@ -44,7 +44,8 @@ def main():
         ref_text = f"{ref_ms:.3f}" if ref_ms else 'n/a'
         ce_text = f"{ce['median_ms']:.3f}" if 'median_ms' in ce else 'n/a'
         thread = ' / '.join(f"{r[key]:.1f}" for key in
-                            ('fused_warp_us', 'select_then_thread_us', 'thread_per_row_us')
+                            ('fused_warp_us', 'select_then_thread_us', 'thread_per_row_us',
+                             'warp_sweep_us')
                             if key in r)
         print(f"| {r['method']} | {r['n']} | {m} | {r['batch']} | {r['median_us']:.1f} | "
               f"{r['ratio_to_copy']:.2f} | {thread} | {r['softmax_ce_us']:.1f} | {ref_text} | "

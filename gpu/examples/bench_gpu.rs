@@ -1,8 +1,7 @@
 //! Times the fused loss kernel on device 0 and prints one JSON line per configuration, with,
 //! measured in the same process on the same buffers: with m, each kernel path alone
-//! (`fused_warp_us`, `select_then_thread_us`, `thread_per_row_us`; `median_us` is the default
-//! choice), plain softmax cross-entropy on the device,
-//! and a device-to-device copy of the logits (reading and writing as many bytes as the loss's
+//! (`fused_warp_us`, `select_then_thread_us`, `thread_per_row_us`, `warp_sweep_us`; `median_us`
+//! is the default choice), plain softmax cross-entropy on the device, and a device-to-device copy of the logits (reading and writing as many bytes as the loss's
 //! unavoidable traffic: logits in, gradient out), the memory-bandwidth floor.
 //!
 //! `cargo run --release -p difftopk-gpu --example bench_gpu -- INPUT_DIR [REPS]`
@@ -178,6 +177,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         ("fused_warp", RowKernel::FusedWarp),
                         ("select_then_thread", RowKernel::SelectThenThread),
                         ("thread_per_row", RowKernel::ThreadPerRow),
+                        ("warp_sweep", RowKernel::WarpSweep),
                     ] {
                         variants.push((name, CudaTopkLoss::new(config)?.with_row_kernel(kernel)));
                     }

@@ -174,6 +174,48 @@ template <typename T> __device__ __forceinline__ T sign_of(T x) {
 #define FAMILY_NEURALSORT 1
 #define FAMILY_SOFTSORT 2
 
+// Comparator c of the forward sweep with the label's mass (spec section 12): the relaxed min and
+// max of wires a, b into out_min, out_max, for the values x and the mass v; records α, α's
+// slope, a − b and v_a − v_b on the tape.
+template <typename T>
+__device__ __forceinline__ void forward_comparator(const int4* comparators, int c, int relaxation,
+                                                   T beta, T lambda, Strided<T> x, Strided<T> v,
+                                                   Strided<T> tape) {
+    int4 comparator = comparators[c];
+    T a = x[comparator.x], b = x[comparator.y];
+    T va = v[comparator.x], vb = v[comparator.y];
+    T alpha, slope;
+    alpha_and_slope(relaxation, b - a, beta, lambda, &alpha, &slope);
+    T one_minus = T(1) - alpha;
+    x[comparator.z] = alpha * a + one_minus * b;
+    x[comparator.w] = one_minus * a + alpha * b;
+    v[comparator.z] = alpha * va + one_minus * vb;
+    v[comparator.w] = one_minus * va + alpha * vb;
+    tape[4 * c] = alpha;
+    tape[4 * c + 1] = slope;
+    tape[4 * c + 2] = a - b;
+    tape[4 * c + 3] = va - vb;
+}
+
+// Comparator c of the reverse sweep: the adjoints of its outputs (x: values, v: mass) back to
+// its inputs, through α as well.
+template <typename T>
+__device__ __forceinline__ void backward_comparator(const int4* comparators, int c, Strided<T> x,
+                                                    Strided<T> v, Strided<T> tape) {
+    int4 comparator = comparators[c];
+    T alpha = tape[4 * c], slope = tape[4 * c + 1];
+    T a_minus_b = tape[4 * c + 2], va_minus_vb = tape[4 * c + 3];
+    T one_minus = T(1) - alpha;
+    T gmin = x[comparator.z], gmax = x[comparator.w];
+    T hmin = v[comparator.z], hmax = v[comparator.w];
+    T alpha_bar = a_minus_b * (gmin - gmax) + va_minus_vb * (hmin - hmax);
+    T through_alpha = slope * alpha_bar;
+    x[comparator.x] = alpha * gmin + one_minus * gmax - through_alpha;
+    x[comparator.y] = one_minus * gmin + alpha * gmax + through_alpha;
+    v[comparator.x] = alpha * hmin + one_minus * hmax;
+    v[comparator.y] = one_minus * hmin + alpha * hmax;
+}
+
 template <typename T>
 __device__ void topk_row(
     const T* logits, unsigned label, int classes, int n, const int4* comparators, int count,
@@ -206,22 +248,8 @@ __device__ void topk_row(
     }
     // The label's mass at rank ρ (ρ = 0 the largest): mass(ρ).
     if (family == FAMILY_NETWORK) {
-        for (int c = 0; c < count; ++c) {
-            int4 comparator = comparators[c];
-            T a = x[comparator.x], b = x[comparator.y];
-            T va = v[comparator.x], vb = v[comparator.y];
-            T alpha, slope;
-            alpha_and_slope(relaxation, b - a, beta, lambda, &alpha, &slope);
-            T one_minus = T(1) - alpha;
-            x[comparator.z] = alpha * a + one_minus * b;
-            x[comparator.w] = one_minus * a + alpha * b;
-            v[comparator.z] = alpha * va + one_minus * vb;
-            v[comparator.w] = one_minus * va + alpha * vb;
-            tape[4 * c] = alpha;
-            tape[4 * c + 1] = slope;
-            tape[4 * c + 2] = a - b;
-            tape[4 * c + 3] = va - vb;
-        }
+        for (int c = 0; c < count; ++c)
+            forward_comparator(comparators, c, relaxation, beta, lambda, x, v, tape);
     } else if (family == FAMILY_NEURALSORT) {
         // P̂[ρ, i] = softmax_i(β (s_i (n − 1 − 2ρ) − c_i)), c_i = Σ_l |s_i − s_l| (all pairs,
         // summed in order; the core, for n ≤ 256, sums them in eight interleaved partial sums:
@@ -297,20 +325,7 @@ __device__ void topk_row(
     for (int i = 0; i < n; ++i) { x[i] = T(0); v[i] = T(0); }
     if (family == FAMILY_NETWORK) {
         for (int rank = 0; rank < k; ++rank) v[n - 1 - rank] = q_adjoint * T(rank_weights[rank]);
-        for (int c = count - 1; c >= 0; --c) {
-            int4 comparator = comparators[c];
-            T alpha = tape[4 * c], slope = tape[4 * c + 1];
-            T a_minus_b = tape[4 * c + 2], va_minus_vb = tape[4 * c + 3];
-            T one_minus = T(1) - alpha;
-            T gmin = x[comparator.z], gmax = x[comparator.w];
-            T hmin = v[comparator.z], hmax = v[comparator.w];
-            T alpha_bar = a_minus_b * (gmin - gmax) + va_minus_vb * (hmin - hmax);
-            T through_alpha = slope * alpha_bar;
-            x[comparator.x] = alpha * gmin + one_minus * gmax - through_alpha;
-            x[comparator.y] = one_minus * gmin + alpha * gmax + through_alpha;
-            v[comparator.x] = alpha * hmin + one_minus * hmax;
-            v[comparator.y] = one_minus * hmin + alpha * hmax;
-        }
+        for (int c = count - 1; c >= 0; --c) backward_comparator(comparators, c, x, v, tape);
     } else {
         // Row ρ's adjoint is ā_ρ at the label's column only; through the softmax,
         // ḡ_i = P̂[ρ,i] (δ_i,label ā_ρ − P̂[ρ,label] ā_ρ).
@@ -379,12 +394,16 @@ __device__ bool row_is_valid(const T* logits, unsigned label, int classes, int r
     return true;
 }
 
-// The parameters of `topk_loss_*` and of `topk_loss_warp_*` (below), so that the host launches
-// either with the same arguments; the warp kernel ignores `preselect` (its rows have one),
-// `reals` and `indices` (its scratch is in shared memory).
+// The parameters of `topk_loss_*` and of the warp kernels `topk_loss_warp_*` and
+// `topk_loss_warp_sweep_*` (below), so that the host launches any of them with the same
+// arguments; the warp kernels ignore `preselect` (their rows have one), `reals` and `indices`
+// (their scratch is in shared memory), and only the sweep reads `layer_starts`: the comparators
+// in `layers` runs of mutually independent ones (no wire shared within a run), run l being
+// comparators layer_starts[l] .. layer_starts[l + 1] − 1.
 #define TOPK_LOSS_PARAMETERS(T)                                                                    \
     const T *logits, const unsigned *labels, int batch, int classes, int n,                        \
-        const int4 *comparators, int count, int k, const double *rank_weights, double p_first,     \
+        const int4 *comparators, int count, const int *layer_starts, int layers, int k,            \
+        const double *rank_weights, double p_first,                                                \
         double rest_weight, int mode, int preselect, int family, int relaxation, double beta,      \
         double lambda, double scale, T *losses, T *gradient, int with_gradient, T *reals,          \
         unsigned *indices, int *status
@@ -518,12 +537,109 @@ __device__ bool warp_select_row(const T* z, unsigned label, int classes, int n, 
     return true;
 }
 
-// The top-k loss of rows with a preselection, fused, one warp per row: `warp_select_row`, then
-// lane 0 runs the m selected logits through `topk_row` with the row's scratch in shared memory.
+// `topk_row` for a sorting network with the row's scratch in shared memory, by all 32 lanes of
+// the row's warp (the preselection done, the label first): the comparators of each run of
+// independent ones (`layer_starts`) spread over the lanes, a __syncwarp between runs; the
+// elementwise steps by wire (lane l takes wires l, l + 32, ...); the sums in wire order and the
+// scalar steps by every lane alike (same inputs, same operations: the same values everywhere,
+// no broadcast needed). Each value is computed by the same operations as in `topk_row`, and
+// comparators of one run share no wire, so the results are `topk_row`'s, bit for bit.
 template <typename T>
+__device__ void topk_row_network_warp(
+    const T* logits, int n, const int4* comparators, int count, const int* layer_starts,
+    int layers, int k, const double* rank_weights, double p_first_d, double rest_weight_d,
+    int mode, int relaxation, T beta, T lambda, T scale, T* loss_out, T* gradient,
+    Strided<T> reals, Strided<unsigned> selection) {
+    const int lane = threadIdx.x % WARP_SIZE;
+    Strided<T> tape = reals;
+    Strided<T> x = reals.offset(4 * count);
+    Strided<T> v = x.offset(n);
+    Strided<T> selected = v.offset(n);
+    Strided<T> probabilities = selected.offset(n);
+    const int sorted_label = 0;
+    for (int i = lane; i < n; i += WARP_SIZE) {
+        selected[i] = logits[selection[i]];
+        x[i] = selected[i];
+        v[i] = i == sorted_label ? T(1) : T(0);
+    }
+    __syncwarp();
+    for (int layer = 0; layer < layers; ++layer) {
+        for (int c = layer_starts[layer] + lane; c < layer_starts[layer + 1]; c += WARP_SIZE)
+            forward_comparator(comparators, c, relaxation, beta, lambda, x, v, tape);
+        __syncwarp();
+    }
+    // Mixture, clamp, log (as topk_row).
+    T p_first = T(p_first_d);
+    T q = T(0);
+    for (int rank = 0; rank < k; ++rank) q += T(rank_weights[rank]) * v[n - 1 - rank];
+    T log_partition = T(0);
+    if (mode != MODE_SORT) {
+        T maximum = selected[0];
+        for (int i = 1; i < n; ++i) if (selected[i] > maximum) maximum = selected[i];
+        for (int i = lane; i < n; i += WARP_SIZE) probabilities[i] = d_exp(selected[i] - maximum);
+        __syncwarp();
+        T sum = T(0);
+        for (int i = 0; i < n; ++i) sum += probabilities[i];
+        T inverse = T(1) / sum;
+        __syncwarp(); // every lane has read the exponentials before they are scaled
+        for (int i = lane; i < n; i += WARP_SIZE) probabilities[i] *= inverse;
+        __syncwarp();
+        log_partition = maximum + d_log(sum);
+    }
+    const T clamp_scale = T(1.0 - 2e-7);
+    const T clamp_shift = T(1e-7);
+    T loss, q_adjoint;
+    if (mode == MODE_SOFTMAX) {
+        q += p_first * probabilities[sorted_label];
+        T clamped = q * clamp_scale + clamp_shift;
+        loss = -d_log(clamped);
+        q_adjoint = -clamp_scale / clamped;
+    } else if (mode == MODE_SORT) {
+        T clamped = q * clamp_scale + clamp_shift;
+        loss = -d_log(clamped);
+        q_adjoint = -clamp_scale / clamped;
+    } else {
+        T rest_weight = T(rest_weight_d);
+        T cross_entropy = log_partition - selected[sorted_label];
+        T clamped = q * clamp_scale + clamp_shift;
+        loss = p_first * cross_entropy - rest_weight * d_log(clamped);
+        q_adjoint = -rest_weight * clamp_scale / clamped;
+    }
+    if (lane == 0) *loss_out = loss;
+    if (gradient == 0) return;
+    __syncwarp(); // every lane has read v before it becomes the mass adjoint
+    for (int i = lane; i < n; i += WARP_SIZE) {
+        x[i] = T(0);
+        v[i] = T(0);
+    }
+    __syncwarp();
+    if (lane == 0)
+        for (int rank = 0; rank < k; ++rank) v[n - 1 - rank] = q_adjoint * T(rank_weights[rank]);
+    __syncwarp();
+    for (int layer = layers - 1; layer >= 0; --layer) {
+        for (int c = layer_starts[layer] + lane; c < layer_starts[layer + 1]; c += WARP_SIZE)
+            backward_comparator(comparators, c, x, v, tape);
+        __syncwarp();
+    }
+    if (mode == MODE_SOFTMAX) {
+        T factor = q_adjoint * p_first * probabilities[sorted_label];
+        for (int i = lane; i < n; i += WARP_SIZE)
+            x[i] += factor * ((i == sorted_label ? T(1) : T(0)) - probabilities[i]);
+    } else if (mode == MODE_SOFTMAX_CROSS_ENTROPY) {
+        for (int i = lane; i < n; i += WARP_SIZE)
+            x[i] += p_first * (probabilities[i] - (i == sorted_label ? T(1) : T(0)));
+    }
+    for (int i = lane; i < n; i += WARP_SIZE) gradient[selection[i]] = x[i] * scale;
+}
+
+// The top-k loss of rows with a preselection, fused, one warp per row: `warp_select_row`, then
+// lane 0 runs the m selected logits through `topk_row` with the row's scratch in shared memory,
+// or, with SWEEP and a sorting network, the whole warp does (`topk_row_network_warp`).
+template <typename T, bool SWEEP>
 __device__ void topk_loss_warp(
     const T* logits, const unsigned* labels, int batch, int classes, int n,
-    const int4* comparators, int count, int k, const double* rank_weights, double p_first,
+    const int4* comparators, int count, const int* layer_starts, int layers, int k,
+    const double* rank_weights, double p_first,
     double rest_weight, int mode, int family, int relaxation, double beta, double lambda,
     double scale, T* losses, T* gradient, int with_gradient, int* status, unsigned char* shared) {
     const int lane = threadIdx.x % WARP_SIZE;
@@ -542,7 +658,11 @@ __device__ void topk_loss_warp(
         if (lane == 0) losses[row] = T(0);
         return;
     }
-    if (lane == 0)
+    if (SWEEP && family == FAMILY_NETWORK)
+        topk_row_network_warp<T>(z, n, comparators, count, layer_starts, layers, k, rank_weights,
+                                 p_first, rest_weight, mode, relaxation, T(beta), T(lambda),
+                                 T(scale), losses + row, row_gradient, reals, selection);
+    else if (lane == 0)
         topk_row<T>(z, label, classes, n, comparators, count, k, rank_weights, p_first,
                     rest_weight, mode, PRESELECT_DONE, family, relaxation, T(beta), T(lambda),
                     T(scale), losses + row, row_gradient, reals, selection);
@@ -569,16 +689,19 @@ __device__ void topk_loss_warp(
 TOPK_SELECT_WARP_KERNEL(topk_select_warp_f32, float)
 TOPK_SELECT_WARP_KERNEL(topk_select_warp_f64, double)
 
-#define TOPK_LOSS_WARP_KERNEL(NAME, T)                                                             \
+#define TOPK_LOSS_WARP_KERNEL(NAME, T, SWEEP)                                                      \
     extern "C" __global__ void NAME(TOPK_LOSS_PARAMETERS(T)) {                                     \
         extern __shared__ double warp_scratch[];                                                   \
-        topk_loss_warp<T>(logits, labels, batch, classes, n, comparators, count, k, rank_weights,  \
-                          p_first, rest_weight, mode, family, relaxation, beta, lambda, scale,     \
-                          losses, gradient, with_gradient, status, (unsigned char*)warp_scratch);  \
+        topk_loss_warp<T, SWEEP>(logits, labels, batch, classes, n, comparators, count,            \
+                                 layer_starts, layers, k, rank_weights, p_first, rest_weight,      \
+                                 mode, family, relaxation, beta, lambda, scale, losses, gradient,  \
+                                 with_gradient, status, (unsigned char*)warp_scratch);             \
     }
 
-TOPK_LOSS_WARP_KERNEL(topk_loss_warp_f32, float)
-TOPK_LOSS_WARP_KERNEL(topk_loss_warp_f64, double)
+TOPK_LOSS_WARP_KERNEL(topk_loss_warp_f32, float, false)
+TOPK_LOSS_WARP_KERNEL(topk_loss_warp_f64, double, false)
+TOPK_LOSS_WARP_KERNEL(topk_loss_warp_sweep_f32, float, true)
+TOPK_LOSS_WARP_KERNEL(topk_loss_warp_sweep_f64, double, true)
 
 // Plain softmax cross-entropy, one warp per row: loss_b = log Σ exp(s − max) + max − s_y,
 // gradient (softmax − e_y) · scale. One pass for the checks and the maximum, one for the sum,

@@ -80,6 +80,40 @@ pub(crate) fn comparator_table(comparators: &[difftopk_core::Comparator]) -> Vec
         .collect()
 }
 
+/// Where the runs of mutually independent comparators of a `comparator_table` start, and its
+/// end: a run ends just before the first comparator that touches (reads or writes) a wire an
+/// earlier comparator of the run touched. The comparators of a run commute, so the warp sweep
+/// (`topk_row_network_warp` in kernels/topk_loss.cu) spreads each run over its lanes and gets
+/// the one-thread sweep's results; for the networks of the core the runs are their layers.
+/// `[0]` for an empty table.
+pub(crate) fn independent_runs(table: &[i32], count: usize) -> Vec<i32> {
+    let wires = table
+        .iter()
+        .map(|&wire| wire as usize + 1)
+        .max()
+        .unwrap_or(0);
+    // The run (1-based) that last touched each wire.
+    let mut touched_in = vec![0usize; wires];
+    let mut starts = vec![0i32];
+    let mut run = 1;
+    for (c, comparator) in table.chunks_exact(4).take(count).enumerate() {
+        if comparator
+            .iter()
+            .any(|&wire| touched_in[wire as usize] == run)
+        {
+            starts.push(c as i32);
+            run += 1;
+        }
+        for &wire in comparator {
+            touched_in[wire as usize] = run;
+        }
+    }
+    if count > 0 {
+        starts.push(count as i32);
+    }
+    starts
+}
+
 /// Labels as the kernels read them (`u32`); one that does not fit becomes `u32::MAX`, out of
 /// range for any class count, so the kernel reports it.
 pub(crate) fn kernel_labels(labels: &[usize]) -> Vec<u32> {

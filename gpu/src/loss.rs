@@ -7,7 +7,8 @@ use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKern
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
 
 use crate::device::{
-    comparator_table, kernel_for, kernel_labels, load_kernels, GpuFloat, Scratch, Status,
+    comparator_table, independent_runs, kernel_for, kernel_labels, load_kernels, GpuFloat, Scratch,
+    Status,
 };
 use crate::Error;
 
@@ -62,6 +63,12 @@ pub enum RowKernel {
     /// `topk_select_warp_*` (one warp per row selects and zeroes the gradient row), then
     /// `topk_loss_*` on the selection (with a preselection; otherwise `ThreadPerRow`).
     SelectThenThread,
+    /// `topk_loss_warp_sweep_*`: one warp per row selects, then for a sorting network the whole
+    /// warp sweeps it, each run of independent comparators spread over the lanes (NeuralSort
+    /// and SoftSort: lane 0, as `FusedWarp`); with a preselection whose scratch fits in shared
+    /// memory, otherwise `ThreadPerRow`. Bit for bit the other paths' results on the CPU
+    /// emulation; not yet timed on a device, so `Automatic` does not choose it.
+    WarpSweep,
 }
 
 /// Batches up to this many rows with a preselection take the fused one-warp-per-row kernel;
@@ -176,6 +183,11 @@ pub struct KernelArguments {
     pub rest_weight: f64,
     /// Comparators as (wire_a, wire_b, out_min, out_max); one unused entry when there are none.
     pub comparators: Vec<i32>,
+    /// Where each run of mutually independent comparators starts, then `count` (the layers of
+    /// the network; `[0]` without comparators).
+    pub layer_starts: Vec<i32>,
+    /// Runs in `layer_starts` (its length minus one).
+    pub layers: i32,
     /// The mass weight of each rank, `config.rank_weight(ρ)`.
     pub rank_weights: Vec<f64>,
 }
@@ -190,11 +202,15 @@ impl KernelArguments {
         };
         let (relaxation, lambda) = relaxation_code(config.relaxation());
         let p_k = config.topk_distribution();
+        let count = loss
+            .network()
+            .map_or(0, |network| network.num_comparators());
+        let layer_starts = independent_runs(&comparators, count);
         KernelArguments {
             n: config.sorted_inputs() as i32,
-            count: loss
-                .network()
-                .map_or(0, |network| network.num_comparators()) as i32,
+            count: count as i32,
+            layers: layer_starts.len() as i32 - 1,
+            layer_starts,
             k: config.k() as i32,
             mode: match config.top1_mode() {
                 Top1Mode::Softmax => 0,
@@ -250,15 +266,18 @@ impl KernelArguments {
 /// thread. With one (m), a warp reads each row coalesced and selects its m classes; then, up to
 /// [`FUSED_WARP_MAX_BATCH`] rows, lane 0 of that warp finishes the row in the same kernel with
 /// its scratch in shared memory, and beyond, a second kernel finishes the rows one per thread. NeuralSort's
-/// deviations `c_i = Σ_l |s_i − s_l|` are summed over all pairs, as the core does for n′ ≤ 64;
-/// for longer rows the core sorts first, so results differ from it by rounding only.
+/// deviations `c_i = Σ_l |s_i − s_l|` are summed over all pairs in order (the core: in eight
+/// interleaved partial sums up to n′ = 256, by a sort beyond), so results differ from the
+/// core's by rounding only.
 pub struct CudaTopkLoss {
     loss: TopkLoss,
     stream: Arc<CudaStream>,
     kernels: [CudaFunction; 2],
     warp_kernels: [CudaFunction; 2],
+    sweep_kernels: [CudaFunction; 2],
     select_kernels: [CudaFunction; 2],
     comparators: CudaSlice<i32>,
+    layer_starts: CudaSlice<i32>,
     rank_weights: CudaSlice<f64>,
     arguments: KernelArguments,
     row_kernel: RowKernel,
@@ -273,9 +292,11 @@ impl CudaTopkLoss {
         let loss = TopkLoss::new(config)?;
         let (stream, kernels) = load_kernels("topk_loss")?;
         let (_, warp_kernels) = load_kernels("topk_loss_warp")?;
+        let (_, sweep_kernels) = load_kernels("topk_loss_warp_sweep")?;
         let (_, select_kernels) = load_kernels("topk_select_warp")?;
         let arguments = KernelArguments::new(&loss);
         let comparators = stream.clone_htod(&arguments.comparators)?;
+        let layer_starts = stream.clone_htod(&arguments.layer_starts)?;
         let rank_weights = stream.clone_htod(&arguments.rank_weights)?;
         let status = Status::new(&stream)?;
         Ok(CudaTopkLoss {
@@ -283,8 +304,10 @@ impl CudaTopkLoss {
             stream,
             kernels,
             warp_kernels,
+            sweep_kernels,
             select_kernels,
             comparators,
+            layer_starts,
             rank_weights,
             arguments,
             row_kernel: RowKernel::Automatic,
@@ -312,7 +335,7 @@ impl CudaTopkLoss {
                 RowKernel::FusedWarp
             }
             RowKernel::Automatic => RowKernel::SelectThenThread,
-            RowKernel::FusedWarp if !fused_fits => RowKernel::ThreadPerRow,
+            RowKernel::FusedWarp | RowKernel::WarpSweep if !fused_fits => RowKernel::ThreadPerRow,
             chosen => chosen,
         }
     }
@@ -390,13 +413,19 @@ impl CudaTopkLoss {
             unsafe { launch.launch(warp_launch_config(batch, 0)) }?;
             preselect = PRESELECT_DONE;
         }
-        // The fused warp kernel takes the same arguments (and ignores the scratch); each of its
+        // The warp kernels take the same arguments (and ignore the scratch); each of their
         // blocks gets the shared memory its warps use (`warp_bytes`, the kernel's own formula).
-        let (kernels, shape) = if row_kernel == RowKernel::FusedWarp {
-            let shape = warp_launch_config(batch, arguments.warp_bytes(real_bytes));
-            (&self.warp_kernels, shape)
-        } else {
-            (&self.kernels, launch_config(batch))
+        let (kernels, shape) = match row_kernel {
+            RowKernel::FusedWarp | RowKernel::WarpSweep => {
+                let shape = warp_launch_config(batch, arguments.warp_bytes(real_bytes));
+                let kernels = if row_kernel == RowKernel::WarpSweep {
+                    &self.sweep_kernels
+                } else {
+                    &self.warp_kernels
+                };
+                (kernels, shape)
+            }
+            _ => (&self.kernels, launch_config(batch)),
         };
         let mut launch = self.stream.launch_builder(kernel_for::<F>(kernels));
         launch
@@ -407,6 +436,8 @@ impl CudaTopkLoss {
             .arg(&arguments.n)
             .arg(&self.comparators)
             .arg(&arguments.count)
+            .arg(&self.layer_starts)
+            .arg(&arguments.layers)
             .arg(&arguments.k)
             .arg(&self.rank_weights)
             .arg(&arguments.p_first)
@@ -425,7 +456,7 @@ impl CudaTopkLoss {
             .arg(indices)
             .arg(status.flags());
         // SAFETY: the arguments match `TOPK_LOSS_PARAMETERS` in kernels/topk_loss.cu (the
-        // signature of both kernels) in order and type; every buffer has the size the kernel
+        // signature of all three kernels) in order and type; every buffer has the size the kernel
         // indexes (checked above: `batch` rows of `classes` logits, one loss per row, the
         // gradient shaped as the logits; scratch of `batch` times the per-row sizes of
         // `KernelArguments`).

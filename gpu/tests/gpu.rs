@@ -1,7 +1,7 @@
 //! Without a GPU (CI): every `.cu` source compiles with NVRTC (when the library is installed;
 //! `DIFFTOPK_REQUIRE_NVRTC=1` makes its absence a failure), and the GPU paths return clear errors.
 //! With a GPU: the fused kernels against the core on random batches, every method (networks,
-//! NeuralSort, SoftSort), relaxation and top-1 mode, with and without m (each of the three kernel
+//! NeuralSort, SoftSort), relaxation and top-1 mode, with and without m (each of the four kernel
 //! paths), f32 and f64; f32 is measured against the f64 truth (see `f32_bound`).
 
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
@@ -75,7 +75,7 @@ fn config(
 }
 
 /// Every method, relaxation and top-1 mode, without m (one thread per row) and with m = 16 (each
-/// of the three kernel paths), f64 and f32, against the core. All cases run; the failures are
+/// of the four kernel paths), f64 and f32, against the core. All cases run; the failures are
 /// listed together at the end.
 #[test]
 fn without_a_device_the_error_is_clear_and_with_one_results_match_the_core() {
@@ -160,6 +160,7 @@ fn without_a_device_the_error_is_clear_and_with_one_results_match_the_core() {
                             RowKernel::FusedWarp,
                             RowKernel::SelectThenThread,
                             RowKernel::ThreadPerRow,
+                            RowKernel::WarpSweep,
                         ]
                     } else {
                         &[RowKernel::Automatic]
@@ -227,7 +228,7 @@ fn without_a_device_the_error_is_clear_and_with_one_results_match_the_core() {
         }
     }
     println!(
-        "{compared} batches compared; with m the three kernel paths agreed bit for bit (f32) on \
+        "{compared} batches compared; with m the four kernel paths agreed bit for bit (f32) on \
          {identical} of {pairs} pairs"
     );
     println!(

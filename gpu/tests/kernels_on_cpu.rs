@@ -68,7 +68,7 @@ fn harness_output(binary: &PathBuf, input: &str) -> String {
 
 /// One batch for the harness.
 struct Case<'a> {
-    kernel: i32, // 0 top-k (a thread per row), 8 top-k (a warp per row), 1 cross-entropy
+    kernel: i32, // 0 top-k (a thread per row), 8/9/10 top-k (warps per row), 1 cross-entropy
     precision: i32,
     classes: usize,
     arguments: Option<&'a KernelArguments>,
@@ -106,6 +106,8 @@ fn run(binary: &PathBuf, cases: &[Case]) -> Vec<Outcome> {
                     p_first: 0.0,
                     rest_weight: 0.0,
                     comparators: vec![0; 4],
+                    layer_starts: vec![0],
+                    layers: 0,
                     rank_weights: Vec::new(),
                 };
                 &fallback
@@ -229,7 +231,15 @@ fn kernel_source_on_the_cpu_matches_the_core() {
                 Top1Mode::SoftmaxCrossEntropy,
                 Top1Mode::Sort,
             ] {
-                for (classes, m) in [(20, None), (9, None), (100, Some(16)), (50, Some(7))] {
+                // m = 70: runs of 35 independent comparators (odd-even), more than a warp's
+                // lanes, for the warp sweep.
+                for (classes, m) in [
+                    (20, None),
+                    (9, None),
+                    (100, Some(16)),
+                    (50, Some(7)),
+                    (100, Some(70)),
+                ] {
                     let config = TopkLossConfig::new(method, classes, &[0.5, 0.0, 0.25, 0.0, 0.25])
                         .unwrap()
                         .with_relaxation(relaxation)
@@ -275,8 +285,16 @@ fn kernel_source_on_the_cpu_matches_the_core() {
                     // the zeroing) does not depend on the relaxation: one relaxation suffices.
                     if m.is_some() && relaxation_index == 0 {
                         // Kernel 8: fused, one warp per row; 9: the selection by warps, then
-                        // one thread per row.
-                        let warp_cases: Vec<Case> = [8, 9]
+                        // one thread per row; 10: fused with the network swept by the whole
+                        // warp (the only one whose work depends on the runs' width: alone at
+                        // m = 70, for the networks in one mode, where the emulated selection is
+                        // slow).
+                        let warp_kernels: &[i32] = match m {
+                            Some(70) if method.is_network() && mode == Top1Mode::Softmax => &[10],
+                            Some(70) => &[],
+                            _ => &[8, 9, 10],
+                        };
+                        let warp_cases: Vec<Case> = warp_kernels
                             .iter()
                             .flat_map(|&kernel| {
                                 cases.iter().map(move |case| Case { kernel, ..*case })
@@ -389,7 +407,7 @@ fn kernel_source_on_the_cpu_reports_bad_rows_and_computes_cross_entropy() {
     // First non-finite row 3; with the bad label in row 2 that comes first.
     assert_eq!(outcomes[0].status, [i32::MAX, 3]);
     assert_eq!(outcomes[1].status, [2, 3]);
-    // The one-warp-per-row kernels (fused, and selection then thread per row) report the same
+    // The one-warp-per-row kernels (fused, selection then thread per row, warp sweep) report the same
     // rows, compute the good rows alike and give bad rows a loss of 0.
     let warp = run(
         &binary,
@@ -420,6 +438,22 @@ fn kernel_source_on_the_cpu_reports_bad_rows_and_computes_cross_entropy() {
             },
             Case {
                 kernel: 9,
+                precision: 32,
+                classes,
+                arguments: Some(&arguments),
+                labels: &bad_labels,
+                logits: &logits,
+            },
+            Case {
+                kernel: 10,
+                precision: 64,
+                classes,
+                arguments: Some(&arguments),
+                labels: &labels,
+                logits: &logits,
+            },
+            Case {
+                kernel: 10,
                 precision: 32,
                 classes,
                 arguments: Some(&arguments),

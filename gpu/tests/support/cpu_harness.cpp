@@ -5,7 +5,8 @@
 // source is included unchanged.
 //
 // Reads cases from stdin until EOF. Losses (kernel 0 top-k one thread per row, 8 top-k one warp
-// per row, 9 top-k selection by warps then one thread per row, 1 cross-entropy by warps):
+// per row, 9 top-k selection by warps then one thread per row, 10 top-k one warp per row with the
+// network swept by the whole warp, 1 cross-entropy by warps):
 //   kernel precision(32|64) batch classes n count k mode preselect family relaxation beta lambda
 //   p_first rest_weight scale, then 4·max(count,1) comparator ints, k rank weights, batch labels,
 //   batch·classes logits; writes the two status flags, batch losses, batch·classes gradient.
@@ -95,8 +96,10 @@ static void __syncwarp(unsigned = 0xffffffffu) { current_warp->barrier(); }
 #include "../../kernels/topk_loss.cu"
 #include "../../kernels/head.cu"
 
-// The dynamic shared memory of the block being run (one block at a time).
-double warp_scratch[1 << 14];
+// The dynamic shared memory of the block being run (one block at a time): 1 MiB, more than a
+// device block gets, so that the test can also run rows whose scratch the host would keep out
+// of shared memory (m = 70: runs of independent comparators wider than a warp).
+double warp_scratch[1 << 17];
 
 // Runs a one-warp-per-row kernel over `rows` rows: blocks of two warps (so that the kernel's
 // per-warp offsets into shared memory are exercised), each lane a thread.
@@ -122,12 +125,37 @@ template <> bool read(int* value) { return std::scanf("%d", value) == 1; }
 template <> bool read(unsigned* value) { return std::scanf("%u", value) == 1; }
 template <> bool read(double* value) { return std::scanf("%lf", value) == 1; }
 
+// Where the runs of mutually independent comparators start, then `count`: the host's
+// `independent_runs` (gpu/src/device.rs), so that the warp sweep sees what the device gets.
+static std::vector<int> independent_runs(const std::vector<int4>& comparators, int count) {
+    std::vector<int> starts{0};
+    std::vector<int> touched_in;
+    int run = 1;
+    for (int c = 0; c < count; ++c) {
+        const int wires[4] = {comparators[c].x, comparators[c].y, comparators[c].z, comparators[c].w};
+        bool shared = false;
+        for (int wire : wires) {
+            if ((int)touched_in.size() <= wire) touched_in.resize(wire + 1, 0);
+            shared = shared || touched_in[wire] == run;
+        }
+        if (shared) {
+            starts.push_back(c);
+            run += 1;
+        }
+        for (int wire : wires) touched_in[wire] = run;
+    }
+    if (count > 0) starts.push_back(count);
+    return starts;
+}
+
 template <typename T>
 static void run_case(int kernel, int batch, int classes, int n, int count, int k, int mode,
                      int preselect, int family, int relaxation, double beta, double lambda,
                      double p_first, double rest_weight, double scale) {
     std::vector<int4> comparators(count > 0 ? count : 1);
     for (auto& c : comparators) { read(&c.x); read(&c.y); read(&c.z); read(&c.w); }
+    const std::vector<int> layer_starts = independent_runs(comparators, count);
+    const int layers = (int)layer_starts.size() - 1;
     std::vector<double> rank_weights(k > 0 ? k : 1);
     for (int i = 0; i < k; ++i) read(&rank_weights[i]);
     std::vector<unsigned> labels(batch);
@@ -147,20 +175,20 @@ static void run_case(int kernel, int batch, int classes, int n, int count, int k
                 softmax_cross_entropy_f64((const double*)logits.data(), labels.data(), batch, classes, scale,
                                           (double*)losses.data(), (double*)gradient.data(), 1, status);
         });
-    } else if (kernel == 8) {
+    } else if (kernel == 8 || kernel == 10) {
+        auto f32 = kernel == 8 ? topk_loss_warp_f32 : topk_loss_warp_sweep_f32;
+        auto f64 = kernel == 8 ? topk_loss_warp_f64 : topk_loss_warp_sweep_f64;
         each_warp(batch, [&] {
             if (sizeof(T) == 4)
-                topk_loss_warp_f32((const float*)logits.data(), labels.data(), batch, classes, n,
-                                   comparators.data(), count, k, rank_weights.data(), p_first, rest_weight,
-                                   mode, preselect, family, relaxation, beta, lambda, scale,
-                                   (float*)losses.data(), (float*)gradient.data(), 1, (float*)reals.data(),
-                                   indices.data(), status);
+                f32((const float*)logits.data(), labels.data(), batch, classes, n, comparators.data(), count,
+                    layer_starts.data(), layers, k, rank_weights.data(), p_first, rest_weight, mode, preselect,
+                    family, relaxation, beta, lambda, scale, (float*)losses.data(), (float*)gradient.data(), 1,
+                    (float*)reals.data(), indices.data(), status);
             else
-                topk_loss_warp_f64((const double*)logits.data(), labels.data(), batch, classes, n,
-                                   comparators.data(), count, k, rank_weights.data(), p_first, rest_weight,
-                                   mode, preselect, family, relaxation, beta, lambda, scale,
-                                   (double*)losses.data(), (double*)gradient.data(), 1, (double*)reals.data(),
-                                   indices.data(), status);
+                f64((const double*)logits.data(), labels.data(), batch, classes, n, comparators.data(), count,
+                    layer_starts.data(), layers, k, rank_weights.data(), p_first, rest_weight, mode, preselect,
+                    family, relaxation, beta, lambda, scale, (double*)losses.data(), (double*)gradient.data(),
+                    1, (double*)reals.data(), indices.data(), status);
         });
     } else {
         if (kernel == 9) { // the selection by warps, then one thread per row on it
@@ -180,12 +208,12 @@ static void run_case(int kernel, int batch, int classes, int n, int count, int k
             blockIdx = dim3{(unsigned)row, 0, 0};
             if (sizeof(T) == 4) {
                 topk_loss_f32((const float*)logits.data(), labels.data(), batch, classes, n, comparators.data(),
-                              count, k, rank_weights.data(), p_first, rest_weight, mode, preselect, family,
+                              count, layer_starts.data(), layers, k, rank_weights.data(), p_first, rest_weight, mode, preselect, family,
                               relaxation, beta, lambda, scale, (float*)losses.data(), (float*)gradient.data(), 1,
                               (float*)reals.data(), indices.data(), status);
             } else {
                 topk_loss_f64((const double*)logits.data(), labels.data(), batch, classes, n, comparators.data(),
-                              count, k, rank_weights.data(), p_first, rest_weight, mode, preselect, family,
+                              count, layer_starts.data(), layers, k, rank_weights.data(), p_first, rest_weight, mode, preselect, family,
                               relaxation, beta, lambda, scale, (double*)losses.data(), (double*)gradient.data(), 1,
                               (double*)reals.data(), indices.data(), status);
             }
