@@ -84,7 +84,8 @@ pub(crate) fn comparator_table(comparators: &[difftopk_core::Comparator]) -> Vec
 /// end: a run ends just before the first comparator that touches (reads or writes) a wire an
 /// earlier comparator of the run touched. The comparators of a run commute, so the warp sweep
 /// (`topk_row_network_warp` in kernels/topk_loss.cu) spreads each run over its lanes and gets
-/// the one-thread sweep's results; for the networks of the core the runs are their layers.
+/// the one-thread sweep's results; for the networks of the core the runs are their layers (or
+/// consecutive layers that share no wire, merged).
 /// `[0]` for an empty table.
 pub(crate) fn independent_runs(table: &[i32], count: usize) -> Vec<i32> {
     let wires = table
@@ -218,7 +219,47 @@ pub(crate) fn first_bad_row(flags: [i32; 2]) -> Option<(usize, bool)> {
 
 #[cfg(test)]
 mod tests {
-    use super::first_bad_row;
+    use super::{comparator_table, first_bad_row, independent_runs};
+    use difftopk_core::SortingNetwork;
+
+    /// For the core's networks the runs of independent comparators are their layers, or
+    /// consecutive layers merged where they share no wire; within a run no wire repeats; a
+    /// comparator that reuses a wire starts a new run.
+    #[test]
+    fn independent_runs_follow_the_network_layers() {
+        for network in [
+            SortingNetwork::odd_even(70).unwrap(),
+            SortingNetwork::bitonic(16).unwrap(),
+            SortingNetwork::bitonic_any_size(23).unwrap(),
+            SortingNetwork::splitter_selection(100, 5).unwrap(),
+        ] {
+            let network = network.as_ref();
+            let count = network.comparators().len();
+            let table = comparator_table(network.comparators());
+            let runs = independent_runs(&table, count);
+            let mut layer_ends = vec![0i32];
+            for layer in network.layers() {
+                layer_ends.push(layer_ends.last().unwrap() + layer.len() as i32);
+            }
+            assert!(runs.iter().all(|start| layer_ends.contains(start)));
+            assert_eq!((runs[0], *runs.last().unwrap()), (0, count as i32));
+            assert!(runs.len() <= layer_ends.len() && runs.len() * 2 > layer_ends.len());
+            for run in runs.windows(2) {
+                let mut wires: Vec<i32> = table[4 * run[0] as usize..4 * run[1] as usize]
+                    .chunks_exact(4)
+                    .flat_map(|c| [c[0], c[1]])
+                    .collect();
+                let len = wires.len();
+                wires.sort_unstable();
+                wires.dedup();
+                assert_eq!(wires.len(), len, "a wire repeats within a run");
+            }
+        }
+        // (0,1), (2,3) | (1,2) | (0,3)? shares no wire with (1,2): same run.
+        let table = [0, 1, 0, 1, 2, 3, 2, 3, 1, 2, 1, 2, 0, 3, 0, 3];
+        assert_eq!(independent_runs(&table, 4), vec![0, 2, 4]);
+        assert_eq!(independent_runs(&[0; 4], 0), vec![0]);
+    }
 
     #[test]
     fn the_status_report_reads_as_the_first_bad_row() {
