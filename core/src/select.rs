@@ -11,7 +11,7 @@ use crate::Real;
 /// above it, then its ties in tie order). On a long row (n ≥ 16·(count + 1)) a lower bound from
 /// group maxima first leaves only the few entries that can qualify (a few dozen of 1000). For
 /// `f32` on x86-64 with the `std` feature and AVX2, the same steps run as hand-written AVX2
-/// code (`select_avx2.rs`), about 2× faster, with the same result. Larger counts go through
+/// code (`select_avx2.rs`), 1.6–2.5× faster, with the same result. Larger counts go through
 /// insertion, most entries rejected by one comparison with the current minimum.
 /// O(n + candidates²) for a small count. NaN entries have no rank: where they land is unspecified (the AVX2 code
 /// never selects them), but the indices written are always distinct, in range and never
@@ -26,6 +26,13 @@ pub fn largest_indices<F: Real>(values: &[F], skip: Option<usize>, out: &mut [u3
 /// sort gives when read from its end (torch's `sort(-s, descending=True)`, which SoftSort uses).
 pub fn largest_indices_ties_high<F: Real>(values: &[F], skip: Option<usize>, out: &mut [u32]) {
     select::<F, true>(values, skip, out)
+}
+
+/// [`largest_indices`] through the portable code only (no AVX2 path): the baseline of the
+/// `bench_select` example.
+#[doc(hidden)]
+pub fn largest_indices_portable<F: Real>(values: &[F], skip: Option<usize>, out: &mut [u32]) {
+    select_body::<F, false>(values, skip, out)
 }
 
 /// Lanes of the lower-bound pass: each lane keeps the maximum of its strided share of a segment.
