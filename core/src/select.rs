@@ -40,7 +40,7 @@ const BOUND_LANES: usize = 8;
 /// Candidates listed by the bounded pass before it gives up and walks every entry.
 const CANDIDATES: usize = 256;
 /// Selections up to this size use the lower-bound pass and the threshold selection.
-const BOUND_MAX_COUNT: usize = 56;
+pub(crate) const BOUND_MAX_COUNT: usize = 56;
 /// Segments of the lower-bound pass at most (8 lanes each).
 const MAX_SEGMENTS: usize = 8;
 /// Selections up to this size keep the selected values in a stack array beside their indices.
@@ -268,9 +268,9 @@ fn rank_threshold<F: Real>(
 
 /// Entries the threshold selection may leave above its threshold beyond the `count` wanted:
 /// a larger slack ends the bisection sooner, a smaller one ranks fewer candidates.
-const SLACK: usize = 8;
+pub(crate) const SLACK: usize = 8;
 /// Candidates ranked by [`threshold_select`] at most, padded to whole blocks of 8.
-const RANKED: usize = BOUND_MAX_COUNT + SLACK;
+pub(crate) const RANKED: usize = BOUND_MAX_COUNT + SLACK;
 
 /// Selects the `out.len()` largest of `values` except position `skip`, without a
 /// data-dependent branch per entry (`indices[p]` is reported for position p, or p itself):

@@ -33,17 +33,15 @@ use core::arch::x86_64::{
     _mm_cvtsi64_si128, _CMP_EQ_OQ, _CMP_GE_OQ, _CMP_GT_OQ,
 };
 
-/// Candidates above the slack threshold at most (`count ≤ 56` plus the slack of 8).
-const RANKED: usize = 64;
+// The portable threshold selection's slack, its candidates at most (count ≤ 56 plus the
+// slack) and its largest count: the same limits here.
+use crate::select::{BOUND_MAX_COUNT as MAX_COUNT, RANKED, SLACK};
+
 /// Candidates kept by a long row's lower-bound pass at most.
 const BOUNDED: usize = 256;
 /// Slots a candidate list needs beyond its capacity: the compaction checks the capacity once
 /// every 8 blocks (at most 64 entries) and stores whole registers (8 more).
 const OVERRUN: usize = 72;
-/// Entries the threshold may leave above it beyond the `count` wanted.
-const SLACK: usize = 8;
-/// Largest count this path selects (the portable threshold selection's limit).
-const MAX_COUNT: usize = RANKED - SLACK;
 /// Bisection steps before the path declines (values spread over many binades).
 const MAX_STEPS: usize = 64;
 
@@ -103,8 +101,14 @@ pub(crate) unsafe fn largest_indices_f32<const TIES_HIGH: bool>(
     };
     let mut candidate_values = [f32::NAN; BOUNDED + OVERRUN];
     let mut candidate_indices = [0u32; BOUNDED + OVERRUN];
-    let Some(mut len) = positions_at_or_above(values, bound, &mut candidate_indices, BOUNDED)
-    else {
+    let Some(mut len) = compact_at_or_above::<false, false>(
+        values,
+        &[],
+        bound,
+        &mut [],
+        &mut candidate_indices,
+        BOUNDED,
+    ) else {
         return false;
     };
     for (value, &position) in candidate_values[..len]
@@ -197,14 +201,16 @@ unsafe fn group_maxima_bound(values: &[f32], rank: usize) -> Option<f32> {
     bound.is_finite().then_some(bound)
 }
 
-/// Lists the entries of `values` at or above `threshold`, values and reported indices
-/// (`indices[p]` with `WITH_INDICES`, else p), at the front of `listed_values` and
-/// `listed_indices`; their number, or `None` when more than `capacity` qualify. Branch-free per
-/// block (a compress permutation and a whole-register store each time, the length advancing by
-/// the mask's population count): which blocks hold candidates is a coin toss a branch would
-/// mispredict. The lists need `capacity + OVERRUN` slots.
+/// Lists the entries of `values` at or above `threshold` at the front of `listed_indices`
+/// (their reported index: `indices[p]` with `WITH_INDICES`, else p) and, with `WITH_VALUES`,
+/// of `listed_values`; their number, or `None` when more than `capacity` qualify. Branch-free
+/// per block (a compress permutation and a whole-register store each time, the length
+/// advancing by the mask's population count): which blocks hold candidates is a coin toss a
+/// branch would mispredict. A long row's pass lists positions only (one permutation and one
+/// store per block; the few candidates' values are read back afterwards). The lists need
+/// `capacity + OVERRUN` slots.
 #[inline(always)]
-unsafe fn compact_at_or_above<const WITH_INDICES: bool>(
+unsafe fn compact_at_or_above<const WITH_INDICES: bool, const WITH_VALUES: bool>(
     values: &[f32],
     indices: &[u32],
     threshold: f32,
@@ -212,7 +218,7 @@ unsafe fn compact_at_or_above<const WITH_INDICES: bool>(
     listed_indices: &mut [u32],
     capacity: usize,
 ) -> Option<usize> {
-    assert!(listed_values.len() >= capacity + OVERRUN);
+    assert!(!WITH_VALUES || listed_values.len() >= capacity + OVERRUN);
     assert!(listed_indices.len() >= capacity + OVERRUN);
     assert!(!WITH_INDICES || indices.len() >= values.len());
     let bound = _mm256_set1_ps(threshold);
@@ -236,10 +242,12 @@ unsafe fn compact_at_or_above<const WITH_INDICES: bool>(
             } else {
                 positions
             };
-            _mm256_storeu_ps(
-                listed_values.as_mut_ptr().add(listed),
-                _mm256_permutevar8x32_ps(block_values, permutation),
-            );
+            if WITH_VALUES {
+                _mm256_storeu_ps(
+                    listed_values.as_mut_ptr().add(listed),
+                    _mm256_permutevar8x32_ps(block_values, permutation),
+                );
+            }
             _mm256_storeu_si256(
                 listed_indices.as_mut_ptr().add(listed).cast(),
                 _mm256_permutevar8x32_epi32(block_indices, permutation),
@@ -249,66 +257,19 @@ unsafe fn compact_at_or_above<const WITH_INDICES: bool>(
         }
         first += 8;
     }
-    for position in blocks * 8..values.len() {
-        if listed > capacity {
-            return None;
-        }
-        if values[position] >= threshold {
-            listed_values[listed] = values[position];
-            listed_indices[listed] = if WITH_INDICES {
-                indices[position]
-            } else {
-                position as u32
-            };
-            listed += 1;
-        }
-    }
-    (listed <= capacity).then_some(listed)
-}
-
-/// Lists the positions of the entries of `values` at or above `threshold` at the front of
-/// `positions`; their number, or `None` when more than `capacity` qualify. As
-/// [`compact_at_or_above`] without the values (one permutation and one store per block: a long
-/// row's pass, where the few candidates' values are read back afterwards).
-#[inline(always)]
-unsafe fn positions_at_or_above(
-    values: &[f32],
-    threshold: f32,
-    positions: &mut [u32],
-    capacity: usize,
-) -> Option<usize> {
-    assert!(positions.len() >= capacity + OVERRUN);
-    let bound = _mm256_set1_ps(threshold);
-    let blocks = values.len() / 8;
-    let mut block_positions = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let eight = _mm256_set1_epi32(8);
-    let mut listed = 0usize;
-    let mut first = 0;
-    while first < blocks {
-        // At most 64 entries join per 8 blocks: within the OVERRUN slots.
-        if listed > capacity {
-            return None;
-        }
-        for block in first..(first + 8).min(blocks) {
-            let block_values = _mm256_loadu_ps(values.as_ptr().add(block * 8));
-            let mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(block_values, bound));
-            let permutation =
-                _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(COMPRESS[mask as usize] as i64));
-            _mm256_storeu_si256(
-                positions.as_mut_ptr().add(listed).cast(),
-                _mm256_permutevar8x32_epi32(block_positions, permutation),
-            );
-            listed += mask.count_ones() as usize;
-            block_positions = _mm256_add_epi32(block_positions, eight);
-        }
-        first += 8;
-    }
     for (position, &value) in values.iter().enumerate().skip(blocks * 8) {
         if listed > capacity {
             return None;
         }
         if value >= threshold {
-            positions[listed] = position as u32;
+            if WITH_VALUES {
+                listed_values[listed] = value;
+            }
+            listed_indices[listed] = if WITH_INDICES {
+                indices[position]
+            } else {
+                position as u32
+            };
             listed += 1;
         }
     }
@@ -425,7 +386,7 @@ unsafe fn select_among<const TIES_HIGH: bool>(
     let mut candidate_values = [f32::NAN; RANKED + OVERRUN];
     let mut candidate_indices = [0u32; RANKED + OVERRUN];
     let listed = match indices {
-        Some(indices) => compact_at_or_above::<true>(
+        Some(indices) => compact_at_or_above::<true, true>(
             values,
             indices,
             threshold,
@@ -433,7 +394,7 @@ unsafe fn select_among<const TIES_HIGH: bool>(
             &mut candidate_indices,
             RANKED,
         ),
-        None => compact_at_or_above::<false>(
+        None => compact_at_or_above::<false, true>(
             values,
             &[],
             threshold,

@@ -55,6 +55,28 @@ fn check<F: Real>(loss: &TopkLoss, logits: &[F], labels: &[usize]) {
     }
 }
 
+/// `count` uniform logits in [−4, 4) from `seed`, every `tie_every`-th (offset 3) set to 0.5 so
+/// that rows hold exact ties.
+fn random_logits(count: usize, seed: u64, tie_every: usize) -> Vec<f64> {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 11) as f64 / (1u64 << 53) as f64) * 8.0 - 4.0
+    };
+    (0..count)
+        .map(|i| if i % tie_every == 3 { 0.5 } else { next() })
+        .collect()
+}
+
+/// [`check`] on the f64 logits and on them rounded to f32.
+fn check_f64_and_f32(loss: &TopkLoss, values: &[f64], labels: &[usize]) {
+    check::<f64>(loss, values, labels);
+    let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    check::<f32>(loss, &values32, labels);
+}
+
 fn relaxation(index: usize) -> Relaxation {
     [
         Relaxation::Logistic,
@@ -91,18 +113,9 @@ proptest! {
             .with_preselection(m).unwrap()
             .with_top1_mode(mode);
         let loss = TopkLoss::new(config).unwrap();
-        let mut state = seed | 1;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 11) as f64 / (1u64 << 53) as f64) * 8.0 - 4.0
-        };
-        let values: Vec<f64> = (0..batch * classes).map(|i| if i % 7 == 3 { 0.5 } else { next() }).collect();
+        let values = random_logits(batch * classes, seed, 7);
         let labels: Vec<usize> = (0..batch).map(|b| (b * 5 + seed as usize % 3) % classes).collect();
-        check::<f64>(&loss, &values, &labels);
-        let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-        check::<f32>(&loss, &values32, &labels);
+        check_f64_and_f32(&loss, &values, &labels);
     }
 }
 
@@ -126,17 +139,8 @@ proptest! {
             .with_inverse_temperature(beta).unwrap()
             .with_preselection(m).unwrap();
         let loss = TopkLoss::new(config).unwrap();
-        let mut state = seed | 1;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 11) as f64 / (1u64 << 53) as f64) * 8.0 - 4.0
-        };
-        let values: Vec<f64> = (0..batch * classes).map(|i| if i % 11 == 3 { 0.5 } else { next() }).collect();
+        let values = random_logits(batch * classes, seed, 11);
         let labels: Vec<usize> = (0..batch).map(|b| (b * 37 + seed as usize % 5) % classes).collect();
-        check::<f64>(&loss, &values, &labels);
-        let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-        check::<f32>(&loss, &values32, &labels);
+        check_f64_and_f32(&loss, &values, &labels);
     }
 }

@@ -216,6 +216,50 @@ __device__ __forceinline__ void backward_comparator(const int4* comparators, int
     v[comparator.y] = one_minus * hmin + alpha * hmax;
 }
 
+// The top-1 mode's mixture, the clamp and the log (spec section 5): from the label's mass
+// mixture q, its softmax probability (mode `sm`), log Σ exp and its logit (mode `smce`), the
+// row's loss and ∂loss/∂q. Shared by `topk_row` and `topk_row_network_warp`, so that both do
+// the same arithmetic.
+template <typename T>
+__device__ __forceinline__ void clamp_and_log(int mode, T q, T p_first, T label_probability,
+                                              T log_partition, T label_logit, T rest_weight,
+                                              T* loss, T* q_adjoint) {
+    const T clamp_scale = T(1.0 - 2e-7);
+    const T clamp_shift = T(1e-7);
+    if (mode == MODE_SOFTMAX) {
+        q += p_first * label_probability;
+        T clamped = q * clamp_scale + clamp_shift;
+        *loss = -d_log(clamped);
+        *q_adjoint = -clamp_scale / clamped;
+    } else if (mode == MODE_SORT) {
+        T clamped = q * clamp_scale + clamp_shift;
+        *loss = -d_log(clamped);
+        *q_adjoint = -clamp_scale / clamped;
+    } else {
+        T cross_entropy = log_partition - label_logit;
+        T clamped = q * clamp_scale + clamp_shift;
+        *loss = p_first * cross_entropy - rest_weight * d_log(clamped);
+        *q_adjoint = -rest_weight * clamp_scale / clamped;
+    }
+}
+
+// Adds the top-1 term's adjoint to x (the adjoints of the selected logits), for wires
+// first, first + step, ... below n: through the softmax (mode `sm`) or the cross-entropy
+// (`smce`); nothing in mode `sort`.
+template <typename T>
+__device__ __forceinline__ void add_top1_adjoint(int mode, T q_adjoint, T p_first,
+                                                 Strided<T> probabilities, int sorted_label, int n,
+                                                 int first, int step, Strided<T> x) {
+    if (mode == MODE_SOFTMAX) {
+        T factor = q_adjoint * p_first * probabilities[sorted_label];
+        for (int i = first; i < n; i += step)
+            x[i] += factor * ((i == sorted_label ? T(1) : T(0)) - probabilities[i]);
+    } else if (mode == MODE_SOFTMAX_CROSS_ENTROPY) {
+        for (int i = first; i < n; i += step)
+            x[i] += p_first * (probabilities[i] - (i == sorted_label ? T(1) : T(0)));
+    }
+}
+
 template <typename T>
 __device__ void topk_row(
     const T* logits, unsigned label, int classes, int n, const int4* comparators, int count,
@@ -299,25 +343,9 @@ __device__ void topk_row(
         for (int i = 0; i < n; ++i) probabilities[i] *= inverse;
         log_partition = maximum + d_log(sum);
     }
-    const T clamp_scale = T(1.0 - 2e-7);
-    const T clamp_shift = T(1e-7);
     T loss, q_adjoint;
-    if (mode == MODE_SOFTMAX) {
-        q += p_first * probabilities[sorted_label];
-        T clamped = q * clamp_scale + clamp_shift;
-        loss = -d_log(clamped);
-        q_adjoint = -clamp_scale / clamped;
-    } else if (mode == MODE_SORT) {
-        T clamped = q * clamp_scale + clamp_shift;
-        loss = -d_log(clamped);
-        q_adjoint = -clamp_scale / clamped;
-    } else {
-        T rest_weight = T(rest_weight_d);
-        T cross_entropy = log_partition - selected[sorted_label];
-        T clamped = q * clamp_scale + clamp_shift;
-        loss = p_first * cross_entropy - rest_weight * d_log(clamped);
-        q_adjoint = -rest_weight * clamp_scale / clamped;
-    }
+    clamp_and_log(mode, q, p_first, mode == MODE_SOFTMAX ? probabilities[sorted_label] : T(0),
+                  log_partition, selected[sorted_label], T(rest_weight_d), &loss, &q_adjoint);
     *loss_out = loss;
     if (gradient == 0) return;
     // Reverse pass into x (the adjoints of the selected logits); the mass adjoint of rank ρ is
@@ -368,12 +396,7 @@ __device__ void topk_row(
             }
         }
     }
-    if (mode == MODE_SOFTMAX) {
-        T factor = q_adjoint * p_first * probabilities[sorted_label];
-        for (int i = 0; i < n; ++i) x[i] += factor * ((i == sorted_label ? T(1) : T(0)) - probabilities[i]);
-    } else if (mode == MODE_SOFTMAX_CROSS_ENTROPY) {
-        for (int i = 0; i < n; ++i) x[i] += p_first * (probabilities[i] - (i == sorted_label ? T(1) : T(0)));
-    }
+    add_top1_adjoint(mode, q_adjoint, p_first, probabilities, sorted_label, n, 0, 1, x);
     if (preselect == PRESELECT_HERE) for (int j = 0; j < classes; ++j) gradient[j] = T(0);
     for (int i = 0; i < n; ++i) gradient[selection[i]] = x[i] * scale;
 }
@@ -586,25 +609,9 @@ __device__ void topk_row_network_warp(
         __syncwarp();
         log_partition = maximum + d_log(sum);
     }
-    const T clamp_scale = T(1.0 - 2e-7);
-    const T clamp_shift = T(1e-7);
     T loss, q_adjoint;
-    if (mode == MODE_SOFTMAX) {
-        q += p_first * probabilities[sorted_label];
-        T clamped = q * clamp_scale + clamp_shift;
-        loss = -d_log(clamped);
-        q_adjoint = -clamp_scale / clamped;
-    } else if (mode == MODE_SORT) {
-        T clamped = q * clamp_scale + clamp_shift;
-        loss = -d_log(clamped);
-        q_adjoint = -clamp_scale / clamped;
-    } else {
-        T rest_weight = T(rest_weight_d);
-        T cross_entropy = log_partition - selected[sorted_label];
-        T clamped = q * clamp_scale + clamp_shift;
-        loss = p_first * cross_entropy - rest_weight * d_log(clamped);
-        q_adjoint = -rest_weight * clamp_scale / clamped;
-    }
+    clamp_and_log(mode, q, p_first, mode == MODE_SOFTMAX ? probabilities[sorted_label] : T(0),
+                  log_partition, selected[sorted_label], T(rest_weight_d), &loss, &q_adjoint);
     if (lane == 0) *loss_out = loss;
     if (gradient == 0) return;
     __syncwarp(); // every lane has read v before it becomes the mass adjoint
@@ -621,14 +628,7 @@ __device__ void topk_row_network_warp(
             backward_comparator(comparators, c, x, v, tape);
         __syncwarp();
     }
-    if (mode == MODE_SOFTMAX) {
-        T factor = q_adjoint * p_first * probabilities[sorted_label];
-        for (int i = lane; i < n; i += WARP_SIZE)
-            x[i] += factor * ((i == sorted_label ? T(1) : T(0)) - probabilities[i]);
-    } else if (mode == MODE_SOFTMAX_CROSS_ENTROPY) {
-        for (int i = lane; i < n; i += WARP_SIZE)
-            x[i] += p_first * (probabilities[i] - (i == sorted_label ? T(1) : T(0)));
-    }
+    add_top1_adjoint(mode, q_adjoint, p_first, probabilities, sorted_label, n, lane, WARP_SIZE, x);
     for (int i = lane; i < n; i += WARP_SIZE) gradient[selection[i]] = x[i] * scale;
 }
 
