@@ -428,7 +428,7 @@ unsafe fn select_among<const TIES_HIGH: bool>(
     for candidate in 0..len {
         let value = _mm256_set1_ps(candidate_values[candidate]);
         let index = _mm256_set1_epi32(candidate_indices[candidate] as i32);
-        let mut above = _mm256_setzero_si256();
+        let mut above = 0u32;
         for block in 0..padded / 8 {
             let others = _mm256_loadu_ps(candidate_values.as_ptr().add(block * 8));
             let other_indices =
@@ -444,11 +444,9 @@ unsafe fn select_among<const TIES_HIGH: bool>(
                 greater,
                 _mm256_and_ps(equal, _mm256_castsi256_ps(tie_before)),
             );
-            above = _mm256_sub_epi32(above, _mm256_castps_si256(beats));
+            above += _mm256_movemask_ps(beats).count_ones();
         }
-        let mut lanes = [0u32; 8];
-        _mm256_storeu_si256(lanes.as_mut_ptr().cast(), above);
-        ranked[lanes.iter().sum::<u32>() as usize] = candidate_indices[candidate];
+        ranked[above as usize] = candidate_indices[candidate];
     }
     out.copy_from_slice(&ranked[..count]);
     true
