@@ -237,9 +237,9 @@ pub fn softmax_cross_entropy<F: Real>(
     if let Some(g) = gradient.as_deref() {
         Error::check_length("gradient", logits.len(), g.len())?;
     }
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
+        if crate::cpu::has_avx2() {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe { cross_entropy_rows_avx2(logits, labels, classes, gradient) };
         }
@@ -250,7 +250,7 @@ pub fn softmax_cross_entropy<F: Real>(
 /// [`cross_entropy_rows`] compiled for AVX2 (8 f32 or 4 f64 per instruction). Rust never
 /// contracts `a·b + c` into FMA and the sums keep their 8 partials, so the results are
 /// bit-identical to the baseline build.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn cross_entropy_rows_avx2<F: Real>(
     logits: &[F],

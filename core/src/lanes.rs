@@ -173,9 +173,9 @@ pub(crate) fn loss_lanes<F: Real>(
     losses: &mut [F],
     buffers: &mut LaneBuffers<F>,
 ) -> Result<(), crate::Error> {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
+        if crate::cpu::has_avx2() {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe {
                 loss_lanes_avx2(
@@ -207,7 +207,7 @@ pub(crate) fn loss_lanes<F: Real>(
 
 /// [`loss_lanes_body`] compiled for AVX2 (8 f32 or 4 f64 lanes per instruction). Rust never
 /// contracts `a·b + c` into FMA, so the results are bit-identical to the baseline build.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn loss_lanes_avx2<F: Real>(

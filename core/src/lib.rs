@@ -50,6 +50,8 @@ extern crate alloc;
 extern crate std;
 
 mod config;
+#[cfg(target_arch = "x86_64")]
+mod cpu;
 mod error;
 mod exp;
 #[cfg(feature = "alloc")]
@@ -61,7 +63,7 @@ pub mod operators;
 mod real;
 pub mod relaxation;
 pub mod select;
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(target_arch = "x86_64")]
 mod select_avx2;
 pub mod smooth_topk;
 pub mod softmax;

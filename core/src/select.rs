@@ -47,11 +47,11 @@ const MAX_SEGMENTS: usize = 8;
 const DENSE_SLOTS: usize = 64;
 
 fn select<F: Real, const TIES_HIGH: bool>(values: &[F], skip: Option<usize>, out: &mut [u32]) {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
+        if crate::cpu::has_avx2() {
             if let Some(values) = F::as_f32_slice(values) {
-                if std::is_x86_feature_detected!("popcnt")
+                if crate::cpu::has_avx2_and_popcnt()
                     // SAFETY: the CPU supports AVX2 and POPCNT, checked just above.
                     && unsafe { crate::select_avx2::largest_indices_f32::<TIES_HIGH>(values, skip, out) }
                 {
@@ -67,7 +67,7 @@ fn select<F: Real, const TIES_HIGH: bool>(values: &[F], skip: Option<usize>, out
 
 /// [`select_body`] compiled for AVX2: the counting and extreme-value loops run 8 f32 (4 f64)
 /// lanes per instruction. The same operations in the same order: results are identical.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn select_avx2<F: Real, const TIES_HIGH: bool>(
     values: &[F],
