@@ -2,9 +2,9 @@
 //! (x86-64; chosen at run time with the `std` feature, or at compile time where the target
 //! has AVX2 and POPCNT, see [`crate::cpu`]): the same indices in the same order as
 //! the portable code. Measured on the development machine by the `bench_select` example (2048
-//! fresh rows of normal logits, 15 selected beside the label, three runs): 2.3–2.5× faster at
-//! n = 100 (≈ 300 ns a row against 680–760) and 1.6–2.0× at n = 1000 (≈ 800 ns against
-//! 1280–1700).
+//! fresh rows of normal logits, 15 selected beside the label, three runs): 2.4–3.0× faster at
+//! n = 100 (≈ 210–220 ns a row against 510–660) and 1.7–2.1× at n = 1000 (≈ 550–740 ns against
+//! 1130–1500).
 //!
 //! The steps, each as whole-register work:
 //! 1. the smallest and largest entry (8 lanes of running minima and maxima);
