@@ -6,7 +6,7 @@
 //! and copies logits, gradients and parameters between tensors and slices every step.
 
 use difftopk_autodiff::AdamW;
-use difftopk_core::TopkLoss;
+use difftopk_core::{TopkLoss, Workspace};
 
 use crate::error::{CliError, CliResult};
 
@@ -18,7 +18,8 @@ pub enum StepLoss<'a> {
     Topk(&'a TopkLoss),
 }
 
-/// A linear head with its step buffers (reused, so a step allocates nothing once warm).
+/// A linear head with its step buffers (reused, so a single-threaded step allocates nothing once
+/// warm; with several threads, the loss's row chunks allocate their working memory).
 pub struct FusedHead {
     /// `W`, row-major `[classes, dimension]`.
     pub weight: Vec<f32>,
@@ -30,6 +31,8 @@ pub struct FusedHead {
     logits_gradient: Vec<f32>,
     weight_gradient: Vec<f32>,
     bias_gradient: Vec<f32>,
+    /// The top-k loss's working memory (single-threaded steps).
+    loss_workspace: Workspace<f32>,
 }
 
 fn parallelism() -> gemm::Parallelism {
@@ -63,6 +66,7 @@ impl FusedHead {
             logits_gradient: Vec::new(),
             weight_gradient: vec![0.0; classes * dimension],
             bias_gradient: vec![0.0; classes],
+            loss_workspace: Workspace::new(),
         })
     }
 
@@ -117,9 +121,12 @@ impl FusedHead {
         let value = match loss {
             StepLoss::Topk(topk) if rayon::current_num_threads() > 1 => topk
                 .forward_backward_parallel(&self.logits, labels, Some(&mut self.logits_gradient))?,
-            StepLoss::Topk(topk) => {
-                topk.forward_backward(&self.logits, labels, Some(&mut self.logits_gradient))?
-            }
+            StepLoss::Topk(topk) => topk.forward_backward_with(
+                &mut self.loss_workspace,
+                &self.logits,
+                labels,
+                Some(&mut self.logits_gradient),
+            )?,
             StepLoss::SoftmaxCrossEntropy => difftopk_core::softmax_cross_entropy(
                 &self.logits,
                 labels,

@@ -1,9 +1,11 @@
 //! The batch API: mean loss over row-major `(B, n)` logits and its gradient.
 
-use crate::lanes::{lanes_support, loss_lanes, LaneBuffers, LANES};
+use crate::lanes::{lanes_support, loss_lanes, LANES};
 use crate::loss::{sample_loss, scratch_size, Scratch, ScratchSize};
 use crate::network::SortingNetwork;
+use crate::workspace::{RowBuffers, RowShape, Workspace};
 use crate::{Error, Method, Real, TopkLossConfig};
+#[cfg(feature = "rayon")]
 use alloc::vec;
 
 /// The top-k cross-entropy loss with its network built once (feature `alloc`).
@@ -80,7 +82,30 @@ impl TopkLoss {
         Ok(())
     }
 
-    /// Runs rows `first_row..` of a chunk, writing each row's loss to `losses`.
+    /// The shape of the row buffers this loss needs.
+    fn row_shape(&self) -> RowShape {
+        if lanes_support(&self.config) {
+            RowShape::Lanes {
+                inputs: self.config.sorted_inputs(),
+                comparators: self.network.as_ref().map_or(0, |n| n.num_comparators()),
+                relaxed_rows: if self.network.is_some() {
+                    0
+                } else {
+                    self.config.k()
+                },
+            }
+        } else {
+            let size = self.scratch_size();
+            RowShape::OneRow {
+                reals: size.reals,
+                indices: size.indices,
+            }
+        }
+    }
+
+    /// Runs rows `first_row..` of a chunk, writing each row's loss to `losses`, with working
+    /// memory from `buffers` (sized here when it does not fit).
+    #[allow(clippy::too_many_arguments)]
     fn run_rows<F: Real>(
         &self,
         first_row: usize,
@@ -89,21 +114,20 @@ impl TopkLoss {
         mut gradient: Option<&mut [F]>,
         scale: F,
         losses: &mut [F],
+        buffers: &mut RowBuffers<F>,
     ) -> Result<(), Error> {
         let n = self.config.classes();
-        if lanes_support(&self.config) {
+        buffers.prepare(self.row_shape());
+        if let Some(buffers) = buffers
+            .lanes
+            .as_mut()
+            .filter(|_| lanes_support(&self.config))
+        {
             // Rows side by side in lanes (bit-identical to sample_loss).
             let comparators = self
                 .network
                 .as_ref()
                 .map_or(&[][..], |network| network.as_ref().comparators());
-            let relaxed_rows = if self.network.is_some() {
-                0
-            } else {
-                self.config.k()
-            };
-            let mut buffers =
-                LaneBuffers::new(self.config.sorted_inputs(), comparators.len(), relaxed_rows);
             for (block, (block_logits, block_labels)) in logits
                 .chunks(LANES * n)
                 .zip(labels.chunks(LANES))
@@ -122,14 +146,12 @@ impl TopkLoss {
                     block_gradient,
                     scale,
                     &mut losses[start..start + block_labels.len()],
-                    &mut buffers,
+                    buffers,
                 )?;
             }
             return Ok(());
         }
-        let size = self.scratch_size();
-        let mut reals = vec![F::zero(); size.reals];
-        let mut indices = vec![0u32; size.indices];
+        let (reals, indices) = (&mut buffers.reals, &mut buffers.indices);
         for (offset, (row_logits, &label)) in logits.chunks_exact(n).zip(labels).enumerate() {
             let row_gradient = gradient
                 .as_deref_mut()
@@ -142,28 +164,52 @@ impl TopkLoss {
                 label,
                 row_gradient,
                 scale,
-                Scratch {
-                    reals: &mut reals,
-                    indices: &mut indices,
-                },
+                Scratch { reals, indices },
             )?;
         }
         Ok(())
     }
 
     /// Mean loss over the batch; when `gradient` is given it receives ∂mean/∂logits.
-    /// `logits` is row-major `(B, n)` with `B = labels.len()`. Single-threaded.
+    /// `logits` is row-major `(B, n)` with `B = labels.len()`. Single-threaded; allocates its
+    /// working memory on each call (see [`TopkLoss::forward_backward_with`] for a loop that
+    /// allocates nothing).
     pub fn forward_backward<F: Real>(
         &self,
         logits: &[F],
         labels: &[usize],
         gradient: Option<&mut [F]>,
     ) -> Result<F, Error> {
+        self.forward_backward_with(&mut Workspace::new(), logits, labels, gradient)
+    }
+
+    /// A workspace for [`TopkLoss::forward_backward_with`], sized for this loss (the per-row
+    /// losses grow with the first batch).
+    pub fn workspace<F: Real>(&self) -> Workspace<F> {
+        let mut workspace = Workspace::new();
+        workspace.rows.prepare(self.row_shape());
+        workspace
+    }
+
+    /// As [`TopkLoss::forward_backward`] (the same bits), with working memory from
+    /// `workspace`: once it has seen a batch this large, the call allocates nothing.
+    /// Single-threaded.
+    pub fn forward_backward_with<F: Real>(
+        &self,
+        workspace: &mut Workspace<F>,
+        logits: &[F],
+        labels: &[usize],
+        gradient: Option<&mut [F]>,
+    ) -> Result<F, Error> {
         self.check_mean_batch(logits, labels, gradient.as_deref())?;
         let scale = F::one() / F::of(labels.len() as f64);
-        let mut losses = vec![F::zero(); labels.len()];
-        self.run_rows(0, logits, labels, gradient, scale, &mut losses)?;
-        Ok(mean(&losses))
+        let Workspace { rows, losses } = workspace;
+        if losses.len() < labels.len() {
+            losses.resize(labels.len(), F::zero());
+        }
+        let losses = &mut losses[..labels.len()];
+        self.run_rows(0, logits, labels, gradient, scale, losses, rows)?;
+        Ok(mean(losses))
     }
 
     /// As [`TopkLoss::forward_backward`], rows spread over rayon's thread pool in chunks. The result
@@ -191,7 +237,8 @@ impl TopkLoss {
                 .zip(losses.par_chunks_mut(rows_per_chunk))
                 .enumerate()
                 .try_for_each(|(c, (((x, y), g), l))| {
-                    self.run_rows(c * rows_per_chunk, x, y, Some(g), scale, l)
+                    let mut buffers = RowBuffers::default();
+                    self.run_rows(c * rows_per_chunk, x, y, Some(g), scale, l, &mut buffers)
                 })?,
             None => logits
                 .par_chunks(chunk)
@@ -199,7 +246,8 @@ impl TopkLoss {
                 .zip(losses.par_chunks_mut(rows_per_chunk))
                 .enumerate()
                 .try_for_each(|(c, ((x, y), l))| {
-                    self.run_rows(c * rows_per_chunk, x, y, None, scale, l)
+                    let mut buffers = RowBuffers::default();
+                    self.run_rows(c * rows_per_chunk, x, y, None, scale, l, &mut buffers)
                 })?,
         }
         Ok(mean(&losses))
@@ -330,7 +378,15 @@ impl TopkLoss {
     ) -> Result<(), Error> {
         self.check_batch(logits, labels, None)?;
         Error::check_length("losses", labels.len(), losses.len())?;
-        self.run_rows(0, logits, labels, None, F::one(), losses)
+        self.run_rows(
+            0,
+            logits,
+            labels,
+            None,
+            F::one(),
+            losses,
+            &mut RowBuffers::default(),
+        )
     }
 }
 

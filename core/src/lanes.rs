@@ -110,6 +110,7 @@ pub(crate) fn backward_with_mass_lanes<F: Real>(
 }
 
 /// Working memory for [`loss_lanes`] (n′ sorted inputs, C comparators, K ranks).
+#[derive(Debug)]
 pub(crate) struct LaneBuffers<F> {
     x: alloc::vec::Vec<Lanes<F>>,
     v: alloc::vec::Vec<Lanes<F>>,

@@ -19,7 +19,8 @@
 //! * [`operators`]: the relaxed sort (values and P) and the relaxed top-k matrix, forward and VJP.
 //! * [`neuralsort`], [`softsort`]: the two other relaxations of the paper (top rows only).
 //! * [`loss`]: the top-k cross-entropy loss of one sample, allocation-free; [`TopkLoss`] and
-//!   [`softmax_cross_entropy`] for batches (feature `alloc`), in parallel with feature `rayon`.
+//!   [`softmax_cross_entropy`] for batches (feature `alloc`), in parallel with feature `rayon`;
+//!   a reused [`Workspace`] makes a training loop's calls allocation-free.
 //! * [`smooth_topk`]: the smooth top-k SVM losses of Berrada et al. (the paper's baseline).
 //!
 //! ```
@@ -72,6 +73,8 @@ mod sweep;
 
 #[cfg(feature = "alloc")]
 mod batch;
+#[cfg(feature = "alloc")]
+mod workspace;
 
 #[cfg(feature = "alloc")]
 pub use batch::{softmax_cross_entropy, TopkLoss};
@@ -82,3 +85,5 @@ pub use network::SortingNetwork;
 pub use network::{Comparator, NetworkKind, NetworkRef};
 pub use real::Real;
 pub use relaxation::Relaxation;
+#[cfg(feature = "alloc")]
+pub use workspace::Workspace;

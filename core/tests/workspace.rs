@@ -1,0 +1,176 @@
+//! The reusable workspace: the same bits as the allocating call, whatever it computed before,
+//! and no allocation once it has seen a batch that large (counted by a global allocator).
+
+use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig, Workspace};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts the allocations of the thread that is counting (the test harness's own threads
+/// allocate at any time; they are not counted).
+struct Counting;
+
+thread_local! {
+    static COUNTING_HERE: Cell<bool> = const { Cell::new(false) };
+}
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn counting_here() -> bool {
+    COUNTING_HERE.try_with(Cell::get).unwrap_or(false)
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if counting_here() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        System.dealloc(pointer, layout)
+    }
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+        if counting_here() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.realloc(pointer, layout, size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Allocations by this thread while `run` runs.
+fn allocations_during(run: impl FnOnce()) -> usize {
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    COUNTING_HERE.with(|c| c.set(true));
+    run();
+    COUNTING_HERE.with(|c| c.set(false));
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+fn logits(count: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+        })
+        .collect()
+}
+
+/// Losses over every method and both row paths: eight rows in lanes, and NeuralSort on 300
+/// sorted inputs (beyond the lanes' all-pairs limit: one row at a time).
+fn losses() -> Vec<TopkLoss> {
+    let mut out = Vec::new();
+    for method in [
+        Method::SplitterSelection,
+        Method::OddEven,
+        Method::Bitonic,
+        Method::BitonicAnySize,
+        Method::NeuralSort,
+        Method::SoftSort,
+    ] {
+        for (classes, m) in [(40, Some(12)), (20, None)] {
+            let config = TopkLossConfig::new(method, classes, &[0.5, 0.0, 0.0, 0.0, 0.5])
+                .unwrap()
+                .with_relaxation(Relaxation::LogisticPhi { lambda: 0.5 })
+                .unwrap()
+                .with_preselection(m)
+                .unwrap()
+                .with_top1_mode(Top1Mode::Softmax);
+            out.push(TopkLoss::new(config).unwrap());
+        }
+    }
+    let config = TopkLossConfig::new(Method::NeuralSort, 300, &[0.5, 0.5]).unwrap();
+    out.push(TopkLoss::new(config).unwrap());
+    out
+}
+
+#[test]
+fn a_reused_workspace_gives_the_allocating_calls_bits_and_allocates_nothing() {
+    let _guard = ONE_AT_A_TIME.lock().unwrap();
+    let losses = losses();
+    // One workspace for all losses, in turn: shapes change, results must not.
+    let mut shared = Workspace::<f32>::new();
+    for round in 0..2 {
+        for (number, loss) in losses.iter().enumerate() {
+            let classes = loss.config().classes();
+            for batch in [13usize, 5, 16] {
+                let x = logits(batch * classes, (number * 31 + batch + round) as u64);
+                let labels: Vec<usize> = (0..batch).map(|b| (b * 7 + round) % classes).collect();
+                let mut expected_gradient = vec![0f32; x.len()];
+                let expected = loss
+                    .forward_backward(&x, &labels, Some(&mut expected_gradient))
+                    .unwrap();
+                let mut gradient = vec![f32::NAN; x.len()];
+                let value = loss
+                    .forward_backward_with(&mut shared, &x, &labels, Some(&mut gradient))
+                    .unwrap();
+                assert_eq!(
+                    value.to_bits(),
+                    expected.to_bits(),
+                    "loss {number}, batch {batch}"
+                );
+                for (column, (a, b)) in gradient.iter().zip(&expected_gradient).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "loss {number}, entry {column}");
+                }
+                let without = loss
+                    .forward_backward_with(&mut shared, &x, &labels, None)
+                    .unwrap();
+                assert_eq!(without.to_bits(), expected.to_bits());
+            }
+        }
+    }
+    // Its own workspace, warmed by the largest batch: later calls allocate nothing.
+    for (number, loss) in losses.iter().enumerate() {
+        let classes = loss.config().classes();
+        let mut workspace = loss.workspace::<f32>();
+        let x = logits(16 * classes, number as u64);
+        let labels: Vec<usize> = (0..16).map(|b| (b * 3) % classes).collect();
+        let mut gradient = vec![0f32; x.len()];
+        loss.forward_backward_with(&mut workspace, &x, &labels, Some(&mut gradient))
+            .unwrap();
+        let count = allocations_during(|| {
+            for batch in [16usize, 9, 1] {
+                loss.forward_backward_with(
+                    &mut workspace,
+                    &x[..batch * classes],
+                    &labels[..batch],
+                    Some(&mut gradient[..batch * classes]),
+                )
+                .unwrap();
+            }
+        });
+        assert_eq!(count, 0, "loss {number} allocated {count} times");
+        // The check can fail: the allocating call does allocate.
+        let count = allocations_during(|| {
+            loss.forward_backward(&x, &labels, Some(&mut gradient))
+                .unwrap();
+        });
+        assert!(count > 0);
+    }
+}
+
+#[test]
+fn errors_leave_the_workspace_usable() {
+    let _guard = ONE_AT_A_TIME.lock().unwrap();
+    let config = TopkLossConfig::new(Method::SplitterSelection, 10, &[0.5, 0.5]).unwrap();
+    let loss = TopkLoss::new(config).unwrap();
+    let mut workspace = loss.workspace::<f64>();
+    let mut x: Vec<f64> = logits(30, 4).into_iter().map(f64::from).collect();
+    x[17] = f64::NAN;
+    assert!(loss
+        .forward_backward_with(&mut workspace, &x, &[1, 2, 3], None)
+        .is_err());
+    x[17] = 0.25;
+    let expected = loss.forward_backward(&x, &[1, 2, 3], None).unwrap();
+    let value = loss
+        .forward_backward_with(&mut workspace, &x, &[1, 2, 3], None)
+        .unwrap();
+    assert_eq!(value.to_bits(), expected.to_bits());
+}
