@@ -214,6 +214,7 @@ impl TopkLoss {
 
     /// As [`TopkLoss::forward_backward`], rows spread over rayon's thread pool in chunks. The result
     /// is bit-identical to the single-threaded one (the per-row losses are summed in row order).
+    /// Working memory is made once per rayon job (not per chunk), on each call.
     #[cfg(feature = "rayon")]
     pub fn forward_backward_parallel<F: Real>(
         &self,
@@ -236,18 +237,16 @@ impl TopkLoss {
                 .zip(gradient.par_chunks_mut(chunk))
                 .zip(losses.par_chunks_mut(rows_per_chunk))
                 .enumerate()
-                .try_for_each(|(c, (((x, y), g), l))| {
-                    let mut buffers = RowBuffers::default();
-                    self.run_rows(c * rows_per_chunk, x, y, Some(g), scale, l, &mut buffers)
+                .try_for_each_init(RowBuffers::default, |buffers, (c, (((x, y), g), l))| {
+                    self.run_rows(c * rows_per_chunk, x, y, Some(g), scale, l, buffers)
                 })?,
             None => logits
                 .par_chunks(chunk)
                 .zip(labels.par_chunks(rows_per_chunk))
                 .zip(losses.par_chunks_mut(rows_per_chunk))
                 .enumerate()
-                .try_for_each(|(c, ((x, y), l))| {
-                    let mut buffers = RowBuffers::default();
-                    self.run_rows(c * rows_per_chunk, x, y, None, scale, l, &mut buffers)
+                .try_for_each_init(RowBuffers::default, |buffers, (c, ((x, y), l))| {
+                    self.run_rows(c * rows_per_chunk, x, y, None, scale, l, buffers)
                 })?,
         }
         Ok(mean(&losses))
