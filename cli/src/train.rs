@@ -471,6 +471,8 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     };
     let terminal = !args.quiet && std::io::stderr().is_terminal();
     let (mut x, mut labels) = (Vec::new(), Vec::new());
+    // A resident set's batch as file row indices (reused, like `x` and `labels`).
+    let mut resident_rows: Vec<u32> = Vec::new();
     let last_epoch = match args.stop_after {
         Some(count) => args.epochs.min((first_epoch - 1).saturating_add(count)),
         None => args.epochs,
@@ -508,8 +510,9 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             }
             let value = match &mut cuda {
                 Some(cuda) if resident => {
-                    let rows: Vec<u32> = batch.iter().map(|&p| train.selection[p] as u32).collect();
-                    cuda.step_resident(&rows, &mut state.optimiser)
+                    resident_rows.clear();
+                    resident_rows.extend(batch.iter().map(|&p| train.selection[p] as u32));
+                    cuda.step_resident(&resident_rows, &mut state.optimiser)
                 }
                 Some(cuda) => cuda.step(&x, &labels, &mut state.optimiser),
                 None => state

@@ -118,11 +118,8 @@ impl TopkLoss {
     ) -> Result<(), Error> {
         let n = self.config.classes();
         buffers.prepare(self.row_shape());
-        if let Some(buffers) = buffers
-            .lanes
-            .as_mut()
-            .filter(|_| lanes_support(&self.config))
-        {
+        // `prepare` keeps lane buffers exactly when the lanes handle this loss.
+        if let Some(buffers) = buffers.lanes.as_mut() {
             // Rows side by side in lanes (bit-identical to sample_loss).
             let comparators = self
                 .network

@@ -23,15 +23,9 @@ pub(crate) fn has_avx2() -> bool {
     }
 }
 
-/// The CPU supports AVX2 and POPCNT (the f32 preselection's requirements).
+/// The CPU supports POPCNT (with AVX2, what the f32 preselection needs).
 #[inline]
-pub(crate) fn has_avx2_and_popcnt() -> bool {
-    has_avx2() && has_popcnt()
-}
-
-/// The CPU supports POPCNT.
-#[inline]
-fn has_popcnt() -> bool {
+pub(crate) fn has_popcnt() -> bool {
     #[cfg(target_feature = "popcnt")]
     {
         true

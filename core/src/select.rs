@@ -51,8 +51,8 @@ fn select<F: Real, const TIES_HIGH: bool>(values: &[F], skip: Option<usize>, out
     {
         if crate::cpu::has_avx2() {
             if let Some(values) = F::as_f32_slice(values) {
-                if crate::cpu::has_avx2_and_popcnt()
-                    // SAFETY: the CPU supports AVX2 and POPCNT, checked just above.
+                if crate::cpu::has_popcnt()
+                    // SAFETY: the CPU supports AVX2 and POPCNT, checked above and here.
                     && unsafe { crate::select_avx2::largest_indices_f32::<TIES_HIGH>(values, skip, out) }
                 {
                     return;

@@ -460,7 +460,7 @@ mod tests {
     use alloc::vec::Vec;
 
     fn supported() -> bool {
-        crate::cpu::has_avx2_and_popcnt()
+        crate::cpu::has_avx2() && crate::cpu::has_popcnt()
     }
 
     /// Rows of `length` values: roughly normal, or drawn from `levels` values (ties), seeded.

@@ -8,6 +8,8 @@ use difftopk_core::loss::{sample_loss, Scratch};
 use difftopk_core::{Method, Real, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
 use proptest::prelude::*;
 
+mod common;
+
 fn check<F: Real>(loss: &TopkLoss, logits: &[F], labels: &[usize]) {
     let classes = loss.config().classes();
     let batch = labels.len();
@@ -58,13 +60,7 @@ fn check<F: Real>(loss: &TopkLoss, logits: &[F], labels: &[usize]) {
 /// `count` uniform logits in [−4, 4) from `seed`, every `tie_every`-th (offset 3) set to 0.5 so
 /// that rows hold exact ties.
 fn random_logits(count: usize, seed: u64, tie_every: usize) -> Vec<f64> {
-    let mut state = seed | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 11) as f64 / (1u64 << 53) as f64) * 8.0 - 4.0
-    };
+    let mut next = common::uniform_stream(seed);
     (0..count)
         .map(|i| if i % tie_every == 3 { 0.5 } else { next() })
         .collect()

@@ -4,17 +4,8 @@
 
 use difftopk_core::{Method, Relaxation, TopkLoss, TopkLossConfig};
 
-fn logits(count: usize, seed: u64) -> Vec<f64> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 10.0
-        })
-        .collect()
-}
+mod common;
+use common::uniform_logits as logits;
 
 #[test]
 fn parallel_equals_single_threaded_bit_for_bit() {

@@ -51,15 +51,12 @@ fn allocations_during(run: impl FnOnce()) -> usize {
     ALLOCATIONS.load(Ordering::Relaxed)
 }
 
+mod common;
+
 fn logits(count: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
-        })
+    common::uniform_logits(count, seed)
+        .into_iter()
+        .map(|v| v as f32)
         .collect()
 }
 
