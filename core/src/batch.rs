@@ -263,8 +263,8 @@ fn mean<F: Real>(values: &[F]) -> F {
 /// paper and of every benchmark. Errors as the top-k loss (labels, non-finite logits).
 ///
 /// Per row, the exponentials are summed in 8 interleaved partial sums (the loss is the same
-/// bits with or without a gradient); on x86-64 with `std` the rows run compiled for AVX2 where
-/// the CPU has it (bit-identical to the baseline build, ≈ 1.8–2.3× faster at 1000 classes).
+/// bits with or without a gradient); on x86-64 the rows run compiled for AVX2 where the CPU
+/// has it (bit-identical to the baseline build, ≈ 1.8–2.3× faster at 1000 classes).
 pub fn softmax_cross_entropy<F: Real>(
     logits: &[F],
     labels: &[usize],

@@ -1,25 +1,38 @@
 //! Whether the x86-64 AVX2 code paths may run: known at compile time where the build targets a
 //! CPU with the features (`-C target-feature=+avx2,+popcnt`, `-C target-cpu=x86-64-v3` or
-//! `native`), detected once at run time with the `std` feature otherwise, and `false` in a
-//! bare-metal build for a baseline x86-64 CPU (which then runs the portable code, same results).
+//! `native`), else detected once at run time with the `cpuid` and `xgetbv` instructions (from
+//! `core::arch`, so with or without `std`: the default, `no_std` build takes the fast paths too).
 //!
 //! Every AVX2 path computes the same bits as the portable code (no FMA contraction, same
 //! operation order), so which one runs changes speed only.
+//!
+//! Detection (Intel SDM vol. 2A, CPUID; what `std::is_x86_feature_detected!` does): AVX2 needs
+//! CPUID.(EAX=7,ECX=0):EBX bit 5, the AVX bit CPUID.1:ECX bit 28, and the operating system's
+//! consent to the 256-bit registers: CPUID.1:ECX bit 27 (OSXSAVE) and XCR0 bits 1 and 2 (SSE
+//! and AVX state saved on context switches). POPCNT is CPUID.1:ECX bit 23.
 
-/// The CPU supports AVX2.
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// Detection not yet run.
+const UNKNOWN: u8 = 0;
+/// Detection ran (so a cached 0 is distinguishable from "not yet").
+const DETECTED: u8 = 1;
+const AVX2: u8 = 2;
+const POPCNT: u8 = 4;
+
+/// The detected features (bit set of the constants above), filled on first use.
+static FEATURES: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+/// The CPU supports AVX2 (and the operating system its registers).
 #[inline]
 pub(crate) fn has_avx2() -> bool {
     #[cfg(target_feature = "avx2")]
     {
         true
     }
-    #[cfg(all(not(target_feature = "avx2"), feature = "std"))]
+    #[cfg(not(target_feature = "avx2"))]
     {
-        std::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(all(not(target_feature = "avx2"), not(feature = "std")))]
-    {
-        false
+        features() & AVX2 != 0
     }
 }
 
@@ -30,12 +43,76 @@ pub(crate) fn has_popcnt() -> bool {
     {
         true
     }
-    #[cfg(all(not(target_feature = "popcnt"), feature = "std"))]
+    #[cfg(not(target_feature = "popcnt"))]
     {
-        std::is_x86_feature_detected!("popcnt")
+        features() & POPCNT != 0
     }
-    #[cfg(all(not(target_feature = "popcnt"), not(feature = "std")))]
-    {
-        false
+}
+
+/// The cached feature bits, detected on the first call (a race only detects twice, with the
+/// same answer).
+#[inline]
+#[allow(dead_code)] // unused where both features are known at compile time
+fn features() -> u8 {
+    let cached = FEATURES.load(Ordering::Relaxed);
+    if cached != UNKNOWN {
+        return cached;
+    }
+    let detected = detect();
+    FEATURES.store(detected, Ordering::Relaxed);
+    detected
+}
+
+/// Runs `cpuid` and, where the OS supports XSAVE, `xgetbv`.
+#[allow(dead_code)]
+#[allow(unused_unsafe)] // `__cpuid` is a safe function in newer Rust releases
+fn detect() -> u8 {
+    use core::arch::x86_64::{__cpuid, __cpuid_count};
+    // SAFETY: every x86-64 CPU has `cpuid`.
+    let max_leaf = unsafe { __cpuid(0) }.eax;
+    let leaf1 = unsafe { __cpuid(1) };
+    let mut features = DETECTED;
+    if leaf1.ecx & (1 << 23) != 0 {
+        features |= POPCNT;
+    }
+    let avx = leaf1.ecx & (1 << 28) != 0;
+    let osxsave = leaf1.ecx & (1 << 27) != 0;
+    if avx && osxsave && max_leaf >= 7 {
+        // SAFETY: OSXSAVE set means the OS enabled XSAVE, so `xgetbv` is available.
+        let xcr0 = unsafe { extended_control_register() };
+        let avx2 = unsafe { __cpuid_count(7, 0) }.ebx & (1 << 5) != 0;
+        if avx2 && xcr0 & 0b110 == 0b110 {
+            features |= AVX2;
+        }
+    }
+    features
+}
+
+/// XCR0, the operating system's choice of register state it saves.
+///
+/// # Safety
+/// The CPU must support XSAVE and the OS must have enabled it (CPUID.1:ECX.OSXSAVE).
+#[allow(dead_code)]
+#[target_feature(enable = "xsave")]
+unsafe fn extended_control_register() -> u64 {
+    core::arch::x86_64::_xgetbv(0)
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    /// The detection agrees with the standard library's.
+    #[test]
+    fn detection_matches_std() {
+        let detected = super::detect();
+        assert_eq!(
+            detected & super::AVX2 != 0,
+            std::is_x86_feature_detected!("avx2")
+        );
+        assert_eq!(
+            detected & super::POPCNT != 0,
+            std::is_x86_feature_detected!("popcnt")
+        );
+        assert_eq!(super::has_avx2(), std::is_x86_feature_detected!("avx2"));
+        assert_eq!(super::has_popcnt(), std::is_x86_feature_detected!("popcnt"));
     }
 }

@@ -1,6 +1,6 @@
 //! The partial selection of [`crate::select`] for `f32` rows, written with AVX2 intrinsics
-//! (x86-64; chosen at run time with the `std` feature, or at compile time where the target
-//! has AVX2 and POPCNT, see [`crate::cpu`]): the same indices in the same order as
+//! (x86-64; chosen at compile time where the target has AVX2 and POPCNT, else at run time
+//! from `cpuid`, see [`crate::cpu`]): the same indices in the same order as
 //! the portable code. Measured on the development machine by the `bench_select` example (2048
 //! fresh rows of normal logits, 15 selected beside the label, three runs): 2.4–3.0× faster at
 //! n = 100 (≈ 210–220 ns a row against 510–660) and 1.7–2.1× at n = 1000 (≈ 550–740 ns against
