@@ -53,6 +53,8 @@ extern crate std;
 mod config;
 #[cfg(target_arch = "x86_64")]
 mod cpu;
+#[cfg(all(target_arch = "x86_64", feature = "alloc"))]
+mod deviation_avx2;
 mod error;
 mod exp;
 #[cfg(feature = "alloc")]

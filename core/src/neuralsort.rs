@@ -116,7 +116,7 @@ pub(crate) fn combine_partial_sums<F: Real>(partial: &[F; PARTIAL_SUMS]) -> F {
 
 /// [`absolute_deviation_sums`] from all pairs (no sort): `c_i = Σ_l |s_i − s_l|`, in the
 /// interleaved partial sums of [`PARTIAL_SUMS`].
-fn absolute_deviation_sums_direct<F: Real>(scores: &[F], c: &mut [F]) {
+pub(crate) fn absolute_deviation_sums_direct<F: Real>(scores: &[F], c: &mut [F]) {
     let chunks = scores.chunks_exact(PARTIAL_SUMS);
     let tail = chunks.remainder();
     for (ci, &si) in c.iter_mut().zip(scores) {
@@ -137,7 +137,11 @@ fn absolute_deviation_sums_direct<F: Real>(scores: &[F], c: &mut [F]) {
 /// `∂/∂s_i += Σ_l sign(s_i − s_l)(c̄_i + c̄_l)`, sign(0) = 0, in the interleaved partial sums of
 /// [`PARTIAL_SUMS`]: a term is added where `s_i > s_l` and subtracted where `s_i < s_l` (as
 /// selects; a tie's ±0 leaves a partial sum, which starts at +0 and is never −0, unchanged).
-fn absolute_deviation_sums_backward_direct<F: Real>(scores: &[F], c_bar: &[F], gradient: &mut [F]) {
+pub(crate) fn absolute_deviation_sums_backward_direct<F: Real>(
+    scores: &[F],
+    c_bar: &[F],
+    gradient: &mut [F],
+) {
     let score_chunks = scores.chunks_exact(PARTIAL_SUMS);
     let adjoint_chunks = c_bar.chunks_exact(PARTIAL_SUMS);
     let (score_tail, adjoint_tail) = (score_chunks.remainder(), adjoint_chunks.remainder());

@@ -74,12 +74,34 @@ pub trait Real:
         let _ = values;
         None
     }
+    /// Rows of 8 values as `f32` where `Self` is `f32` (the entry of the AVX2 lane kernels).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn as_f32_lanes(values: &[[Self; 8]]) -> Option<&[[f32; 8]]> {
+        let _ = values;
+        None
+    }
+    /// [`Real::as_f32_lanes`], mutable.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn as_f32_lanes_mut(values: &mut [[Self; 8]]) -> Option<&mut [[f32; 8]]> {
+        let _ = values;
+        None
+    }
 }
 
 impl Real for f32 {
     const NAME: &'static str = "float32";
     #[inline(always)]
     fn as_f32_slice(values: &[Self]) -> Option<&[f32]> {
+        Some(values)
+    }
+    #[inline(always)]
+    fn as_f32_lanes(values: &[[Self; 8]]) -> Option<&[[f32; 8]]> {
+        Some(values)
+    }
+    #[inline(always)]
+    fn as_f32_lanes_mut(values: &mut [[Self; 8]]) -> Option<&mut [[f32; 8]]> {
         Some(values)
     }
     #[cfg(target_arch = "x86_64")]
