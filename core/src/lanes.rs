@@ -645,7 +645,7 @@ fn softsort_adjoint_term<F: Real>(
     dot: &Lanes<F>,
     beta: F,
 ) -> Lanes<F> {
-    let a = softmax_adjoint_term(wire, p, labels, adjoint, dot);
+    let a = softmax_adjoint_term::<F, false>(wire, p, labels, adjoint, dot, &[F::zero(); LANES]);
     let mut out = [F::zero(); LANES];
     for lane in 0..LANES {
         let difference = s[lane] - center[lane];
@@ -665,14 +665,17 @@ fn softsort_adjoint_term<F: Real>(
 }
 
 /// `P̂[ρ,i] (δ_{i,label} ā − d)` for wire i of every lane: the adjoint of a relaxed row's
-/// softmax logits under the one-hot adjoint ā at the label (d from [`one_hot_dot`]).
+/// softmax logits under the one-hot adjoint ā at the label (d from [`one_hot_dot`]); with
+/// `FLUSH` (NeuralSort) by `softmax::softmax_backward_flushed`'s rule (P̂[ρ,i] taken as 0 off the
+/// label where it is below `threshold`, from [`flush_thresholds`]).
 #[inline(always)]
-fn softmax_adjoint_term<F: Real>(
+fn softmax_adjoint_term<F: Real, const FLUSH: bool>(
     wire: usize,
     p: &Lanes<F>,
     labels: &[u32; LANES],
     adjoint: &Lanes<F>,
     dot: &Lanes<F>,
+    threshold: &Lanes<F>,
 ) -> Lanes<F> {
     let mut a = [F::zero(); LANES];
     for lane in 0..LANES {
@@ -681,9 +684,24 @@ fn softmax_adjoint_term<F: Real>(
         } else {
             F::zero()
         };
-        a[lane] = p[lane] * (one_hot - dot[lane]);
+        let kept = if FLUSH {
+            crate::softmax::kept_probability(p[lane], one_hot, threshold[lane])
+        } else {
+            p[lane]
+        };
+        a[lane] = kept * (one_hot - dot[lane]);
     }
     a
+}
+
+/// `softmax::flush_threshold` per lane.
+#[inline(always)]
+fn flush_thresholds<F: Real>(dot: &Lanes<F>) -> Lanes<F> {
+    let mut threshold = [F::zero(); LANES];
+    for lane in 0..LANES {
+        threshold[lane] = crate::softmax::flush_threshold(dot[lane]);
+    }
+    threshold
 }
 
 /// The label wires as 32-bit lanes (compared with the wire index as one vector compare).
@@ -740,6 +758,7 @@ fn neuralsort_backward_lanes<F: Real>(
         let row = &buffers.rows[rank * n..(rank + 1) * n];
         let adjoint = &mass_adjoint[rank];
         let dot = one_hot_dot(row, sorted_labels, adjoint, n);
+        let threshold = flush_thresholds(&dot);
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64) * beta;
         for (wire, ((g, cb), p)) in gx
             .iter_mut()
@@ -747,7 +766,7 @@ fn neuralsort_backward_lanes<F: Real>(
             .zip(row.iter())
             .enumerate()
         {
-            let a = softmax_adjoint_term(wire, p, &labels, adjoint, &dot);
+            let a = softmax_adjoint_term::<F, true>(wire, p, &labels, adjoint, &dot, &threshold);
             for lane in 0..LANES {
                 g[lane] += a[lane] * scale;
                 cb[lane] -= a[lane] * beta;
@@ -834,4 +853,64 @@ fn combine_partial_lanes<F: Real>(partial: &[Lanes<F>; PARTIAL_SUMS]) -> Lanes<F
         }
     }
     sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// NeuralSort's adjoint terms in lanes (with the flush) equal the one-row
+    /// `softmax_backward_flushed` under the same one-hot adjoint, lane by lane, bit for bit, on
+    /// rows whose products do underflow.
+    #[test]
+    fn flushed_adjoint_terms_equal_the_one_row_code() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut flushed = 0;
+        for n in [1usize, 2, 7, 40, 100] {
+            let mut row = alloc::vec![[0.0f32; LANES]; n];
+            for wire in row.iter_mut() {
+                for value in wire.iter_mut() {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    *value = (1.0 + (state >> 41) as f32 / (1u64 << 23) as f32)
+                        * 2f32.powi(-((state % 126) as i32));
+                }
+            }
+            let mut sorted_labels = [0usize; LANES];
+            let mut adjoint = [0.0f32; LANES];
+            for lane in 0..LANES {
+                sorted_labels[lane] = (lane * 13 + n) % n;
+                adjoint[lane] = [-1.0, -1e-25, 0.0, 3.0][lane % 4];
+            }
+            let labels = label_lanes(&sorted_labels);
+            let dot = one_hot_dot(&row, &sorted_labels, &adjoint, n);
+            let threshold = flush_thresholds(&dot);
+            let terms: Vec<Lanes<f32>> = (0..n)
+                .map(|wire| {
+                    softmax_adjoint_term::<f32, true>(
+                        wire, &row[wire], &labels, &adjoint, &dot, &threshold,
+                    )
+                })
+                .collect();
+            for lane in 0..LANES {
+                let probabilities: Vec<f32> = row.iter().map(|w| w[lane]).collect();
+                let mut expected = alloc::vec![0.0f32; n];
+                expected[sorted_labels[lane]] = adjoint[lane];
+                let mut unflushed = expected.clone();
+                crate::softmax::softmax_backward_flushed(&probabilities, &mut expected);
+                crate::softmax::softmax_backward(&probabilities, &mut unflushed);
+                for wire in 0..n {
+                    assert_eq!(
+                        terms[wire][lane].to_bits(),
+                        expected[wire].to_bits(),
+                        "n {n}, wire {wire}, lane {lane}"
+                    );
+                    flushed += usize::from(expected[wire].to_bits() != unflushed[wire].to_bits());
+                }
+            }
+        }
+        assert!(flushed > 50, "only {flushed} terms flushed");
+    }
 }

@@ -9,7 +9,7 @@
 //! n² differences directly, which vectorise and beat the sort there). Only the columns of P
 //! (output positions) sum to 1.
 
-use crate::softmax::{softmax_backward, softmax_in_place};
+use crate::softmax::{softmax_backward_flushed, softmax_in_place};
 use crate::Real;
 
 /// Sorts `order` (any permutation of 0..n on entry is fine) by ascending score.
@@ -189,7 +189,9 @@ pub(crate) fn neuralsort_rows<F: Real>(
 }
 
 /// Backward: given `rows` from [`neuralsort_rows`] and their adjoints `row_adjoint` (same layout,
-/// overwritten), adds ∂/∂s to `gradient`. Scratch: `c_bar` (n reals), `order` (n indices).
+/// overwritten), adds ∂/∂s to `gradient`. The rows' softmax VJP leaves out products below the
+/// normal range (`softmax::softmax_backward_flushed`: each changes the gradient by less than
+/// 2⁻¹²⁶ times β·n; NeuralSort's rows span dozens of binades and made them by the thousand). Scratch: `c_bar` (n reals), `order` (n indices).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn neuralsort_rows_backward<F: Real>(
     scores: &[F],
@@ -211,7 +213,7 @@ pub(crate) fn neuralsort_rows_backward<F: Real>(
         .take(k)
         .enumerate()
     {
-        softmax_backward(row, adjoint); // adjoint of the logits β(s_i·scale − c_i)
+        softmax_backward_flushed(row, adjoint); // adjoint of the logits β(s_i·scale − c_i)
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64) * beta;
         for ((g, cb), &a) in gradient
             .iter_mut()
@@ -253,7 +255,10 @@ pub fn neuralsort_topk<F: Real>(
 }
 
 /// VJP of [`neuralsort_topk`]: adds `Σ_{i,j} Ḡ[i,j] ∂P_topk[i,j]/∂s` to `gradient`, given the
-/// forward output `p_topk` and its adjoint `grad_p_topk` (both n × k). Scratch as the forward
+/// forward output `p_topk` and its adjoint `grad_p_topk` (both n × k). Terms `P̂ · d` below the
+/// normal range (2⁻¹²⁶ in f32, 2⁻¹⁰²² in f64) are left out, as `exp` flushes its subnormal
+/// results: they cost a microcode assist each on x86 and change no gradient entry by more than
+/// that bound times β·n. Scratch as the forward
 /// (`rows_scratch` k·n, `c_bar` n, `order` n).
 #[allow(clippy::too_many_arguments)]
 pub fn neuralsort_topk_backward<F: Real>(

@@ -67,6 +67,8 @@ pub trait Real:
     }
     /// The type's name as numpy spells it (`"float32"`, `"float64"`).
     const NAME: &'static str;
+    /// The smallest positive normal value (2⁻¹²⁶ for `f32`, 2⁻¹⁰²² for `f64`).
+    const MIN_POSITIVE: Self;
     /// `values` as `f32` where `Self` is `f32` (the entry of the AVX2 selection), else `None`.
     #[doc(hidden)]
     #[inline(always)]
@@ -92,6 +94,7 @@ pub trait Real:
 
 impl Real for f32 {
     const NAME: &'static str = "float32";
+    const MIN_POSITIVE: Self = f32::MIN_POSITIVE;
     #[inline(always)]
     fn as_f32_slice(values: &[Self]) -> Option<&[f32]> {
         Some(values)
@@ -192,6 +195,7 @@ impl Real for f32 {
 
 impl Real for f64 {
     const NAME: &'static str = "float64";
+    const MIN_POSITIVE: Self = f64::MIN_POSITIVE;
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn any_at_or_above(block: &[Self; 8], bound: Self) -> bool {

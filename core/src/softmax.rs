@@ -44,3 +44,111 @@ pub fn softmax_backward<F: Real>(probabilities: &[F], adjoint: &mut [F]) {
         *g = p * (*g - dot);
     }
 }
+
+/// [`softmax_backward`] without the products below the normal range: where `adjoint_i = 0`
+/// the term `p_i (0 − d)` (d = Σ_j p_j adjoint_j) is taken as `0 · (0 − d)` when
+/// `p_i < 2⁻¹²⁶ / |d|` (f32; 2⁻¹⁰²² in f64), so it is never computed as a subnormal number.
+///
+/// Such a product would change a gradient entry by less than 2⁻¹²⁶ (times the factors applied
+/// after it); computed, it costs a microcode assist of a hundred cycles or more on x86, and the
+/// relaxed rows of NeuralSort, which span dozens of binades, make them by the thousand (the same
+/// reasoning as `exp`'s flush, see `exp.rs`). NeuralSort's backward uses it (SoftSort's rows,
+/// `exp(−β|s_i − s_(ρ)|)`, rarely make such products, and its loop ran slower with the test);
+/// the lanes code applies the same rule in the same order, so the one-row and the batch paths
+/// stay bit-identical.
+#[inline]
+pub(crate) fn softmax_backward_flushed<F: Real>(probabilities: &[F], adjoint: &mut [F]) {
+    let mut dot = F::zero();
+    for (&p, &g) in probabilities.iter().zip(adjoint.iter()) {
+        dot += p * g;
+    }
+    let threshold = flush_threshold(dot);
+    for (g, &p) in adjoint.iter_mut().zip(probabilities) {
+        *g = kept_probability(p, *g, threshold) * (*g - dot);
+    }
+}
+
+/// `2⁻¹²⁶ / |d|` (`MIN_POSITIVE / |d|`; +∞ for d = 0): the probabilities below it make
+/// subnormal products with d.
+#[inline(always)]
+pub(crate) fn flush_threshold<F: Real>(dot: F) -> F {
+    F::MIN_POSITIVE / dot.abs()
+}
+
+/// `p`, or 0 where its adjoint is 0 and `p < threshold` (see [`softmax_backward_flushed`]).
+#[inline(always)]
+pub(crate) fn kept_probability<F: Real>(p: F, adjoint: F, threshold: F) -> F {
+    if adjoint != F::zero() || p >= threshold {
+        p
+    } else {
+        F::zero()
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::{softmax_backward, softmax_backward_flushed};
+    use alloc::vec::Vec;
+
+    /// Probabilities over many binades (one-hot and dense adjoints): the flushed VJP has the
+    /// unflushed one's bits wherever that is a normal number or 0, and ±0 exactly where the
+    /// unflushed term is a subnormal number made by a probability whose adjoint is 0.
+    fn check<F: crate::Real>(probabilities: &[F], adjoint: &[F]) -> usize {
+        let mut plain = adjoint.to_vec();
+        softmax_backward(probabilities, &mut plain);
+        let mut flushed = adjoint.to_vec();
+        softmax_backward_flushed(probabilities, &mut flushed);
+        let mut changed = 0;
+        for i in 0..adjoint.len() {
+            let (p, f) = (plain[i], flushed[i]);
+            if p.as_f64().to_bits() == f.as_f64().to_bits() {
+                continue;
+            }
+            changed += 1;
+            assert!(adjoint[i] == F::zero(), "entry {i} with an adjoint changed");
+            assert!(f == F::zero(), "entry {i}: {f:?} instead of 0 or {p:?}");
+            assert!(
+                p.abs() < F::MIN_POSITIVE,
+                "entry {i}: flushed {p:?}, a normal number"
+            );
+        }
+        changed
+    }
+
+    #[test]
+    fn flushes_only_subnormal_products() {
+        let mut changed = 0;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for trial in 0..400 {
+            let n = 3 + trial % 40;
+            let mut probabilities32 = Vec::new();
+            let mut probabilities64 = Vec::new();
+            for _ in 0..n {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // 2^-(0..140) for f32, 2^-(0..1100) for f64, with a random mantissa.
+                let mantissa = 1.0 + (state >> 40) as f64 / (1u64 << 24) as f64;
+                probabilities32.push((mantissa * 2f64.powi(-((state % 141) as i32))) as f32);
+                probabilities64.push(mantissa * 2f64.powi(-((state % 1101) as i32)));
+            }
+            let label = trial % n;
+            let weight = if trial % 3 == 0 { 1.0 } else { 1e-30 };
+            let mut adjoint32 = alloc::vec![0.0f32; n];
+            let mut adjoint64 = alloc::vec![0.0f64; n];
+            adjoint32[label] = -weight as f32;
+            adjoint64[label] = -weight * 1e-270;
+            changed += check(&probabilities32, &adjoint32);
+            changed += check(&probabilities64, &adjoint64);
+            if trial % 5 == 0 {
+                // A dense adjoint: only its zero entries may change.
+                adjoint32.iter_mut().step_by(2).for_each(|a| *a = 0.25);
+                adjoint64.iter_mut().step_by(2).for_each(|a| *a = 0.25e-300);
+                changed += check(&probabilities32, &adjoint32);
+                changed += check(&probabilities64, &adjoint64);
+            }
+        }
+        // The inputs do make subnormal products (else the test proves nothing).
+        assert!(changed > 500, "only {changed} entries flushed");
+    }
+}
