@@ -460,18 +460,64 @@ fn softsort_rows_lanes<F: Real>(
             top[rank][lane] = indices[rank];
         }
     }
+    // As `softsort::softsort_rows`: row k−1 (centre L, the lowest) holds the shared
+    // exponentials, every other row their products with its factor e^(−β|s_(ρ) − L|).
     let selected = &buffers.selected_lanes;
-    for rank in 0..k {
+    let center_lanes = |rank: usize| {
         let mut center = [F::zero(); LANES];
         for lane in 0..LANES {
             center[lane] = selected[top[rank][lane] as usize][lane];
         }
-        let row = &mut buffers.rows[rank * n..(rank + 1) * n];
-        for (r, values) in row.iter_mut().zip(selected.iter()) {
-            *r = softsort_exponentials(values, &center, beta);
-        }
-        normalise_lanes(row);
+        center
+    };
+    let lowest = center_lanes(k - 1);
+    let (upper, last) = buffers.rows[..k * n].split_at_mut((k - 1) * n);
+    for (r, values) in last.iter_mut().zip(selected.iter()) {
+        *r = softsort_exponentials(values, &lowest, beta);
     }
+    for (rank, row) in upper.chunks_exact_mut(n).enumerate() {
+        let factor = softsort_exponentials(&center_lanes(rank), &lowest, beta);
+        let mut threshold = [F::zero(); LANES];
+        for lane in 0..LANES {
+            threshold[lane] = F::MIN_POSITIVE / factor[lane];
+        }
+        for (r, shared) in row.iter_mut().zip(last.iter()) {
+            *r = shared_products(shared, &factor, &threshold);
+        }
+    }
+    // The scores above L, with their own exponentials in every row.
+    for above in 0..k - 1 {
+        let mut values = [F::zero(); LANES];
+        for lane in 0..LANES {
+            values[lane] = selected[top[above][lane] as usize][lane];
+        }
+        for rank in 0..k {
+            let own = softsort_exponentials(&values, &center_lanes(rank), beta);
+            for lane in 0..rows {
+                if values[lane] > lowest[lane] {
+                    buffers.rows[rank * n + top[above][lane] as usize][lane] = own[lane];
+                }
+            }
+        }
+    }
+    for rank in 0..k {
+        normalise_lanes(&mut buffers.rows[rank * n..(rank + 1) * n]);
+    }
+}
+
+/// `softsort::shared_product` per lane (a function of its own: written inline in the wire
+/// loop, it stayed scalar).
+#[inline(always)]
+fn shared_products<F: Real>(
+    shared: &Lanes<F>,
+    factor: &Lanes<F>,
+    threshold: &Lanes<F>,
+) -> Lanes<F> {
+    let mut out = [F::zero(); LANES];
+    for lane in 0..LANES {
+        out[lane] = crate::softsort::shared_product(shared[lane], factor[lane], threshold[lane]);
+    }
+    out
 }
 
 /// Per lane, the largest value over the wires, scanned in wire order as `softmax`'s maximum.
