@@ -299,7 +299,8 @@ fn loss_lanes_body<F: Real>(
             }
         }
         Family::SoftSort => {
-            softsort_rows_lanes(buffers, n, k, beta, rows, &mut top);
+            let preselected = config.preselection().is_some();
+            softsort_rows_lanes(buffers, n, k, beta, rows, &mut top, preselected);
             gather_label_mass(&buffers.rows, n, k, &sorted_labels, rows, &mut mass);
         }
         Family::NeuralSort => {
@@ -438,8 +439,9 @@ fn top1_and_mixture_lanes<F: Real>(
 }
 
 /// SoftSort's rows for every lane (as `softsort::softsort_rows`): the K largest selected logits
-/// of each row (ties to the higher index) into `top[ρ][lane]`, then
-/// `rows[ρ·n + i] = softmax_i(−β |s_i − s_(ρ)|)` computed as exponentials, sum, scaling.
+/// of each row (ties to the higher index; by a merge where they are `preselected`) into
+/// `top[ρ][lane]`, then `rows[ρ·n + i] = softmax_i(−β |s_i − s_(ρ)|)` from shared
+/// exponentials, sum, scaling.
 #[inline(always)]
 fn softsort_rows_lanes<F: Real>(
     buffers: &mut LaneBuffers<F>,
@@ -448,14 +450,16 @@ fn softsort_rows_lanes<F: Real>(
     beta: F,
     rows: usize,
     top: &mut [[u32; LANES]; crate::MAX_K],
+    preselected: bool,
 ) {
     let mut indices = [0u32; crate::MAX_K];
     for lane in 0..rows {
-        crate::select::largest_indices_ties_high(
-            &buffers.selected[lane * n..(lane + 1) * n],
-            None,
-            &mut indices[..k],
-        );
+        let values = &buffers.selected[lane * n..(lane + 1) * n];
+        if preselected {
+            crate::select::largest_indices_ties_high_of_preselected(values, &mut indices[..k]);
+        } else {
+            crate::select::largest_indices_ties_high(values, None, &mut indices[..k]);
+        }
         for rank in 0..k {
             top[rank][lane] = indices[rank];
         }

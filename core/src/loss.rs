@@ -162,7 +162,8 @@ pub fn sample_loss<F: Real>(
         }
         Family::SoftSort => {
             let rows = &mut reals[..k * n];
-            softsort_rows(selected, k, beta, rows, &mut index_rest[..k]);
+            let preselected = config.preselection().is_some();
+            softsort_rows(selected, k, beta, rows, &mut index_rest[..k], preselected);
             for (rank, m) in mass.iter_mut().take(k).enumerate() {
                 *m = rows[rank * n + sorted_label];
             }

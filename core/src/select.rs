@@ -28,6 +28,44 @@ pub fn largest_indices_ties_high<F: Real>(values: &[F], skip: Option<usize>, out
     select::<F, true>(values, skip, out)
 }
 
+/// [`largest_indices_ties_high`] over a preselected row, without a search: `values[0]` is any
+/// value (the label's logit) and `values[1..]` is in the order [`largest_indices`] writes
+/// (descending, ties by lower index first), so the result is a merge. Reading the list in
+/// order with each run of equal values reversed (higher index first), the first entry placed
+/// after every value at or above `values[0]` is index 0 (the lowest index goes last among its
+/// ties). O(out.len() + the longest run of ties read). The same indices as
+/// `largest_indices_ties_high(values, None, out)` (a test checks it).
+pub(crate) fn largest_indices_ties_high_of_preselected<F: Real>(values: &[F], out: &mut [u32]) {
+    let n = values.len();
+    debug_assert!(out.len() <= n);
+    let label = values[0];
+    let mut label_placed = false;
+    let mut written = 0;
+    let mut start = 1;
+    while written < out.len() {
+        if start == n || (!label_placed && values[start] < label) {
+            // Index 0 comes before the first value below it, or after the whole list.
+            out[written] = 0;
+            written += 1;
+            label_placed = true;
+            continue;
+        }
+        let mut end = start + 1;
+        while end < n && values[end] == values[start] {
+            end += 1;
+        }
+        // The run start..end, higher index first.
+        for index in (start..end).rev() {
+            if written == out.len() {
+                break;
+            }
+            out[written] = index as u32;
+            written += 1;
+        }
+        start = end;
+    }
+}
+
 /// [`largest_indices`] through the portable code only (no AVX2 path): the baseline of the
 /// `bench_select` example.
 #[doc(hidden)]
@@ -657,5 +695,50 @@ mod tests {
         order.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap());
         let want: alloc::vec::Vec<u32> = order[..15].iter().map(|&i| i as u32).collect();
         assert_eq!(&out[..], &want[..]);
+    }
+
+    /// The merge over a preselected row gives the search's indices, for every count, on rows
+    /// with many ties (also with the label's value) and with −0 beside +0.
+    #[test]
+    fn the_merge_over_a_preselection_equals_the_search() {
+        let mut state = 0x243f_6a88_85a3_08d3u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for trial in 0..3000 {
+            let n = 2 + (next() % 60) as usize;
+            let levels = [2u64, 3, 5, 1000][trial % 4];
+            let row: alloc::vec::Vec<f32> = (0..n)
+                .map(|_| {
+                    let bits = next();
+                    let level = (bits % levels) as f32 - (levels / 2) as f32;
+                    if level == 0.0 && bits & 1024 != 0 {
+                        -0.0
+                    } else {
+                        level
+                    }
+                })
+                .collect();
+            let label = (next() % n as u64) as usize;
+            let m = 2 + (next() % (n as u64 - 1)) as usize;
+            let mut selection = alloc::vec![0u32; m];
+            selection[0] = label as u32;
+            super::largest_indices(&row, Some(label), &mut selection[1..]);
+            let selected: alloc::vec::Vec<f32> =
+                selection.iter().map(|&i| row[i as usize]).collect();
+            for count in 1..=m.min(super::RANKED) {
+                let mut searched = alloc::vec![0u32; count];
+                super::largest_indices_ties_high(&selected, None, &mut searched);
+                let mut merged = alloc::vec![u32::MAX; count];
+                super::largest_indices_ties_high_of_preselected(&selected, &mut merged);
+                assert_eq!(
+                    merged, searched,
+                    "trial {trial}: {selected:?}, count {count}"
+                );
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! `sort(−s, descending=True)` orders them. In difftopk's
 //! convention `P_topk[i, K−1−ρ] = P̂[ρ, i]`. Cost O(K n) per row.
 
-use crate::select::largest_indices_ties_high;
+use crate::select::{largest_indices_ties_high, largest_indices_ties_high_of_preselected};
 use crate::softmax::softmax_backward;
 use crate::Real;
 
@@ -24,7 +24,9 @@ fn sign<F: Real>(x: F) -> F {
 }
 
 /// Forward: `rows[ρ·n + i] = P̂[ρ, i]` for ρ < k; `top` (k indices) receives the indices of the
-/// k largest scores, descending.
+/// k largest scores, descending (ties to the higher index). With `preselected`, the scores are
+/// the loss's preselection (the label's logit, then the others in descending order), and the
+/// top k come from a merge instead of a search.
 ///
 /// The exponentials are shared between the rows: with L = s_(k−1) the lowest centre, every
 /// score at or below L has `e^(−β|s_i − s_(ρ)|) = e^(−β|s_i − L|) · e^(−β|s_(ρ) − L|)` (both
@@ -39,9 +41,14 @@ pub(crate) fn softsort_rows<F: Real>(
     beta: F,
     rows: &mut [F],
     top: &mut [u32],
+    preselected: bool,
 ) {
     let n = scores.len();
-    largest_indices_ties_high(scores, None, &mut top[..k]);
+    if preselected {
+        largest_indices_ties_high_of_preselected(scores, &mut top[..k]);
+    } else {
+        largest_indices_ties_high(scores, None, &mut top[..k]);
+    }
     let lowest = scores[top[k - 1] as usize];
     let distance_weight = |s: F, center: F| (-beta * (s - center).abs()).exp();
     let (upper, last) = rows[..k * n].split_at_mut((k - 1) * n);
@@ -133,7 +140,7 @@ pub fn softsort_topk<F: Real>(
     top: &mut [u32],
 ) {
     let n = scores.len();
-    softsort_rows(scores, k, beta, rows_scratch, top);
+    softsort_rows(scores, k, beta, rows_scratch, top, false);
     for rank in 0..k {
         for i in 0..n {
             p_topk[i * k + (k - 1 - rank)] = rows_scratch[rank * n + i];
@@ -209,7 +216,7 @@ mod tests {
                 .collect();
             let mut rows = alloc::vec![F::zero(); k * n];
             let mut top = alloc::vec![0u32; k];
-            super::softsort_rows(&scores, k, beta, &mut rows, &mut top);
+            super::softsort_rows(&scores, k, beta, &mut rows, &mut top, false);
             for rank in 0..k {
                 let center = scores[top[rank] as usize];
                 let direct: Vec<F> = scores
