@@ -606,7 +606,7 @@ fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usi
 
 /// `c_i = Σ_l |s_i − s_l|` for every wire (`selected`, `c`: n wires) of every lane, in the
 /// one-row code's interleaved partial sums (wire l into partial l mod 8), bit for bit; for f32
-/// with AVX2 by `deviation_avx2::deviation_sums` (four wires at a time, ≈ 3× this loop).
+/// with AVX2 by `deviation_avx2::deviation_sums` (four wires at a time).
 #[inline(always)]
 fn deviation_sums_lanes<F: Real>(selected: &[Lanes<F>], c: &mut [Lanes<F>]) {
     #[cfg(target_arch = "x86_64")]
