@@ -287,8 +287,12 @@ pub(crate) fn preselect<F: Real>(
             label
         }
     };
-    for (x, &i) in selected.iter_mut().zip(selection.iter()).take(n) {
-        *x = logits[i as usize];
+    if config.preselection().is_some() {
+        for (x, &i) in selected.iter_mut().zip(selection.iter()).take(n) {
+            *x = logits[i as usize];
+        }
+    } else {
+        selected[..n].copy_from_slice(&logits[..n]);
     }
     sorted_label
 }
@@ -408,8 +412,13 @@ pub(crate) fn finish_gradient<F: Real>(
     }
     if config.preselection().is_some() {
         gradient.iter_mut().for_each(|g| *g = F::zero());
-    }
-    for (&i, &g) in selection.iter().zip(work_x.iter()) {
-        gradient[i as usize] = g * gradient_scale;
+        for (&i, &g) in selection.iter().zip(work_x.iter()) {
+            gradient[i as usize] = g * gradient_scale;
+        }
+    } else {
+        // The selection is the identity: a plain loop (it vectorises), the same values.
+        for (out, &g) in gradient.iter_mut().zip(work_x.iter()) {
+            *out = g * gradient_scale;
+        }
     }
 }
