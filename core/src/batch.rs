@@ -449,14 +449,9 @@ mod tests {
 
     /// Rows of pseudo-random logits in [−8, 8), seeded.
     fn logits<F: Real>(count: usize, seed: u64) -> alloc::vec::Vec<F> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut random = crate::test_random::Xorshift::seeded(seed);
         (0..count)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                F::of((state >> 11) as f64 / (1u64 << 53) as f64 * 16.0 - 8.0)
-            })
+            .map(|_| F::of(random.uniform() * 16.0 - 8.0))
             .collect()
     }
 

@@ -64,13 +64,7 @@ unsafe fn deviation_block<const W: usize>(selected: &[[f32; 8]], first: usize, c
             }
             l += PARTIAL_SUMS;
         }
-        for w in 0..W {
-            total[w] = if start == 0 {
-                partial[w]
-            } else {
-                _mm256_add_ps(total[w], partial[w])
-            };
-        }
+        accumulate_partials(&mut total, &partial, start);
     }
     for w in 0..W {
         store(&mut c[first + w], total[w]);
@@ -135,17 +129,24 @@ unsafe fn signed_adjoint_block<const W: usize>(
             }
             l += PARTIAL_SUMS;
         }
-        for w in 0..W {
-            total[w] = if start == 0 {
-                partial[w]
-            } else {
-                _mm256_add_ps(total[w], partial[w])
-            };
-        }
+        accumulate_partials(&mut total, &partial, start);
     }
     for w in 0..W {
         let g = &mut gradient[first + w];
         store(g, _mm256_add_ps(load(g), total[w]));
+    }
+}
+
+/// `total = partial` for the first partial sum (`start` = 0), `total += partial` for the others:
+/// the partials added in order, as `neuralsort::combine_partial_sums`.
+#[inline(always)]
+unsafe fn accumulate_partials<const W: usize>(
+    total: &mut [__m256; W],
+    partial: &[__m256; W],
+    start: usize,
+) {
+    for (t, &p) in total.iter_mut().zip(partial) {
+        *t = if start == 0 { p } else { _mm256_add_ps(*t, p) };
     }
 }
 
@@ -168,18 +169,12 @@ mod tests {
 
     /// Eight rows of `n` values from a few levels (many ties, ±0) or spread out, as lanes.
     fn rows(n: usize, seed: u64, levels: Option<u32>) -> Vec<[f32; 8]> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut random = crate::test_random::Xorshift::seeded(seed);
         (0..n)
             .map(|_| {
                 let mut wire = [0.0f32; 8];
                 for value in wire.iter_mut() {
-                    let bits = next();
+                    let bits = random.next_u64();
                     *value = match levels {
                         Some(levels) => {
                             let level = (bits % u64::from(levels)) as f32 - (levels / 2) as f32;

@@ -915,17 +915,15 @@ mod tests {
     /// rows whose products do underflow.
     #[test]
     fn flushed_adjoint_terms_equal_the_one_row_code() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut random = crate::test_random::Xorshift::new(0x9E37_79B9_7F4A_7C15);
         let mut flushed = 0;
         for n in [1usize, 2, 7, 40, 100] {
             let mut row = alloc::vec![[0.0f32; LANES]; n];
             for wire in row.iter_mut() {
                 for value in wire.iter_mut() {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    *value = (1.0 + (state >> 41) as f32 / (1u64 << 23) as f32)
-                        * 2f32.powi(-((state % 126) as i32));
+                    let bits = random.next_u64();
+                    *value = (1.0 + (bits >> 41) as f32 / (1u64 << 23) as f32)
+                        * 2f32.powi(-((bits % 126) as i32));
                 }
             }
             let mut sorted_labels = [0usize; LANES];

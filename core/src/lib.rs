@@ -75,6 +75,8 @@ pub mod smooth_topk;
 pub mod softmax;
 pub mod softsort;
 mod sweep;
+#[cfg(test)]
+mod test_random;
 
 #[cfg(feature = "alloc")]
 mod batch;

@@ -263,9 +263,10 @@ pub(crate) fn check_row<F: Real>(
     Ok(())
 }
 
-/// Step 1 of the loss: `selection` (n′ indices) receives the sorted classes — with m, the true
-/// class first, then the m − 1 largest others (ties to the lower index); without, all classes —
-/// and `selected` their logits. Returns the label's position among them.
+/// Step 1 of the loss: `selected` receives the logits to sort — with m, the true class's first,
+/// then the m − 1 largest others' (ties to the lower index), whose classes go to `selection`
+/// (n′ indices); without m, all logits in class order (the selection is the identity, and
+/// `selection` is left as it is). Returns the label's position among them.
 pub(crate) fn preselect<F: Real>(
     config: &TopkLossConfig,
     logits: &[F],
@@ -274,27 +275,20 @@ pub(crate) fn preselect<F: Real>(
     selected: &mut [F],
 ) -> usize {
     let n = config.sorted_inputs();
-    let sorted_label = match config.preselection() {
+    match config.preselection() {
         Some(_) => {
             selection[0] = label as u32;
             largest_indices(logits, Some(label), &mut selection[1..n]);
+            for (x, &i) in selected.iter_mut().zip(selection.iter()).take(n) {
+                *x = logits[i as usize];
+            }
             0
         }
         None => {
-            for (i, s) in selection.iter_mut().enumerate().take(n) {
-                *s = i as u32;
-            }
+            selected[..n].copy_from_slice(&logits[..n]);
             label
         }
-    };
-    if config.preselection().is_some() {
-        for (x, &i) in selected.iter_mut().zip(selection.iter()).take(n) {
-            *x = logits[i as usize];
-        }
-    } else {
-        selected[..n].copy_from_slice(&logits[..n]);
     }
-    sorted_label
 }
 
 /// Steps 3–4: the mixture `q` of the label's mass at the top K positions (`mass[ρ]`, ρ = 0 the
@@ -372,7 +366,8 @@ pub(crate) fn mixture_finish<F: Real>(
 
 /// The end of the backward pass: adds the softmax / cross-entropy term of the top-1 mode to
 /// `work_x` (the adjoint of the selected logits) and scatters `scale · work_x` into the row's
-/// gradient (zero for classes the preselection left out).
+/// gradient through `selection` (zero for classes the preselection left out); without a
+/// preselection, `selection` is not read and the gradient is `scale · work_x` in class order.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn finish_gradient<F: Real>(
     config: &TopkLossConfig,

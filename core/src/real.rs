@@ -362,14 +362,12 @@ mod tests {
         ] {
             check(x, Real::sqrt(x), libm::sqrt(x));
         }
-        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut random = crate::test_random::Xorshift::new(0x853c_49e6_748f_ea9b);
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let x = f32::from_bits((state >> 32) as u32 & 0x7fff_ffff);
+            let bits = random.next_u64();
+            let x = f32::from_bits((bits >> 32) as u32 & 0x7fff_ffff);
             check(x, Real::sqrt(x), libm::sqrtf(x));
-            let x = f64::from_bits(state & 0x7fff_ffff_ffff_ffff);
+            let x = f64::from_bits(bits & 0x7fff_ffff_ffff_ffff);
             check(x, Real::sqrt(x), libm::sqrt(x));
         }
     }

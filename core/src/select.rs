@@ -667,15 +667,8 @@ mod tests {
     /// The branch-free path itself (not the insertion fallback) selects typical rows.
     #[test]
     fn typical_rows_take_the_threshold_path() {
-        let mut state = 99u64;
-        let row: alloc::vec::Vec<f64> = (0..100)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 11) as f64 / (1u64 << 53) as f64 * 8.0 - 4.0
-            })
-            .collect();
+        let mut random = crate::test_random::Xorshift::new(99);
+        let row: alloc::vec::Vec<f64> = (0..100).map(|_| random.uniform() * 8.0 - 4.0).collect();
         let mut out = [0u32; 15];
         assert!(super::threshold_select::<f64, false>(
             &row,
@@ -701,19 +694,13 @@ mod tests {
     /// with many ties (also with the label's value) and with −0 beside +0.
     #[test]
     fn the_merge_over_a_preselection_equals_the_search() {
-        let mut state = 0x243f_6a88_85a3_08d3u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut random = crate::test_random::Xorshift::new(0x243f_6a88_85a3_08d3);
         for trial in 0..3000 {
-            let n = 2 + (next() % 60) as usize;
+            let n = 2 + (random.next_u64() % 60) as usize;
             let levels = [2u64, 3, 5, 1000][trial % 4];
             let row: alloc::vec::Vec<f32> = (0..n)
                 .map(|_| {
-                    let bits = next();
+                    let bits = random.next_u64();
                     let level = (bits % levels) as f32 - (levels / 2) as f32;
                     if level == 0.0 && bits & 1024 != 0 {
                         -0.0
@@ -722,8 +709,8 @@ mod tests {
                     }
                 })
                 .collect();
-            let label = (next() % n as u64) as usize;
-            let m = 2 + (next() % (n as u64 - 1)) as usize;
+            let label = (random.next_u64() % n as u64) as usize;
+            let m = 2 + (random.next_u64() % (n as u64 - 1)) as usize;
             let mut selection = alloc::vec![0u32; m];
             selection[0] = label as u32;
             super::largest_indices(&row, Some(label), &mut selection[1..]);

@@ -468,16 +468,14 @@ mod tests {
 
     /// Rows of `length` values: roughly normal, or drawn from `levels` values (ties), seeded.
     fn row(length: usize, levels: Option<u64>, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut random = crate::test_random::Xorshift::seeded(seed);
         (0..length)
             .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+                let bits = random.next_u64();
                 match levels {
-                    Some(levels) => (state % levels) as f32 * 0.5 - 3.0,
+                    Some(levels) => (bits % levels) as f32 * 0.5 - 3.0,
                     None => {
-                        let uniform = |shift: u32| ((state >> shift) & 0xFFFF) as f32 / 65535.0;
+                        let uniform = |shift: u32| ((bits >> shift) & 0xFFFF) as f32 / 65535.0;
                         (uniform(0) + uniform(16) + uniform(32) + uniform(48) - 2.0) * 3.4
                     }
                 }

@@ -118,19 +118,17 @@ mod tests {
     #[test]
     fn flushes_only_subnormal_products() {
         let mut changed = 0;
-        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = crate::test_random::Xorshift::new(0x2545_f491_4f6c_dd1d);
         for trial in 0..400 {
             let n = 3 + trial % 40;
             let mut probabilities32 = Vec::new();
             let mut probabilities64 = Vec::new();
             for _ in 0..n {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+                let bits = random.next_u64();
                 // 2^-(0..140) for f32, 2^-(0..1100) for f64, with a random mantissa.
-                let mantissa = 1.0 + (state >> 40) as f64 / (1u64 << 24) as f64;
-                probabilities32.push((mantissa * 2f64.powi(-((state % 141) as i32))) as f32);
-                probabilities64.push(mantissa * 2f64.powi(-((state % 1101) as i32)));
+                let mantissa = 1.0 + (bits >> 40) as f64 / (1u64 << 24) as f64;
+                probabilities32.push((mantissa * 2f64.powi(-((bits % 141) as i32))) as f32);
+                probabilities64.push(mantissa * 2f64.powi(-((bits % 1101) as i32)));
             }
             let label = trial % n;
             let weight = if trial % 3 == 0 { 1.0 } else { 1e-30 };

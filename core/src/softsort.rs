@@ -192,13 +192,7 @@ mod tests {
     /// arguments differently), or a few 2⁻¹²⁶ where the direct one is flushed, on rows with ties
     /// and with centres far apart (factors that underflow).
     fn check<F: crate::Real>(epsilon: f64) {
-        let mut state = 0x5851_f42d_4c95_7f2du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut random = crate::test_random::Xorshift::new(0x5851_f42d_4c95_7f2d);
         for trial in 0..300 {
             let n = 2 + trial % 70;
             let k = (1 + trial % 5).min(n);
@@ -206,7 +200,7 @@ mod tests {
             let beta = F::of([0.3, 1.0, 4.0][trial % 3]);
             let scores: Vec<F> = (0..n)
                 .map(|_| {
-                    let x = next() * 2.0 - 1.0;
+                    let x = random.uniform() * 2.0 - 1.0;
                     // Every fifth trial draws from 3 levels: ties, also among the top k.
                     F::of(if trial % 5 == 0 {
                         (x * 1.5).round()
