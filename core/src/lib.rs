@@ -53,11 +53,13 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod atan;
 mod config;
 #[cfg(target_arch = "x86_64")]
 mod cpu;
 #[cfg(all(target_arch = "x86_64", feature = "alloc"))]
 mod deviation_avx2;
+mod erf;
 mod error;
 mod exp;
 #[cfg(feature = "alloc")]

@@ -1,9 +1,12 @@
 //! The float abstraction: [`Real`], implemented for `f32` and `f64`.
 //!
-//! Arithmetic comes from `num-traits` (`Num` + assignment operators); every transcendental function
-//! is computed by `libm` on every target, with or without `std`, so that results are bit-identical
-//! on a microcontroller and on a server (the standard library's `exp` and libm's may differ by an
-//! ulp).
+//! Arithmetic comes from `num-traits` (`Num` + assignment operators). The transcendental
+//! functions are the same code on every target, with or without `std`, so that results are
+//! bit-identical on a microcontroller and on a server (the standard library's `exp` and libm's
+//! may differ by an ulp): `ln` and `powf` are `libm`'s; `atan` and `erf` are `libm`'s algorithms
+//! written as straight-line code so that loops over rows vectorise, bit-identical to `libm`
+//! (`atan.rs`, `erf.rs`); `exp` is the crate's own (`exp.rs`: at most 2 ulp, results below the
+//! normal range flushed to 0); `sqrt` is correctly rounded (an instruction where there is one).
 
 use core::fmt::{Debug, Display};
 use core::ops::Neg;
@@ -11,8 +14,9 @@ use num_traits::{NumAssign, NumCast};
 
 /// A floating-point type the kernels can run on (`f32`, `f64`).
 ///
-/// Accuracy is that of `libm` (the musl implementations: < 1 ulp for `exp`, `log`, `atan`, `erf`,
-/// `pow`, `sqrt` in round-to-nearest).
+/// Accuracy: below 1 ulp for `ln`, `powf`, `atan` and `erf` (libm's, the FreeBSD/musl
+/// implementations), at most 2 ulp for `exp` (0 where eˣ is below the normal range), `sqrt`
+/// correctly rounded.
 pub trait Real:
     NumAssign
     + NumCast
@@ -154,11 +158,11 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn atan(self) -> Self {
-        libm::atanf(self)
+        crate::atan::atan(self)
     }
     #[inline(always)]
     fn erf(self) -> Self {
-        libm::erff(self)
+        crate::erf::erf(self)
     }
     #[inline(always)]
     fn abs(self) -> Self {
@@ -251,11 +255,11 @@ impl Real for f64 {
     }
     #[inline(always)]
     fn atan(self) -> Self {
-        libm::atan(self)
+        crate::atan::atan(self)
     }
     #[inline(always)]
     fn erf(self) -> Self {
-        libm::erf(self)
+        crate::erf::erf(self)
     }
     #[inline(always)]
     fn abs(self) -> Self {
