@@ -50,6 +50,13 @@ pub fn run_eval(args: &EvalArgs) -> CliResult<()> {
 
 /// Runs `difftopk predict`: the `--top` classes of each row with softmax probabilities.
 pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
+    if let Some(out) = &args.out {
+        let mut inputs = vec![("--head", args.head.as_str()), ("--x", args.x.as_str())];
+        if let Some(classes) = &args.classes {
+            inputs.push(("--classes", classes.as_str()));
+        }
+        crate::outputs::check_outputs(&inputs, &[("--out", out.as_path())])?;
+    }
     let head = Head::load(&args.head)?;
     let embeddings = Embeddings::open(&args.x)?;
     if embeddings.dimension() != head.dimension {
@@ -85,7 +92,10 @@ pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
     let device = Cpu::default();
     let linear = head.linear(&device)?;
     let write = |out: &mut dyn Write| -> CliResult<()> {
-        let io = |e: std::io::Error| CliError(format!("cannot write the predictions: {e}"));
+        let io = |e: std::io::Error| {
+            quiet_on_closed_pipe(&e);
+            CliError(format!("cannot write the predictions: {e}"))
+        };
         if args.format == PredictFormat::Csv {
             writeln!(out, "row,rank,class,name,probability").map_err(io)?;
         }
@@ -150,9 +160,19 @@ pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
             let stdout = std::io::stdout();
             let mut lock = std::io::BufWriter::new(stdout.lock());
             write(&mut lock)?;
-            lock.flush()
-                .map_err(|e| CliError(format!("cannot write the predictions: {e}")))
+            lock.flush().map_err(|e| {
+                quiet_on_closed_pipe(&e);
+                CliError(format!("cannot write the predictions: {e}"))
+            })
         }
+    }
+}
+
+/// Ends the process quietly (status 0) when the reader of the output went away (`| head`), as
+/// command-line filters do.
+fn quiet_on_closed_pipe(error: &std::io::Error) {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
     }
 }
 

@@ -13,6 +13,7 @@ mod eval;
 mod fused;
 mod head;
 mod metrics;
+mod outputs;
 mod plot;
 mod random;
 mod train;

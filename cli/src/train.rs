@@ -280,14 +280,31 @@ fn final_metrics(history: &[Value], ks: &[usize]) -> Value {
 
 /// Runs `difftopk train`.
 pub fn run(args: &TrainArgs) -> CliResult<()> {
-    check_output_directory("--out", &args.out)?;
+    let checkpoint_file = checkpoint_path(&args.out);
+    let mut outputs: Vec<(&str, &Path)> = vec![
+        ("--out", &args.out),
+        ("--out (its checkpoint)", &checkpoint_file),
+    ];
     if let Some(path) = &args.metrics {
-        check_output_directory("--metrics", path)?;
+        outputs.push(("--metrics", path));
     }
     if let Some(path) = &args.plot {
-        check_output_directory("--plot", path)?;
         plot_is_png(path)?;
+        outputs.push(("--plot", path));
     }
+    let inputs: Vec<(&str, &str)> = [
+        ("--train-x", Some(&args.train_x)),
+        ("--train-y", Some(&args.train_y)),
+        ("--val-x", args.val_x.as_ref()),
+        ("--val-y", args.val_y.as_ref()),
+        ("--test-x", args.test_x.as_ref()),
+        ("--test-y", args.test_y.as_ref()),
+        ("--classes", args.classes.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, spec)| Some((flag, spec?.as_str())))
+    .collect();
+    crate::outputs::check_outputs(&inputs, &outputs)?;
     if args.epochs == 0 {
         fail!("--epochs must be at least 1");
     }
@@ -638,19 +655,6 @@ fn plot_is_png(path: &Path) -> CliResult<bool> {
             "{}: --plot writes SVG or PNG; name the file *.svg or *.png",
             path.display()
         ),
-    }
-}
-
-/// Errors before any work when an output's directory does not exist.
-fn check_output_directory(flag: &str, path: &Path) -> CliResult<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    match parent {
-        Some(directory) if !directory.is_dir() => fail!(
-            "{}: {flag}: the directory {} does not exist",
-            path.display(),
-            directory.display()
-        ),
-        _ => Ok(()),
     }
 }
 

@@ -508,6 +508,82 @@ fn failures_leave_existing_outputs_untouched() {
     assert!(leftovers.is_empty());
 }
 
+/// Outputs that would destroy an input or each other, or that cannot be written, are refused
+/// before any work; a link is written through, not replaced.
+#[test]
+fn outputs_never_replace_inputs_or_each_other() {
+    let dir = scratch("outputs");
+    let x = write(&dir, "x.npy", &std::fs::read(data("X_train.npy")).unwrap());
+    let y = write(&dir, "y.npy", &std::fs::read(data("y_train.npy")).unwrap());
+    let original_x = std::fs::read(&x).unwrap();
+    // --out naming the training embeddings, spelled differently.
+    let x_other_spelling = format!(
+        "{}/../{}/x.npy",
+        dir.display(),
+        dir.file_name().unwrap().to_string_lossy()
+    );
+    let mut command = binary();
+    command.args([
+        "train",
+        "--train-x",
+        &x,
+        "--train-y",
+        &y,
+        "--out",
+        &x_other_spelling,
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    assert_fails(
+        &mut command,
+        &["--out would overwrite the input given as --train-x"],
+    );
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--metrics", &y]),
+        &["--metrics would overwrite the input given as --train-y"],
+    );
+    let head = path(&dir, "head.safetensors");
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--metrics", &head]),
+        &["--out and --metrics name the same file"],
+    );
+    let directory = path(&dir, "curves.svg");
+    std::fs::create_dir(&directory).unwrap();
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--plot", &directory]),
+        &["--plot", "is a directory"],
+    );
+    assert!(!Path::new(&head).exists(), "refused before training");
+    assert_eq!(std::fs::read(&x).unwrap(), original_x);
+    // predict: --out naming the head is refused; a symbolic link is written through.
+    assert!(run(&mut train_with(&dir, &x, &y, &[])).status.success());
+    let head_bytes = std::fs::read(&head).unwrap();
+    assert_fails(
+        binary().args(["predict", "--head", &head, "--x", &x, "--out", &head]),
+        &["--out would overwrite the input given as --head"],
+    );
+    assert_eq!(std::fs::read(&head).unwrap(), head_bytes);
+    #[cfg(unix)]
+    {
+        let target = write(&dir, "real.csv", b"old");
+        let link = path(&dir, "link.csv");
+        std::os::unix::fs::symlink("real.csv", &link).unwrap();
+        assert!(
+            run(binary().args(["predict", "--head", &head, "--x", &x, "--out", &link]))
+                .status
+                .success()
+        );
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(std::fs::read_to_string(&target)
+            .unwrap()
+            .starts_with("row,rank,class"));
+    }
+}
+
 /// `--device cuda`: without a GPU one clear error line and no output written; with one, the same
 /// training as on the CPU up to rounding (cuBLAS's products sum in another order), and a
 /// checkpoint written on the GPU resumes on the CPU.

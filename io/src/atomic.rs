@@ -1,6 +1,10 @@
 //! Atomic file replacement: write a temporary file beside the target, flush it to disk, rename.
+//!
+//! A symbolic link is written through (its target is replaced, the link stays); a special file
+//! that exists (a FIFO, a terminal, `/dev/stdout`, `/dev/null`) is written into directly, since
+//! renaming over it would replace it with a regular file; a directory is an error.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -13,13 +17,50 @@ pub fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// What writing `path` replaces: the regular file it names (through any symbolic links,
+/// followed up to 40 deep; the final target need not exist yet), or `None` for an existing
+/// special file, which is written into directly. An existing directory is an error.
+pub fn replaced_file(path: &Path) -> io::Result<Option<PathBuf>> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a directory",
+            ))
+        }
+        Ok(meta) if !meta.is_file() => return Ok(None),
+        _ => {}
+    }
+    let mut target = path.to_path_buf();
+    for _ in 0..40 {
+        match fs::symlink_metadata(&target) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = fs::read_link(&target)?;
+                target = match target.parent() {
+                    Some(parent) if link.is_relative() => parent.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(Some(target)),
+        }
+    }
+    Err(io::Error::other("too many levels of symbolic links"))
+}
+
 /// Writes `path` atomically: `write` fills a temporary file, which is synced and renamed over
-/// `path` only when everything succeeded; on any error the temporary file is removed and an
-/// existing `path` is untouched.
+/// `path` (over a symbolic link's target) only when everything succeeded; on any error the
+/// temporary file is removed and an existing `path` is untouched. An existing special file
+/// (a FIFO, a terminal, `/dev/null`) is written into directly instead; a directory is an error.
 pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 ) -> io::Result<()> {
+    let Some(path) = replaced_file(path)? else {
+        let mut writer = BufWriter::new(OpenOptions::new().write(true).open(path)?);
+        write(&mut writer)?;
+        return writer.flush();
+    };
+    let path = path.as_path();
     let temporary = temporary_path(path);
     let result = (|| {
         let mut writer = BufWriter::new(File::create(&temporary)?);
@@ -38,4 +79,69 @@ pub fn write_atomically(
 /// [`write_atomically`] with the whole content at hand.
 pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomically(path, |w| w.write_all(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let directory =
+            std::env::temp_dir().join(format!("difftopk-atomic-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&directory);
+        fs::create_dir_all(&directory).unwrap();
+        directory
+    }
+
+    #[test]
+    fn replaces_a_regular_file_and_leaves_it_on_failure() {
+        let directory = scratch("regular");
+        let path = directory.join("out.txt");
+        write_bytes_atomically(&path, b"first").unwrap();
+        let failed = write_atomically(&path, |w| {
+            w.write_all(b"partial")?;
+            Err(io::Error::other("stop"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        write_bytes_atomically(&path, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        assert_eq!(
+            fs::read_dir(&directory).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        fs::remove_dir_all(directory).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn writes_through_a_symbolic_link() {
+        let directory = scratch("link");
+        let target = directory.join("real.csv");
+        fs::write(&target, b"old").unwrap();
+        let link = directory.join("link.csv");
+        std::os::unix::fs::symlink("real.csv", &link).unwrap();
+        write_bytes_atomically(&link, b"new").unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        // A dangling link gets its target created.
+        let dangling = directory.join("dangling.csv");
+        std::os::unix::fs::symlink("created.csv", &dangling).unwrap();
+        write_bytes_atomically(&dangling, b"made").unwrap();
+        assert_eq!(fs::read(directory.join("created.csv")).unwrap(), b"made");
+        fs::remove_dir_all(directory).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_directory() {
+        let directory = scratch("directory");
+        let error = write_bytes_atomically(&directory, b"x").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::IsADirectory);
+        assert!(directory.is_dir());
+        fs::remove_dir_all(directory).unwrap();
+    }
 }

@@ -24,7 +24,7 @@ pub mod npy;
 pub mod safetensors;
 
 pub use array::{read_safetensors_header, split_spec, ArrayFile};
-pub use atomic::{temporary_path, write_atomically, write_bytes_atomically};
+pub use atomic::{replaced_file, temporary_path, write_atomically, write_bytes_atomically};
 pub use dtype::Dtype;
 pub use error::{DataError, Problem};
 pub use matrix::{read_labels, Embeddings, ROWS_PER_READ};
