@@ -28,11 +28,7 @@ fn check_finite<E: Element>(values: &[E], n: usize) -> Result<(), CoreError> {
 }
 
 fn check_beta(beta: f64) -> Result<(), CoreError> {
-    if beta.is_finite() && beta > 0.0 {
-        Ok(())
-    } else {
-        Err(CoreError::InvalidInverseTemperature { value: beta })
-    }
+    difftopk_core::relaxation::check_inverse_temperature(beta)
 }
 
 fn check_k(k: usize, n: usize) -> Result<(), CoreError> {
@@ -76,14 +72,14 @@ pub struct RelaxedSortingNetwork {
 }
 
 impl RelaxedSortingNetwork {
-    /// Validates the relaxation and β (`β > 0`, finite).
+    /// Validates the relaxation and β together (`Relaxation::validate_with`: β finite and in
+    /// range, λ in range, logistic_phi's slope at ties within `f32`).
     pub fn new(
         network: SortingNetwork,
         relaxation: Relaxation,
         inverse_temperature: f64,
     ) -> Result<Self, Error> {
-        relaxation.validate()?;
-        check_beta(inverse_temperature)?;
+        relaxation.validate_with(inverse_temperature)?;
         Ok(RelaxedSortingNetwork {
             network,
             relaxation,

@@ -206,16 +206,14 @@ impl TopkLossConfig {
 
     /// Sets the comparator relaxation (sorting networks only; ignored by NeuralSort/SoftSort).
     pub fn with_relaxation(mut self, relaxation: Relaxation) -> Result<Self, Error> {
-        relaxation.validate()?;
+        relaxation.validate_with(self.inverse_temperature)?;
         self.relaxation = relaxation;
         Ok(self)
     }
 
     /// Sets β (`inverse_temperature`; steepness of the networks, 1/τ for NeuralSort/SoftSort).
     pub fn with_inverse_temperature(mut self, beta: f64) -> Result<Self, Error> {
-        if !(beta.is_finite() && beta > 0.0) {
-            return Err(Error::InvalidInverseTemperature { value: beta });
-        }
+        self.relaxation.validate_with(beta)?;
         self.inverse_temperature = beta;
         Ok(self)
     }

@@ -30,15 +30,27 @@ pub enum Error {
         /// The actual sum.
         sum: f64,
     },
-    /// β (inverse temperature, steepness) must be finite and > 0.
+    /// β (inverse temperature, steepness) must be finite and between
+    /// [`crate::relaxation::MIN_INVERSE_TEMPERATURE`] and
+    /// [`crate::relaxation::MAX_INVERSE_TEMPERATURE`] (a normal `f32`, one configuration serving
+    /// both float types).
     InvalidInverseTemperature {
         /// The offending β.
         value: f64,
     },
-    /// λ (ART exponent of `logistic_phi`) must be finite and ≥ 0.
+    /// λ (ART exponent of `logistic_phi`) must be finite, ≥ 0 and ≤
+    /// [`crate::relaxation::MAX_ART_LAMBDA`].
     InvalidArtLambda {
         /// The offending λ.
         value: f64,
+    },
+    /// `logistic_phi`'s slope at tied logits, `β·¼·10^(10λ)`, exceeds
+    /// [`crate::relaxation::MAX_TIE_SLOPE`]: its gradient would overflow `f32`.
+    TieSlopeTooSteep {
+        /// β.
+        beta: f64,
+        /// λ.
+        lambda: f64,
     },
     /// A loss needs at least two classes.
     TooFewClasses {
@@ -139,10 +151,21 @@ impl fmt::Display for Error {
             }
             Error::InvalidInverseTemperature { value } => write!(
                 f,
-                "inverse temperature (beta) is {value}, it must be finite and > 0"
+                "inverse temperature (beta) is {value}, it must be finite and between {:e} and {:e}",
+                crate::relaxation::MIN_INVERSE_TEMPERATURE,
+                crate::relaxation::MAX_INVERSE_TEMPERATURE
+            ),
+            Error::TieSlopeTooSteep { beta, lambda } => write!(
+                f,
+                "logistic_phi with beta = {beta} and lambda = {lambda} has the slope beta/4 * 10^(10 lambda) at tied logits, above {:e} (float32 gradients would overflow); lower lambda or beta",
+                crate::relaxation::MAX_TIE_SLOPE
             ),
             Error::InvalidArtLambda { value } => {
-                write!(f, "ART lambda is {value}, it must be finite and >= 0")
+                write!(
+                    f,
+                    "ART lambda is {value}, it must be finite, >= 0 and <= {}",
+                    crate::relaxation::MAX_ART_LAMBDA
+                )
             }
             Error::TooFewClasses { classes } => {
                 write!(f, "{classes} classes: at least 2 are needed")

@@ -95,7 +95,7 @@ pub(crate) fn backward_with_mass_lanes<F: Real>(
             let beta = F::one() - alpha[lane];
             let alpha_bar = a_minus_b[lane] * (gmin[lane] - gmax[lane])
                 + va_minus_vb[lane] * (hmin[lane] - hmax[lane]);
-            let through_alpha = slope[lane] * alpha_bar;
+            let through_alpha = crate::sweep::through_alpha(slope[lane], alpha_bar);
             ga[lane] = alpha[lane] * gmin[lane] + beta * gmax[lane] - through_alpha;
             gb[lane] = beta * gmin[lane] + alpha[lane] * gmax[lane] + through_alpha;
             ha[lane] = alpha[lane] * hmin[lane] + beta * hmax[lane];

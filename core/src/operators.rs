@@ -18,12 +18,7 @@ fn check_inputs<F: Real>(x: &[F], beta: F, relaxation: &Relaxation) -> Result<()
     if let Some(column) = x.iter().position(|v| !v.is_finite()) {
         return Err(Error::NonFiniteInput { row: 0, column });
     }
-    if !(beta.is_finite() && beta > F::zero()) {
-        return Err(Error::InvalidInverseTemperature {
-            value: beta.as_f64(),
-        });
-    }
-    relaxation.validate()
+    relaxation.validate_with(beta.as_f64())
 }
 
 /// `1 ≤ k ≤ n`, else [`Error::TopkLargerThanInputs`].

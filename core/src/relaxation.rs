@@ -39,6 +39,30 @@ pub enum Relaxation {
     Optimal,
 }
 
+/// The smallest β accepted: the smallest normal `f32`, so that β stays a normal number in
+/// either float type (one configuration serves both).
+pub const MIN_INVERSE_TEMPERATURE: f64 = f32::MIN_POSITIVE as f64;
+/// The largest β accepted: with logits up to ±10³⁰ (the range the loss is tested on), β·(b − a)
+/// stays within `f32`'s range (an overflow to ∞ made NaN slopes), and far below it every
+/// relaxation is already a hard comparator.
+pub const MAX_INVERSE_TEMPERATURE: f64 = 1e8;
+/// The largest ART exponent accepted: at a tie `logistic_phi` divides by `(10⁻¹⁰)^λ`, which
+/// underflows `f32` (a NaN loss) above λ ≈ 3.8.
+pub const MAX_ART_LAMBDA: f64 = 3.0;
+/// The largest slope `β·¼·10^(10λ)` of `logistic_phi` at tied logits accepted (three decimal
+/// orders below `f32::MAX`, for the sums of the backward).
+pub const MAX_TIE_SLOPE: f64 = 1e35;
+
+/// `Ok` when β is finite and between [`MIN_INVERSE_TEMPERATURE`] and
+/// [`MAX_INVERSE_TEMPERATURE`], else [`Error::InvalidInverseTemperature`].
+pub fn check_inverse_temperature(beta: f64) -> Result<(), Error> {
+    if (MIN_INVERSE_TEMPERATURE..=MAX_INVERSE_TEMPERATURE).contains(&beta) {
+        Ok(())
+    } else {
+        Err(Error::InvalidInverseTemperature { value: beta })
+    }
+}
+
 impl Relaxation {
     /// Parses the reference's `distribution` names (`logistic`, `logistic_phi`, `gaussian`,
     /// `reciprocal`, `cauchy`, `optimal`); `lambda` is used by `logistic_phi` only.
@@ -74,11 +98,26 @@ impl Relaxation {
         )
     }
 
-    /// `Ok` unless the parameter is invalid (ART λ must be finite and ≥ 0).
+    /// `Ok` unless the parameter is invalid: ART λ must be finite, ≥ 0 and ≤
+    /// [`MAX_ART_LAMBDA`].
     pub fn validate(&self) -> Result<(), Error> {
         if let Relaxation::LogisticPhi { lambda } = *self {
-            if !(lambda.is_finite() && lambda >= 0.0) {
+            if !(lambda.is_finite() && (0.0..=MAX_ART_LAMBDA).contains(&lambda)) {
                 return Err(Error::InvalidArtLambda { value: lambda });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Relaxation::validate`], [`check_inverse_temperature`] for `beta`, and for
+    /// `logistic_phi` the slope at tied logits, `β·¼·10^(10λ)` (the `+10⁻¹⁰` guard of spec
+    /// section 8), at most [`MAX_TIE_SLOPE`] ([`Error::TieSlopeTooSteep`]).
+    pub fn validate_with(&self, beta: f64) -> Result<(), Error> {
+        self.validate()?;
+        check_inverse_temperature(beta)?;
+        if let Relaxation::LogisticPhi { lambda } = *self {
+            if beta * 0.25 * libm::pow(10.0, 10.0 * lambda) > MAX_TIE_SLOPE {
+                return Err(Error::TieSlopeTooSteep { beta, lambda });
             }
         }
         Ok(())
@@ -224,7 +263,16 @@ impl<F: Real> Sigmoid<F> for Reciprocal<F> {
     fn alpha_and_slope(&self, v: F) -> (F, F) {
         let u = v * self.beta;
         let d = F::of(2.0) + u.abs();
-        (F::of(0.5) * (u / d + F::one()), self.beta / (d * d))
+        // u/(2 + |u|) → ±1 where β·v overflowed (∞/∞ would be NaN); the same bits elsewhere.
+        let ratio = u / d;
+        let ratio = if d.is_finite() {
+            ratio
+        } else if u < F::zero() {
+            -F::one()
+        } else {
+            F::one()
+        };
+        (F::of(0.5) * (ratio + F::one()), self.beta / (d * d))
     }
 }
 
@@ -322,3 +370,21 @@ macro_rules! with_sigmoid {
     }};
 }
 pub(crate) use with_sigmoid;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// β·v beyond f32's range (logits near ±f32::MAX): the reciprocal saturates to (1, 0) and
+    /// (0, 0) instead of ∞/∞ = NaN, and keeps its bits elsewhere.
+    #[test]
+    fn reciprocal_saturates_where_the_argument_overflows() {
+        let relaxation = Relaxation::Reciprocal;
+        assert_eq!(relaxation.alpha_and_slope(3e38f32, 10.0), (1.0, 0.0));
+        assert_eq!(relaxation.alpha_and_slope(-3e38f32, 10.0), (0.0, 0.0));
+        let (alpha, slope) = relaxation.alpha_and_slope(0.3f32, 2.0);
+        let u = 0.6f32;
+        assert_eq!(alpha, 0.5 * (u / (2.0 + u) + 1.0));
+        assert_eq!(slope, 2.0 / ((2.0 + u) * (2.0 + u)));
+    }
+}

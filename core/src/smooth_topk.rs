@@ -67,7 +67,8 @@ impl SmoothTopkConfig {
     ///
     /// Errors: [`Error::TooFewClasses`] when n < 2, [`Error::EmptyTopkDistribution`] when k = 0,
     /// [`Error::TopkLargerThanInputs`] (with `inputs` = n − 1, the number of wrong-class scores)
-    /// when k ≥ n, [`Error::InvalidInverseTemperature`] (carrying τ) when τ is not finite or ≤ 0.
+    /// when k ≥ n, [`Error::InvalidInverseTemperature`] (carrying τ) when τ is not finite or outside the
+    /// range of [`crate::relaxation::check_inverse_temperature`] (a normal `f32`).
     pub fn new(
         variant: SmoothTopkVariant,
         classes: usize,
@@ -86,9 +87,7 @@ impl SmoothTopkConfig {
                 inputs: classes - 1,
             });
         }
-        if !(tau.is_finite() && tau > 0.0) {
-            return Err(Error::InvalidInverseTemperature { value: tau });
-        }
+        crate::relaxation::check_inverse_temperature(tau)?;
         Ok(SmoothTopkConfig {
             variant,
             classes,

@@ -67,12 +67,25 @@ pub(crate) fn backward_with_mass<F: Real>(
         let (gmin, gmax) = (gx[omin], gx[omax]);
         let (hmin, hmax) = (gv[omin], gv[omax]);
         let alpha_bar = a_minus_b * (gmin - gmax) + va_minus_vb * (hmin - hmax);
-        let through_alpha = slope * alpha_bar;
+        let through_alpha = through_alpha(slope, alpha_bar);
         let (wa, wb) = (c.wire_a as usize, c.wire_b as usize);
         gx[wa] = alpha * gmin + beta * gmax - through_alpha;
         gx[wb] = beta * gmin + alpha * gmax + through_alpha;
         gv[wa] = alpha * hmin + beta * hmax;
         gv[wb] = beta * hmin + alpha * hmax;
+    }
+}
+
+/// `f'·ᾱ`, the adjoint reaching a comparator's inputs through α; 0 where the comparator is
+/// saturated (`f' = 0`). There ᾱ, a sum of `(a − b)·(ḡ_min − ḡ_max)`, may have overflowed in
+/// `f32` (logit differences of 10³⁰ times adjoints of 10⁹ at a steep tie elsewhere), and 0·∞
+/// would make the whole gradient NaN; everywhere else the product itself.
+#[inline(always)]
+pub(crate) fn through_alpha<F: Real>(slope: F, alpha_bar: F) -> F {
+    if slope == F::zero() {
+        F::zero()
+    } else {
+        slope * alpha_bar
     }
 }
 
@@ -115,7 +128,7 @@ pub(crate) fn backward_values<F: Real>(
         let (alpha, slope, a_minus_b) = (record[0], record[1], record[2]);
         let beta = F::one() - alpha;
         let (gmin, gmax) = (gx[c.out_min as usize], gx[c.out_max as usize]);
-        let through_alpha = slope * (a_minus_b * (gmin - gmax) + extra);
+        let through_alpha = through_alpha(slope, a_minus_b * (gmin - gmax) + extra);
         gx[c.wire_a as usize] = alpha * gmin + beta * gmax - through_alpha;
         gx[c.wire_b as usize] = beta * gmin + alpha * gmax + through_alpha;
     }

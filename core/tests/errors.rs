@@ -45,18 +45,41 @@ fn configuration_is_validated() {
         );
     }
     assert!(config.with_preselection(Some(6)).is_ok());
-    for beta in [0.0, -1.0, f64::INFINITY, f64::NAN] {
+    // β must be a normal f32 (1e39 would be +inf, 1e-46 zero) and at most 1e8.
+    for beta in [0.0, -1.0, f64::INFINITY, f64::NAN, 1e39, 2e8, 1e-46] {
         assert!(matches!(
             config.with_inverse_temperature(beta),
             Err(Error::InvalidInverseTemperature { .. })
         ));
     }
-    for lambda in [-0.5, f64::NAN] {
+    let cauchy = config.with_relaxation(Relaxation::Cauchy).unwrap();
+    assert!(cauchy.with_inverse_temperature(1e8).is_ok());
+    assert!(cauchy.with_inverse_temperature(1.2e-38).is_ok());
+    // λ above 3: (1e-10)^λ underflows f32 at a tie.
+    for lambda in [-0.5, f64::NAN, 3.5, f64::INFINITY] {
         assert!(matches!(
             config.with_relaxation(Relaxation::LogisticPhi { lambda }),
             Err(Error::InvalidArtLambda { .. })
         ));
     }
+    // λ = 3 at β = 1: the slope at a tie, 2.5e29, is fine; at β = 1e6 it is 2.5e35, too steep.
+    assert!(config
+        .with_relaxation(Relaxation::LogisticPhi { lambda: 3.0 })
+        .is_ok());
+    let steep = config.with_inverse_temperature(1e6).unwrap();
+    assert_eq!(
+        steep.with_relaxation(Relaxation::LogisticPhi { lambda: 3.0 }),
+        Err(Error::TieSlopeTooSteep {
+            beta: 1e6,
+            lambda: 3.0
+        })
+    );
+    let message = Error::TieSlopeTooSteep {
+        beta: 1e6,
+        lambda: 3.0,
+    }
+    .to_string();
+    assert!(message.contains("beta = 1000000") && message.contains("lambda = 3"));
     assert_eq!(
         Method::from_name("sinkhorn_sort"),
         Err(Error::UnknownName { what: "method" })

@@ -209,7 +209,8 @@ __device__ __forceinline__ void backward_comparator(const int4* comparators, int
     T gmin = x[comparator.z], gmax = x[comparator.w];
     T hmin = v[comparator.z], hmax = v[comparator.w];
     T alpha_bar = a_minus_b * (gmin - gmax) + va_minus_vb * (hmin - hmax);
-    T through_alpha = slope * alpha_bar;
+    // 0 where saturated: alpha_bar may have overflowed there (0 * inf = NaN); as the core.
+    T through_alpha = slope == T(0) ? T(0) : slope * alpha_bar;
     x[comparator.x] = alpha * gmin + one_minus * gmax - through_alpha;
     x[comparator.y] = one_minus * gmin + alpha * gmax + through_alpha;
     v[comparator.x] = alpha * hmin + one_minus * hmax;
@@ -870,7 +871,8 @@ template <typename T> __device__ bool values_are_finite(const T* x, int n, int r
             T alpha = tape[3 * c], slope = tape[3 * c + 1], a_minus_b = tape[3 * c + 2];           \
             T one_minus = T(1) - alpha;                                                            \
             T gmin = gx[comparator.z], gmax = gx[comparator.w];                                    \
-            T through_alpha = slope * (a_minus_b * (gmin - gmax) + alpha_bar[c]);                  \
+            T alpha_sum = a_minus_b * (gmin - gmax) + alpha_bar[c];                                \
+            T through_alpha = slope == T(0) ? T(0) : slope * alpha_sum;                            \
             gx[comparator.x] = alpha * gmin + one_minus * gmax - through_alpha;                    \
             gx[comparator.y] = one_minus * gmin + alpha * gmax + through_alpha;                    \
         }                                                                                          \

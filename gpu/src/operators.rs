@@ -45,10 +45,7 @@ impl OperatorArguments {
         if k == 0 || k > n {
             return Err(difftopk_core::Error::TopkLargerThanInputs { k, inputs: n }.into());
         }
-        if !(beta.is_finite() && beta > 0.0) {
-            return Err(difftopk_core::Error::InvalidInverseTemperature { value: beta }.into());
-        }
-        relaxation.validate()?;
+        relaxation.validate_with(beta)?;
         let comparators = comparator_table(network.as_ref().comparators());
         let (relaxation, lambda) = relaxation_code(relaxation);
         Ok(OperatorArguments {
