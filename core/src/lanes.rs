@@ -582,7 +582,8 @@ fn softsort_exponentials<F: Real>(values: &Lanes<F>, center: &Lanes<F>, beta: F)
 }
 
 /// NeuralSort's rows for every lane (as `neuralsort::neuralsort_rows` with c from all pairs):
-/// `rows[ρ·n + i] = softmax_i(β (s_i (n − 1 − 2ρ) − c_i))`, `c_i = Σ_l |s_i − s_l|`.
+/// `rows[ρ·n + i] = softmax_i(β (z_i − max z))`, `z_i = s_i (n − 1 − 2ρ) − c_i`,
+/// `c_i = Σ_l |s_i − s_l|`.
 #[inline(always)]
 fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usize, beta: F) {
     let selected = &buffers.selected_lanes;
@@ -592,7 +593,14 @@ fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usi
         let row = &mut buffers.rows[rank * n..(rank + 1) * n];
         for ((r, s), c) in row.iter_mut().zip(selected.iter()).zip(&buffers.deviations) {
             for lane in 0..LANES {
-                r[lane] = (s[lane] * scale - c[lane]) * beta;
+                r[lane] = s[lane] * scale - c[lane];
+            }
+        }
+        // β (z − max z), as the one-row code (β z itself may overflow).
+        let top = lane_maxima(row);
+        for r in row.iter_mut() {
+            for lane in 0..LANES {
+                r[lane] = (r[lane] - top[lane]) * beta;
             }
         }
         // softmax_in_place per lane: maximum, exponentials, sum, scaling.

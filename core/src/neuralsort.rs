@@ -182,7 +182,18 @@ pub(crate) fn neuralsort_rows<F: Real>(
     for (rank, row) in rows.chunks_exact_mut(n).take(k).enumerate() {
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64);
         for ((r, &s), &ci) in row.iter_mut().zip(scores).zip(c.iter()) {
-            *r = (s * scale - ci) * beta;
+            *r = s * scale - ci;
+        }
+        // The softmax is shift-invariant: β (z − max z) instead of β z, which overflows where
+        // β·n·|s| exceeds the float range (logits of 10³⁰ at β = 10⁸ in f32).
+        let mut top = row[0];
+        for &z in row.iter() {
+            if z > top {
+                top = z;
+            }
+        }
+        for r in row.iter_mut() {
+            *r = (*r - top) * beta;
         }
         softmax_in_place(row);
     }

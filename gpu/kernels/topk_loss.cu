@@ -310,7 +310,13 @@ __device__ void topk_row(
         for (int rank = 0; rank < k; ++rank) {
             Strided<T> row = rows.offset(rank * n);
             T row_scale = T(n - 1 - 2 * rank);
-            for (int i = 0; i < n; ++i) row[i] = (selected[i] * row_scale - deviations[i]) * beta;
+            // beta (z - max z): beta z itself may overflow (as the core).
+            T top = selected[0] * row_scale - deviations[0];
+            for (int i = 0; i < n; ++i) {
+                row[i] = selected[i] * row_scale - deviations[i];
+                top = row[i] > top ? row[i] : top;
+            }
+            for (int i = 0; i < n; ++i) row[i] = (row[i] - top) * beta;
             softmax_in_place(row, n);
         }
     } else {
