@@ -313,7 +313,7 @@ where
     let scratch_len = 2 * kk * n + n;
     p.par_chunks_mut(n * kk)
         .zip(values.par_chunks(n))
-        .for_each_init(
+        .try_for_each_init(
             || (vec![E::zero(); scratch_len], vec![0u32; n]),
             |(reals, order), (p, x)| {
                 let (rows, rest) = reals.split_at_mut(kk * n);
@@ -337,7 +337,7 @@ where
                     ),
                 }
             },
-        );
+        )?;
     let output = x
         .device()
         .try_tensor_from_vec(p.clone(), (shape.0, shape.1, k))?;
@@ -348,7 +348,7 @@ where
             .par_chunks_mut(n)
             .zip(values.par_chunks(n))
             .zip(p.par_chunks(n * kk).zip(upstream.par_chunks(n * kk)))
-            .for_each_init(
+            .try_for_each_init(
                 || (vec![E::zero(); scratch_len], vec![0u32; n]),
                 |(reals, order), ((g, x), (p, up))| {
                     let (rows, rest) = reals.split_at_mut(kk * n);
@@ -370,7 +370,7 @@ where
                         ),
                     }
                 },
-            );
+            )?;
         Ok(())
     });
     Ok(output.put_tape(tape))

@@ -25,11 +25,14 @@ fn rows(count: usize, n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Median nanoseconds per row of `select` over all rows, repeated for `budget` seconds.
+/// A selection function (`largest_indices` or its portable form).
+type Selection = fn(&[f32], Option<usize>, &mut [u32]) -> Result<(), difftopk_core::Error>;
+
 fn median_ns(
     logits: &[f32],
     n: usize,
     budget: f64,
-    select: fn(&[f32], Option<usize>, &mut [u32]),
+    select: Selection,
 ) -> f64 {
     let rows = logits.len() / n;
     let mut out = [0u32; 15];
@@ -38,7 +41,7 @@ fn median_ns(
     while samples.len() < 5 || start.elapsed().as_secs_f64() < budget {
         let t = Instant::now();
         for (row, values) in logits.chunks_exact(n).enumerate() {
-            select(values, Some((row * 7919) % n), &mut out);
+            select(values, Some((row * 7919) % n), &mut out).expect("15 of n > 15");
             std::hint::black_box(&out);
         }
         samples.push(t.elapsed().as_secs_f64() * 1e9 / rows as f64);

@@ -57,7 +57,8 @@ pub enum Error {
         /// The number of classes given.
         classes: usize,
     },
-    /// K = len(P_K) exceeds the number of sorted inputs (n, or m when preselecting).
+    /// K = len(P_K) exceeds the number of sorted inputs (n, or m when preselecting); or an
+    /// operator's k (a selection's count) is 0 or exceeds the values available.
     TopkLargerThanInputs {
         /// K.
         k: usize,
@@ -170,9 +171,13 @@ impl fmt::Display for Error {
             Error::TooFewClasses { classes } => {
                 write!(f, "{classes} classes: at least 2 are needed")
             }
+            Error::TopkLargerThanInputs { k: 0, inputs } => write!(
+                f,
+                "K = 0: at least one rank is needed (of the {inputs} values available)"
+            ),
             Error::TopkLargerThanInputs { k, inputs } => write!(
                 f,
-                "K = {k} (length of P_K) exceeds the {inputs} values that are sorted"
+                "K = {k} exceeds the {inputs} values available (K is the length of P_K for the loss, k for the operators and the selection)"
             ),
             Error::InvalidPreselection { m, k, classes } => write!(
                 f,

@@ -458,7 +458,7 @@ fn softsort_rows_lanes<F: Real>(
         if preselected {
             crate::select::largest_indices_ties_high_of_preselected(values, &mut indices[..k]);
         } else {
-            crate::select::largest_indices_ties_high(values, None, &mut indices[..k]);
+            crate::select::largest_indices_ties_high_unchecked(values, None, &mut indices[..k]);
         }
         for rank in 0..k {
             top[rank][lane] = indices[rank];
@@ -956,7 +956,7 @@ mod tests {
                 expected[sorted_labels[lane]] = adjoint[lane];
                 let mut unflushed = expected.clone();
                 crate::softmax::softmax_backward_flushed(&probabilities, &mut expected);
-                crate::softmax::softmax_backward(&probabilities, &mut unflushed);
+                crate::softmax::softmax_backward_unchecked(&probabilities, &mut unflushed);
                 for wire in 0..n {
                     assert_eq!(
                         terms[wire][lane].to_bits(),

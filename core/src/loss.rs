@@ -17,8 +17,8 @@ use crate::config::{Family, Top1Mode, TopkLossConfig};
 use crate::network::NetworkRef;
 use crate::neuralsort::{neuralsort_rows, neuralsort_rows_backward};
 use crate::relaxation::with_sigmoid;
-use crate::select::largest_indices;
-use crate::softmax::softmax;
+use crate::select::largest_indices_unchecked;
+use crate::softmax::softmax_unchecked;
 use crate::softsort::{softsort_rows, softsort_rows_backward};
 use crate::sweep::{backward_with_mass, forward_with_mass, TAPE_PER_COMPARATOR};
 use crate::{Error, Real};
@@ -278,7 +278,7 @@ pub(crate) fn preselect<F: Real>(
     match config.preselection() {
         Some(_) => {
             selection[0] = label as u32;
-            largest_indices(logits, Some(label), &mut selection[1..n]);
+            largest_indices_unchecked(logits, Some(label), &mut selection[1..n]);
             for (x, &i) in selected.iter_mut().zip(selection.iter()).take(n) {
                 *x = logits[i as usize];
             }
@@ -308,7 +308,7 @@ pub(crate) fn mixture<F: Real>(
     }
     let mut log_partition = F::zero();
     if mode != Top1Mode::Sort {
-        let (maximum, sum) = softmax(selected, probabilities);
+        let (maximum, sum) = softmax_unchecked(selected, probabilities);
         // log Σ exp s′ enters only the cross-entropy term (one `ln` saved in the other modes).
         if mode == Top1Mode::SoftmaxCrossEntropy {
             log_partition = maximum + sum.ln();

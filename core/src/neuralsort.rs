@@ -9,8 +9,8 @@
 //! n² differences directly, which vectorise and beat the sort there). Only the columns of P
 //! (output positions) sum to 1.
 
-use crate::softmax::{softmax_backward_flushed, softmax_in_place};
-use crate::Real;
+use crate::softmax::{softmax_backward_flushed, softmax_in_place_unchecked};
+use crate::{Error, Real};
 
 /// Sorts `order` (any permutation of 0..n on entry is fine) by ascending score.
 fn sort_ascending<F: Real>(scores: &[F], order: &mut [u32]) {
@@ -195,7 +195,7 @@ pub(crate) fn neuralsort_rows<F: Real>(
         for r in row.iter_mut() {
             *r = (*r - top) * beta;
         }
-        softmax_in_place(row);
+        softmax_in_place_unchecked(row);
     }
 }
 
@@ -247,6 +247,12 @@ pub(crate) fn neuralsort_rows_backward<F: Real>(
 /// at the j-th of the k largest ascending output positions (j = k−1 is the maximum), at inverse
 /// temperature β = 1/τ. Allocation-free; `rows_scratch` holds k·n reals, `c` n reals,
 /// `order` n indices.
+///
+/// # Errors
+/// [`Error::TopkLargerThanInputs`] unless `1 ≤ k ≤ n`, [`Error::NonFiniteInput`] for a NaN or
+/// infinite score, [`Error::InvalidInverseTemperature`] (see
+/// [`crate::relaxation::check_inverse_temperature`]), [`Error::LengthMismatch`] when `p_topk`
+/// does not hold n·k values, [`Error::ScratchTooSmall`] for a short scratch buffer.
 pub fn neuralsort_topk<F: Real>(
     scores: &[F],
     k: usize,
@@ -255,14 +261,33 @@ pub fn neuralsort_topk<F: Real>(
     rows_scratch: &mut [F],
     c: &mut [F],
     order: &mut [u32],
-) {
+) -> Result<(), Error> {
     let n = scores.len();
-    neuralsort_rows(scores, k, beta, rows_scratch, c, order);
+    check_relaxed_rows(scores, k, beta)?;
+    Error::check_length("p_topk", n * k, p_topk.len())?;
+    Error::check_scratch("rows_scratch", k * n, rows_scratch.len())?;
+    Error::check_scratch("c", n, c.len())?;
+    Error::check_scratch("order", n, order.len())?;
+    neuralsort_rows(scores, k, beta, rows_scratch, &mut c[..n], &mut order[..n]);
     for rank in 0..k {
         for i in 0..n {
             p_topk[i * k + (k - 1 - rank)] = rows_scratch[rank * n + i];
         }
     }
+    Ok(())
+}
+
+/// The checks shared by the NeuralSort and SoftSort operators: `1 ≤ k ≤ n`, finite scores,
+/// β in the accepted range.
+pub(crate) fn check_relaxed_rows<F: Real>(scores: &[F], k: usize, beta: F) -> Result<(), Error> {
+    let n = scores.len();
+    if k == 0 || k > n {
+        return Err(Error::TopkLargerThanInputs { k, inputs: n });
+    }
+    if let Some(column) = scores.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NonFiniteInput { row: 0, column });
+    }
+    crate::relaxation::check_inverse_temperature(beta.as_f64())
 }
 
 /// VJP of [`neuralsort_topk`]: adds `Σ_{i,j} Ḡ[i,j] ∂P_topk[i,j]/∂s` to `gradient`, given the
@@ -271,6 +296,10 @@ pub fn neuralsort_topk<F: Real>(
 /// results: they cost a microcode assist each on x86 and change no gradient entry by more than
 /// that bound times β·n. Scratch as the forward
 /// (`rows_scratch` k·n, `c_bar` n, `order` n).
+///
+/// # Errors
+/// As [`neuralsort_topk`], and [`Error::LengthMismatch`] for `grad_p_topk` (n·k) or
+/// `gradient` (n).
 #[allow(clippy::too_many_arguments)]
 pub fn neuralsort_topk_backward<F: Real>(
     scores: &[F],
@@ -283,8 +312,16 @@ pub fn neuralsort_topk_backward<F: Real>(
     adjoint_scratch: &mut [F],
     c_bar: &mut [F],
     order: &mut [u32],
-) {
+) -> Result<(), Error> {
     let n = scores.len();
+    check_relaxed_rows(scores, k, beta)?;
+    Error::check_length("p_topk", n * k, p_topk.len())?;
+    Error::check_length("grad_p_topk", n * k, grad_p_topk.len())?;
+    Error::check_length("gradient", n, gradient.len())?;
+    Error::check_scratch("rows_scratch", k * n, rows_scratch.len())?;
+    Error::check_scratch("adjoint_scratch", k * n, adjoint_scratch.len())?;
+    Error::check_scratch("c_bar", n, c_bar.len())?;
+    Error::check_scratch("order", n, order.len())?;
     for rank in 0..k {
         for i in 0..n {
             rows_scratch[rank * n + i] = p_topk[i * k + (k - 1 - rank)];
@@ -295,10 +332,11 @@ pub fn neuralsort_topk_backward<F: Real>(
         scores,
         k,
         beta,
-        rows_scratch,
-        adjoint_scratch,
-        c_bar,
-        order,
+        &rows_scratch[..k * n],
+        &mut adjoint_scratch[..k * n],
+        &mut c_bar[..n],
+        &mut order[..n],
         gradient,
     );
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Partial selection: the largest few values of a row, in O(n) for a small count.
 
-use crate::Real;
+use crate::{Error, Real};
 
 /// Writes into `out` the indices of the `out.len()` largest entries of `values` whose index is
 /// not `skip`, in descending order of value, ties broken by the lower index first (so the result
@@ -17,14 +17,63 @@ use crate::Real;
 /// never selects them), but the indices written are always distinct, in range and never
 /// `skip`.
 ///
-/// Requires `out.len() ≤ values.len() − (skip is in range) as usize`.
-pub fn largest_indices<F: Real>(values: &[F], skip: Option<usize>, out: &mut [u32]) {
-    select::<F, false>(values, skip, out)
+/// # Errors
+/// [`Error::TopkLargerThanInputs`] when `out.len()` exceeds the entries available,
+/// `values.len() − (skip is in range) as usize`.
+pub fn largest_indices<F: Real>(
+    values: &[F],
+    skip: Option<usize>,
+    out: &mut [u32],
+) -> Result<(), Error> {
+    check_count(values.len(), skip, out.len())?;
+    select::<F, false>(values, skip, out);
+    Ok(())
 }
 
 /// As [`largest_indices`], but ties go to the *higher* index first: the order a stable ascending
 /// sort gives when read from its end (torch's `sort(-s, descending=True)`, which SoftSort uses).
-pub fn largest_indices_ties_high<F: Real>(values: &[F], skip: Option<usize>, out: &mut [u32]) {
+///
+/// # Errors
+/// As [`largest_indices`].
+pub fn largest_indices_ties_high<F: Real>(
+    values: &[F],
+    skip: Option<usize>,
+    out: &mut [u32],
+) -> Result<(), Error> {
+    check_count(values.len(), skip, out.len())?;
+    select::<F, true>(values, skip, out);
+    Ok(())
+}
+
+/// `count` of the `n` entries, `skip` (when in range) left out.
+fn check_count(n: usize, skip: Option<usize>, count: usize) -> Result<(), Error> {
+    let available = n - usize::from(skip.is_some_and(|s| s < n));
+    if count > available {
+        return Err(Error::TopkLargerThanInputs {
+            k: count,
+            inputs: available,
+        });
+    }
+    Ok(())
+}
+
+/// [`largest_indices`] without the check (the caller guarantees the count).
+#[inline]
+pub(crate) fn largest_indices_unchecked<F: Real>(
+    values: &[F],
+    skip: Option<usize>,
+    out: &mut [u32],
+) {
+    select::<F, false>(values, skip, out)
+}
+
+/// [`largest_indices_ties_high`] without the check.
+#[inline]
+pub(crate) fn largest_indices_ties_high_unchecked<F: Real>(
+    values: &[F],
+    skip: Option<usize>,
+    out: &mut [u32],
+) {
     select::<F, true>(values, skip, out)
 }
 
@@ -69,8 +118,14 @@ pub(crate) fn largest_indices_ties_high_of_preselected<F: Real>(values: &[F], ou
 /// [`largest_indices`] through the portable code only (no AVX2 path): the baseline of the
 /// `bench_select` example.
 #[doc(hidden)]
-pub fn largest_indices_portable<F: Real>(values: &[F], skip: Option<usize>, out: &mut [u32]) {
-    select_body::<F, false>(values, skip, out)
+pub fn largest_indices_portable<F: Real>(
+    values: &[F],
+    skip: Option<usize>,
+    out: &mut [u32],
+) -> Result<(), Error> {
+    check_count(values.len(), skip, out.len())?;
+    select_body::<F, false>(values, skip, out);
+    Ok(())
 }
 
 /// Lanes of the lower-bound pass: each lane keeps the maximum of its strided share of a segment.
@@ -713,12 +768,12 @@ mod tests {
             let m = 2 + (random.next_u64() % (n as u64 - 1)) as usize;
             let mut selection = alloc::vec![0u32; m];
             selection[0] = label as u32;
-            super::largest_indices(&row, Some(label), &mut selection[1..]);
+            super::largest_indices_unchecked(&row, Some(label), &mut selection[1..]);
             let selected: alloc::vec::Vec<f32> =
                 selection.iter().map(|&i| row[i as usize]).collect();
             for count in 1..=m.min(super::RANKED) {
                 let mut searched = alloc::vec![0u32; count];
-                super::largest_indices_ties_high(&selected, None, &mut searched);
+                super::largest_indices_ties_high_unchecked(&selected, None, &mut searched);
                 let mut merged = alloc::vec![u32::MAX; count];
                 super::largest_indices_ties_high_of_preselected(&selected, &mut merged);
                 assert_eq!(

@@ -1,18 +1,66 @@
 //! Numerically stable softmax and its vector-Jacobian product, on slices.
+//!
+//! The public functions check their input and return [`Error`]; the kernels call the unchecked
+//! forms, whose callers guarantee non-empty rows of matching lengths.
 
-use crate::Real;
+use crate::{Error, Real};
 
 /// `out_i = exp(z_i − max z) / Σ_j exp(z_j − max z)`; returns `(max z, Σ_j exp(z_j − max z))`
 /// so that `log Σ exp z = max + ln(sum)`.
-#[inline]
-pub fn softmax<F: Real>(logits: &[F], out: &mut [F]) -> (F, F) {
-    out.copy_from_slice(logits);
-    softmax_in_place(out)
+///
+/// # Errors
+/// [`Error::LengthMismatch`] when `logits` is empty or `out` has another length,
+/// [`Error::NonFiniteInput`] (row 0) for a NaN or infinite logit.
+pub fn softmax<F: Real>(logits: &[F], out: &mut [F]) -> Result<(F, F), Error> {
+    check_row(logits)?;
+    Error::check_length("out", logits.len(), out.len())?;
+    Ok(softmax_unchecked(logits, out))
 }
 
 /// In place: `values ← softmax(values)`; returns `(max, Σ exp(z − max))` as [`softmax`].
+///
+/// # Errors
+/// As [`softmax`].
+pub fn softmax_in_place<F: Real>(values: &mut [F]) -> Result<(F, F), Error> {
+    check_row(values)?;
+    Ok(softmax_in_place_unchecked(values))
+}
+
+/// In place: `adjoint_i ← p_i (adjoint_i − Σ_j p_j adjoint_j)`, the VJP of softmax at output p.
+///
+/// # Errors
+/// [`Error::LengthMismatch`] when `adjoint` and `probabilities` differ in length.
+pub fn softmax_backward<F: Real>(probabilities: &[F], adjoint: &mut [F]) -> Result<(), Error> {
+    Error::check_length("adjoint", probabilities.len(), adjoint.len())?;
+    softmax_backward_unchecked(probabilities, adjoint);
+    Ok(())
+}
+
+/// A non-empty row of finite values.
+fn check_row<F: Real>(values: &[F]) -> Result<(), Error> {
+    if values.is_empty() {
+        return Err(Error::LengthMismatch {
+            what: "logits (at least one)",
+            expected: 1,
+            actual: 0,
+        });
+    }
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(column) => Err(Error::NonFiniteInput { row: 0, column }),
+        None => Ok(()),
+    }
+}
+
+/// [`softmax`] without the checks (`logits` non-empty, `out` as long).
 #[inline]
-pub fn softmax_in_place<F: Real>(values: &mut [F]) -> (F, F) {
+pub(crate) fn softmax_unchecked<F: Real>(logits: &[F], out: &mut [F]) -> (F, F) {
+    out.copy_from_slice(logits);
+    softmax_in_place_unchecked(out)
+}
+
+/// [`softmax_in_place`] without the checks (`values` non-empty).
+#[inline]
+pub(crate) fn softmax_in_place_unchecked<F: Real>(values: &mut [F]) -> (F, F) {
     let mut maximum = values[0];
     for &z in &values[1..] {
         if z > maximum {
@@ -33,9 +81,9 @@ pub fn softmax_in_place<F: Real>(values: &mut [F]) -> (F, F) {
     (maximum, sum)
 }
 
-/// In place: `adjoint_i ← p_i (adjoint_i − Σ_j p_j adjoint_j)`, the VJP of softmax at output p.
+/// [`softmax_backward`] without the check (equal lengths).
 #[inline]
-pub fn softmax_backward<F: Real>(probabilities: &[F], adjoint: &mut [F]) {
+pub(crate) fn softmax_backward_unchecked<F: Real>(probabilities: &[F], adjoint: &mut [F]) {
     let mut dot = F::zero();
     for (&p, &g) in probabilities.iter().zip(adjoint.iter()) {
         dot += p * g;
@@ -87,7 +135,7 @@ pub(crate) fn kept_probability<F: Real>(p: F, adjoint: F, threshold: F) -> F {
 
 #[cfg(all(test, feature = "alloc"))]
 mod tests {
-    use super::{softmax_backward, softmax_backward_flushed};
+    use super::{softmax_backward_flushed, softmax_backward_unchecked};
     use alloc::vec::Vec;
 
     /// Probabilities over many binades (one-hot and dense adjoints): the flushed VJP has the
@@ -95,7 +143,7 @@ mod tests {
     /// unflushed term is a subnormal number made by a probability whose adjoint is 0.
     fn check<F: crate::Real>(probabilities: &[F], adjoint: &[F]) -> usize {
         let mut plain = adjoint.to_vec();
-        softmax_backward(probabilities, &mut plain);
+        softmax_backward_unchecked(probabilities, &mut plain);
         let mut flushed = adjoint.to_vec();
         softmax_backward_flushed(probabilities, &mut flushed);
         let mut changed = 0;

@@ -7,9 +7,11 @@
 //! `sort(−s, descending=True)` orders them. In difftopk's
 //! convention `P_topk[i, K−1−ρ] = P̂[ρ, i]`. Cost O(K n) per row.
 
-use crate::select::{largest_indices_ties_high, largest_indices_ties_high_of_preselected};
-use crate::softmax::softmax_backward;
-use crate::Real;
+use crate::select::{
+    largest_indices_ties_high_of_preselected, largest_indices_ties_high_unchecked,
+};
+use crate::softmax::softmax_backward_unchecked;
+use crate::{Error, Real};
 
 /// sign(x) with sign(0) = 0.
 #[inline(always)]
@@ -49,7 +51,7 @@ pub(crate) fn softsort_rows<F: Real>(
     if preselected {
         largest_indices_ties_high_of_preselected(scores, &mut top[..k]);
     } else {
-        largest_indices_ties_high(scores, None, &mut top[..k]);
+        largest_indices_ties_high_unchecked(scores, None, &mut top[..k]);
     }
     let lowest = scores[top[k - 1] as usize];
     let distance_weight = |s: F, center: F| (-beta * (s - center).abs()).exp();
@@ -118,7 +120,7 @@ pub(crate) fn softsort_rows_backward<F: Real>(
         .zip(top.iter())
         .take(k)
     {
-        softmax_backward(row, adjoint); // adjoint of the logits −β|s_i − center|
+        softmax_backward_unchecked(row, adjoint); // adjoint of the logits −β|s_i − center|
         let center = scores[center_index as usize];
         let mut center_bar = F::zero();
         for ((g, &a), &s) in gradient.iter_mut().zip(adjoint.iter()).zip(scores) {
@@ -133,6 +135,9 @@ pub(crate) fn softsort_rows_backward<F: Real>(
 /// Public operator: SoftSort's relaxed top-k matrix, `p_topk[i·k + j]` = weight of input i at the
 /// j-th of the k largest ascending positions (j = k−1 the maximum). Scratch: `rows_scratch` k·n
 /// reals, `top` k indices.
+///
+/// # Errors
+/// As [`crate::neuralsort::neuralsort_topk`].
 pub fn softsort_topk<F: Real>(
     scores: &[F],
     k: usize,
@@ -140,18 +145,26 @@ pub fn softsort_topk<F: Real>(
     p_topk: &mut [F],
     rows_scratch: &mut [F],
     top: &mut [u32],
-) {
+) -> Result<(), Error> {
     let n = scores.len();
-    softsort_rows(scores, k, beta, rows_scratch, top, false);
+    crate::neuralsort::check_relaxed_rows(scores, k, beta)?;
+    Error::check_length("p_topk", n * k, p_topk.len())?;
+    Error::check_scratch("rows_scratch", k * n, rows_scratch.len())?;
+    Error::check_scratch("top", k, top.len())?;
+    softsort_rows(scores, k, beta, &mut rows_scratch[..k * n], top, false);
     for rank in 0..k {
         for i in 0..n {
             p_topk[i * k + (k - 1 - rank)] = rows_scratch[rank * n + i];
         }
     }
+    Ok(())
 }
 
 /// VJP of [`softsort_topk`]: adds `Σ Ḡ ⊙ ∂P_topk/∂s` to `gradient` given the forward output and
 /// its adjoint (n × k each). Scratch: `rows_scratch`, `adjoint_scratch` (k·n reals), `top` (k).
+///
+/// # Errors
+/// As [`crate::neuralsort::neuralsort_topk_backward`].
 #[allow(clippy::too_many_arguments)]
 pub fn softsort_topk_backward<F: Real>(
     scores: &[F],
@@ -163,9 +176,16 @@ pub fn softsort_topk_backward<F: Real>(
     rows_scratch: &mut [F],
     adjoint_scratch: &mut [F],
     top: &mut [u32],
-) {
+) -> Result<(), Error> {
     let n = scores.len();
-    largest_indices_ties_high(scores, None, &mut top[..k]);
+    crate::neuralsort::check_relaxed_rows(scores, k, beta)?;
+    Error::check_length("p_topk", n * k, p_topk.len())?;
+    Error::check_length("grad_p_topk", n * k, grad_p_topk.len())?;
+    Error::check_length("gradient", n, gradient.len())?;
+    Error::check_scratch("rows_scratch", k * n, rows_scratch.len())?;
+    Error::check_scratch("adjoint_scratch", k * n, adjoint_scratch.len())?;
+    Error::check_scratch("top", k, top.len())?;
+    largest_indices_ties_high_unchecked(scores, None, &mut top[..k]);
     for rank in 0..k {
         for i in 0..n {
             rows_scratch[rank * n + i] = p_topk[i * k + (k - 1 - rank)];
@@ -176,11 +196,12 @@ pub fn softsort_topk_backward<F: Real>(
         scores,
         k,
         beta,
-        rows_scratch,
+        &rows_scratch[..k * n],
         top,
-        adjoint_scratch,
+        &mut adjoint_scratch[..k * n],
         gradient,
     );
+    Ok(())
 }
 
 #[cfg(all(test, feature = "alloc"))]

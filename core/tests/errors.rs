@@ -201,3 +201,127 @@ fn networks_reject_bad_sizes_and_wiring() {
     let out_of_range = [Comparator::ascending(0, 3)];
     assert!(SortingNetwork::from_layers(3, &[&out_of_range[..]]).is_err());
 }
+
+/// The one-row operators check their arguments and return errors instead of panicking.
+#[test]
+fn one_row_operators_return_errors() {
+    use difftopk_core::{neuralsort, select, softmax, softsort};
+    let scores = [0.3f32, -1.0, 2.0];
+    let (mut p, mut rows, mut c, mut order) = ([0f32; 6], [0f32; 6], [0f32; 3], [0u32; 3]);
+    assert_eq!(
+        neuralsort::neuralsort_topk(&scores, 0, 1.0, &mut [], &mut [], &mut c, &mut order),
+        Err(Error::TopkLargerThanInputs { k: 0, inputs: 3 })
+    );
+    assert_eq!(
+        neuralsort::neuralsort_topk(&[] as &[f32], 1, 1.0, &mut p, &mut rows, &mut c, &mut order),
+        Err(Error::TopkLargerThanInputs { k: 1, inputs: 0 })
+    );
+    assert!(matches!(
+        neuralsort::neuralsort_topk(&scores, 2, 1.0, &mut p[..5], &mut rows, &mut c, &mut order),
+        Err(Error::LengthMismatch { what: "p_topk", .. })
+    ));
+    assert!(matches!(
+        neuralsort::neuralsort_topk(&scores, 2, 1.0, &mut p, &mut rows[..5], &mut c, &mut order),
+        Err(Error::ScratchTooSmall {
+            what: "rows_scratch",
+            ..
+        })
+    ));
+    assert!(matches!(
+        neuralsort::neuralsort_topk(
+            &scores,
+            2,
+            f32::INFINITY,
+            &mut p,
+            &mut rows,
+            &mut c,
+            &mut order
+        ),
+        Err(Error::InvalidInverseTemperature { .. })
+    ));
+    assert_eq!(
+        neuralsort::neuralsort_topk(
+            &[1.0, f32::NAN],
+            1,
+            1.0,
+            &mut p[..2],
+            &mut rows,
+            &mut c,
+            &mut order
+        ),
+        Err(Error::NonFiniteInput { row: 0, column: 1 })
+    );
+    assert!(
+        neuralsort::neuralsort_topk(&scores, 2, 1.0, &mut p, &mut rows, &mut c, &mut order).is_ok()
+    );
+    let mut top = [0u32; 2];
+    assert_eq!(
+        softsort::softsort_topk(&scores, 4, 1.0, &mut p, &mut rows, &mut top),
+        Err(Error::TopkLargerThanInputs { k: 4, inputs: 3 })
+    );
+    assert!(matches!(
+        softsort::softsort_topk(&scores, 2, 1.0, &mut p, &mut rows, &mut top[..1]),
+        Err(Error::ScratchTooSmall { what: "top", .. })
+    ));
+    let (mut gradient, mut adjoint) = ([0f32; 3], [0f32; 6]);
+    let upstream = [1f32; 6];
+    assert!(matches!(
+        softsort::softsort_topk_backward(
+            &scores,
+            2,
+            1.0,
+            &p,
+            &upstream[..4],
+            &mut gradient,
+            &mut rows,
+            &mut adjoint,
+            &mut top
+        ),
+        Err(Error::LengthMismatch {
+            what: "grad_p_topk",
+            ..
+        })
+    ));
+    assert!(matches!(
+        neuralsort::neuralsort_topk_backward(
+            &scores,
+            2,
+            1.0,
+            &p,
+            &upstream,
+            &mut gradient[..2],
+            &mut rows,
+            &mut adjoint,
+            &mut c,
+            &mut order
+        ),
+        Err(Error::LengthMismatch {
+            what: "gradient",
+            ..
+        })
+    ));
+    assert!(softmax::softmax_in_place(&mut [] as &mut [f32]).is_err());
+    assert!(matches!(
+        softmax::softmax(&[1.0f32, 2.0], &mut [0.0; 3]),
+        Err(Error::LengthMismatch { what: "out", .. })
+    ));
+    assert!(softmax::softmax_backward(&[0.5f32, 0.5], &mut [1.0]).is_err());
+    assert_eq!(
+        softmax::softmax_in_place(&mut [0.0f32, 0.0]).unwrap(),
+        (0.0, 2.0)
+    );
+    assert_eq!(
+        select::largest_indices(&[] as &[f32], None, &mut [0]),
+        Err(Error::TopkLargerThanInputs { k: 1, inputs: 0 })
+    );
+    assert_eq!(
+        select::largest_indices(&[1.0f32, 2.0], Some(0), &mut [0, 0]),
+        Err(Error::TopkLargerThanInputs { k: 2, inputs: 1 })
+    );
+    let mut out = [0u32; 2];
+    select::largest_indices(&[1.0f32, 2.0, 0.5], Some(7), &mut out).unwrap();
+    assert_eq!(out, [1, 0]);
+    assert!(Error::TopkLargerThanInputs { k: 0, inputs: 3 }
+        .to_string()
+        .contains("at least one"));
+}

@@ -309,27 +309,27 @@ proptest! {
         {
             let neural = |input: &[f64]| {
                 let (mut p, mut rows, mut c, mut order) = (vec![0.0; n * k], vec![0.0; n * k], vec![0.0; n], vec![0u32; n]);
-                neuralsort::neuralsort_topk(input, k, beta, &mut p, &mut rows, &mut c, &mut order);
+                neuralsort::neuralsort_topk(input, k, beta, &mut p, &mut rows, &mut c, &mut order).unwrap();
                 p
             };
             let p = neural(&x);
             let mut grad = vec![0.0; n];
             let (mut rows, mut adjoint, mut c, mut order) = (vec![0.0; n * k], vec![0.0; n * k], vec![0.0; n], vec![0u32; n]);
             neuralsort::neuralsort_topk_backward(&x, k, beta, &p, &weights[..n * k], &mut grad,
-                &mut rows, &mut adjoint, &mut c, &mut order);
+                &mut rows, &mut adjoint, &mut c, &mut order).unwrap();
             let objective = |input: &[f64]| neural(input).iter().zip(&weights).map(|(a, b)| a * b).sum::<f64>();
             check(&grad, &objective, "neuralsort_topk");
 
             let soft = |input: &[f64]| {
                 let (mut p, mut rows, mut top) = (vec![0.0; n * k], vec![0.0; n * k], vec![0u32; k]);
-                softsort::softsort_topk(input, k, beta, &mut p, &mut rows, &mut top);
+                softsort::softsort_topk(input, k, beta, &mut p, &mut rows, &mut top).unwrap();
                 p
             };
             let p = soft(&x);
             let mut grad = vec![0.0; n];
             let (mut rows, mut adjoint, mut top) = (vec![0.0; n * k], vec![0.0; n * k], vec![0u32; k]);
             softsort::softsort_topk_backward(&x, k, beta, &p, &weights[..n * k], &mut grad,
-                &mut rows, &mut adjoint, &mut top);
+                &mut rows, &mut adjoint, &mut top).unwrap();
             let objective = |input: &[f64]| soft(input).iter().zip(&weights).map(|(a, b)| a * b).sum::<f64>();
             check(&grad, &objective, "softsort_topk");
         }
