@@ -27,7 +27,7 @@ pub fn run_eval(args: &EvalArgs) -> CliResult<()> {
         );
     }
     set.check_labels(&args.y, head.classes)?;
-    let ks = report_ks(&args.k);
+    let ks = report_ks(&args.k, head.classes)?;
     let device = Cpu::default();
     let linear = head.linear(&device)?;
     let accuracies = top_k_accuracies(&linear, &device, &set, &ks)?;

@@ -184,10 +184,26 @@ pub fn logits(linear: &RuntimeLinear<f32>, device: &Cpu, x: Vec<f32>) -> CliResu
 pub fn read_class_names(path: &str) -> CliResult<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError(format!("{path}: cannot read the class names: {e}")))?;
-    let names: Vec<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let names: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
     let names: Vec<String> = match names.iter().rposition(|n| !n.is_empty()) {
         Some(last) => names[..=last].to_vec(),
         None => fail!("{path}: no class names (the file is empty)"),
     };
+    if let Some(line) = names.iter().position(|n| n.is_empty()) {
+        fail!(
+            "{path}: line {} is empty (one name per line, line i naming class i)",
+            line + 1
+        );
+    }
+    for (line, name) in names.iter().enumerate() {
+        if let Some(first) = names[..line].iter().position(|n| n == name) {
+            fail!(
+                "{path}: line {} repeats the name {name:?} of line {}",
+                line + 1,
+                first + 1
+            );
+        }
+    }
     Ok(names)
 }

@@ -25,6 +25,14 @@ fn configure_threads(threads: Option<usize>) -> Result<(), error::CliError> {
         if count == 0 {
             return Err(error::CliError("--threads must be at least 1".into()));
         }
+        // More threads than cores only adds switching (1000 on 2 cores: 40 s for a 0.1 s epoch).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count = if count > cores {
+            eprintln!("note: --threads {count} is more than the {cores} cores; using {cores}");
+            cores
+        } else {
+            count
+        };
         rayon::ThreadPoolBuilder::new()
             .num_threads(count)
             .build_global()

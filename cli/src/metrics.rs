@@ -57,15 +57,18 @@ impl TopkCounter {
     }
 }
 
-/// The k reported by default (top-1 .. top-5) plus any extra, sorted and deduplicated.
-pub fn report_ks(extra: &[usize]) -> Vec<usize> {
-    let mut ks: Vec<usize> = (1..=5)
-        .chain(extra.iter().copied())
-        .filter(|&k| k > 0)
-        .collect();
+/// The k reported: top-1 .. top-5 (those below the class count: top-C is always 100 %) plus
+/// any extra `--k`, sorted and deduplicated; an extra k outside 1..classes is an error.
+pub fn report_ks(extra: &[usize], classes: usize) -> crate::error::CliResult<Vec<usize>> {
+    if let Some(&k) = extra.iter().find(|&&k| k == 0 || k > classes) {
+        return Err(crate::error::CliError(format!(
+            "--k {k}: each k must be between 1 and the {classes} classes"
+        )));
+    }
+    let mut ks: Vec<usize> = (1..=5.min(classes)).chain(extra.iter().copied()).collect();
     ks.sort_unstable();
     ks.dedup();
-    ks
+    Ok(ks)
 }
 
 #[cfg(test)]

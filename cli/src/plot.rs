@@ -205,7 +205,18 @@ fn panel(shapes: &mut Vec<Shape>, left: f64, title: &str, series: &[Series]) {
             .enumerate()
             .filter(|(_, v)| v.is_finite())
             .map(|(e, &v)| (x_of(e + 1), y_of(v)))
-            .collect();
+            .collect::<Vec<_>>();
+        // A lone point (a one-epoch run) draws no line: mark it with a small cross.
+        if let [(x, y)] = points[..] {
+            for (dx, dy) in [(4.0, 4.0), (4.0, -4.0)] {
+                shapes.push(Shape::Line {
+                    from: (x - dx, y - dy),
+                    to: (x + dx, y + dy),
+                    colour,
+                    width: 2.0,
+                });
+            }
+        }
         shapes.push(Shape::Polyline {
             points,
             colour,

@@ -308,6 +308,9 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     if args.epochs == 0 {
         fail!("--epochs must be at least 1");
     }
+    if args.stop_after == Some(0) {
+        fail!("--stop-after must be at least 1 (it counts the epochs this run trains)");
+    }
     if args.batch_size == 0 {
         fail!("--batch-size must be at least 1");
     }
@@ -378,10 +381,6 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             args.train_y
         );
     }
-    train.check_labels(&args.train_y, classes)?;
-    for (set, _, y) in validation.iter().chain(test.iter()) {
-        set.check_labels(y, classes)?;
-    }
     // A head of C × D parameters (and its AdamW moments) must be something we can hold: a stray
     // huge label (an "ignore" value such as 2³²−1) would otherwise ask for terabytes.
     const MAX_PARAMETERS: usize = 1 << 31;
@@ -399,9 +398,13 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             }
         );
     }
+    train.check_labels(&args.train_y, classes)?;
+    for (set, _, y) in validation.iter().chain(test.iter()) {
+        set.check_labels(y, classes)?;
+    }
     let config = loss_config(args, classes)?;
     let topk_loss = config.map(TopkLoss::new).transpose()?;
-    let ks = report_ks(&args.k);
+    let ks = report_ks(&args.k, classes)?;
     let steps_per_epoch = train.len().div_ceil(args.batch_size);
     let total_steps = steps_per_epoch.saturating_mul(args.epochs);
 
@@ -615,8 +618,12 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         return Ok(());
     }
     let final_block = final_metrics(&state.history, &ks);
+    // The saved head is the last epoch's: its own metrics go into the head; with a validation
+    // set, `final` (each metric's best validation epoch) describes the run, not this head.
+    let last_record = state.history.last().cloned().unwrap_or(Value::Null);
     let mut metadata = BTreeMap::new();
     metadata.insert("settings".into(), settings.to_string());
+    metadata.insert("last_epoch".into(), last_record.to_string());
     metadata.insert("final".into(), final_block.to_string());
     let head = Head {
         weight: state.head.weight.clone(),
@@ -637,7 +644,26 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         write_plot(path, &state.history, &ks)?;
     }
     if !args.quiet {
-        eprintln!("wrote {}; final: {}", args.out.display(), final_block);
+        let summary = |set: &str| {
+            last_record
+                .get(set)
+                .filter(|v| v.is_object())
+                .map(|v| format!(" {set} {v}"))
+                .unwrap_or_default()
+        };
+        eprintln!(
+            "wrote {} (the head after epoch {}:{}{})",
+            args.out.display(),
+            last_epoch,
+            summary("val"),
+            summary("test")
+        );
+        if final_block["val"].is_object() {
+            eprintln!(
+                "best validation per metric (\"final\" in --metrics; other epochs than the head's): {}",
+                final_block
+            );
+        }
     }
     Ok(())
 }

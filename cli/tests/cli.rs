@@ -681,3 +681,38 @@ fn device_cuda_trains_on_a_gpu_or_fails_cleanly_without_one() {
         "resumed: {a} vs {b}"
     );
 }
+
+/// Argument checks added from a robustness review: each fails with one line naming the problem.
+#[test]
+fn review_argument_checks() {
+    let dir = scratch("review");
+    let x = data("X_train.npy");
+    let y = data("y_train.npy");
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--stop-after", "0"]),
+        &["--stop-after must be at least 1"],
+    );
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--k", "11"]),
+        &["--k 11", "between 1 and the 10 classes"],
+    );
+    let named = format!("{x}:X");
+    assert_fails(
+        &mut train_with(&dir, &named, &y, &[]),
+        &["a .npy file holds one array", "drop the \":X\""],
+    );
+    let duplicate = write(
+        &dir,
+        "classes.txt",
+        b"\xef\xbb\xbfa\nb\nc\nd\ne\nf\ng\nh\ni\na\n",
+    );
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--classes", &duplicate]),
+        &["line 10 repeats the name \"a\" of line 1"],
+    );
+    let blank = write(&dir, "blank.txt", b"a\nb\n\nd\ne\nf\ng\nh\ni\nj\n");
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--classes", &blank]),
+        &["line 3 is empty"],
+    );
+}

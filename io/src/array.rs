@@ -73,13 +73,7 @@ impl ArrayFile {
             .map_err(|e| unreadable(spec, e))?;
         if prefix.starts_with(npy::MAGIC) {
             if let Some(name) = name {
-                return Err(DataError::new(
-                    spec,
-                    Problem::MissingArray {
-                        name: name.into(),
-                        available: vec![],
-                    },
-                ));
+                return Err(DataError::new(spec, Problem::NamedNpyArray(name.into())));
             }
             Self::from_npy_file(spec, file, len)
         } else if prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06") {

@@ -31,6 +31,8 @@ pub enum Problem {
     },
     /// The array has no rows or no columns.
     NoRows,
+    /// `FILE:NAME` given for a `.npy` file, which holds one unnamed array.
+    NamedNpyArray(String),
     /// An archive does not hold the named array (names it holds).
     MissingArray {
         /// Name asked for.
@@ -99,6 +101,10 @@ impl fmt::Display for Problem {
                 }
             ),
             Problem::NoRows => write!(f, "the array has no rows or no columns"),
+            Problem::NamedNpyArray(name) => write!(
+                f,
+                "a .npy file holds one array, without a name: drop the \":{name}\""
+            ),
             Problem::MissingArray { name, available } => {
                 write!(f, "no array named {name:?}; the file holds {available:?}")
             }
