@@ -28,12 +28,7 @@ fn rows(count: usize, n: usize, seed: u64) -> Vec<f32> {
 /// A selection function (`largest_indices` or its portable form).
 type Selection = fn(&[f32], Option<usize>, &mut [u32]) -> Result<(), difftopk_core::Error>;
 
-fn median_ns(
-    logits: &[f32],
-    n: usize,
-    budget: f64,
-    select: Selection,
-) -> f64 {
+fn median_ns(logits: &[f32], n: usize, budget: f64, select: Selection) -> f64 {
     let rows = logits.len() / n;
     let mut out = [0u32; 15];
     let mut samples = Vec::new();
