@@ -134,7 +134,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut gradients = loss.backward();
                 optimiser.set_learning_rate(
                     0.5 * LEARNING_RATE * (1.0 + (std::f64::consts::PI * progress).cos()),
-                );
+                )?;
                 optimiser.update_linear(linear, &mut gradients)?;
             }
         }

@@ -62,24 +62,46 @@ pub struct AdamW<E> {
     moments: Vec<(Vec<E>, Vec<E>)>,
 }
 
+/// η finite and > 0.
+fn check_learning_rate(learning_rate: f64) -> Result<(), Error> {
+    if learning_rate.is_finite() && learning_rate > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperParameter {
+            name: "learning rate (it must be finite and > 0)",
+            value: learning_rate,
+        })
+    }
+}
+
 impl<E: Element> AdamW<E>
 where
     Cpu: Device<E>,
 {
-    /// Validates the hyper-parameters: η > 0, 0 ≤ β < 1, ε > 0, λ ≥ 0, all finite.
+    /// Validates the hyper-parameters: η > 0, 0 ≤ β < 1, ε > 0, λ ≥ 0, all finite; a bad one is
+    /// [`Error::InvalidHyperParameter`] naming it and its value.
     pub fn new(config: AdamWConfig) -> Result<Self, Error> {
-        let valid = config.learning_rate.is_finite()
-            && config.learning_rate > 0.0
-            && config.betas.iter().all(|b| (0.0..1.0).contains(b))
-            && config.epsilon.is_finite()
-            && config.epsilon > 0.0
-            && config.weight_decay.is_finite()
-            && config.weight_decay >= 0.0;
-        if !valid {
-            return Err(difftopk_core::Error::UnknownName {
-                what: "AdamW hyper-parameters (need lr > 0, 0 <= beta < 1, eps > 0, weight decay >= 0)",
+        check_learning_rate(config.learning_rate)?;
+        let [beta1, beta2] = config.betas;
+        for (name, value) in [
+            ("beta1 (it must be in [0, 1))", beta1),
+            ("beta2 (it must be in [0, 1))", beta2),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(Error::InvalidHyperParameter { name, value });
             }
-            .into());
+        }
+        if !(config.epsilon.is_finite() && config.epsilon > 0.0) {
+            return Err(Error::InvalidHyperParameter {
+                name: "epsilon (it must be finite and > 0)",
+                value: config.epsilon,
+            });
+        }
+        if !(config.weight_decay.is_finite() && config.weight_decay >= 0.0) {
+            return Err(Error::InvalidHyperParameter {
+                name: "weight decay (it must be finite and >= 0)",
+                value: config.weight_decay,
+            });
         }
         Ok(AdamW {
             config,
@@ -93,9 +115,17 @@ where
         &self.config
     }
 
-    /// Changes η (for a schedule).
-    pub fn set_learning_rate(&mut self, learning_rate: f64) {
+    /// Changes η (for a schedule): finite and ≥ 0 (0, where a schedule ends, leaves the
+    /// parameters as they are: the decay is η·λ too), else [`Error::InvalidHyperParameter`].
+    pub fn set_learning_rate(&mut self, learning_rate: f64) -> Result<(), Error> {
+        if !(learning_rate.is_finite() && learning_rate >= 0.0) {
+            return Err(Error::InvalidHyperParameter {
+                name: "learning rate (it must be finite and >= 0)",
+                value: learning_rate,
+            });
+        }
         self.config.learning_rate = learning_rate;
+        Ok(())
     }
 
     /// Steps taken so far.
@@ -124,7 +154,8 @@ where
     /// `m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; θ ← θ·keep − step_size·m / (√v·inverse_root_correction + ε)`
     /// (what [`AdamW::update_slice`] does, and what a device kernel must do to agree with it).
     pub fn coefficients(&self, decay: bool) -> AdamCoefficients<E> {
-        let t = self.step.max(1) as i32;
+        // (powi takes an i32: a step count beyond it saturates, where β^t is 0 anyway.)
+        let t = self.step.clamp(1, i32::MAX as u64) as i32;
         let [beta1, beta2] = self.config.betas;
         let lr = self.config.learning_rate;
         let (b1, b2) = (E::of(beta1), E::of(beta2));

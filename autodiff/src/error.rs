@@ -9,6 +9,13 @@ pub enum Error {
     Core(difftopk_core::Error),
     /// dfdx's CPU device failed (out of memory, wrong element count).
     Device(dfdx::tensor::CpuError),
+    /// An optimiser hyper-parameter is out of its range (named, with the value).
+    InvalidHyperParameter {
+        /// Which one (`"learning rate"`, `"beta1"`, …) and its range.
+        name: &'static str,
+        /// The offending value.
+        value: f64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -16,6 +23,7 @@ impl fmt::Display for Error {
         match self {
             Error::Core(error) => write!(f, "{error}"),
             Error::Device(error) => write!(f, "dfdx device error: {error:?}"),
+            Error::InvalidHyperParameter { name, value } => write!(f, "{name} is {value}"),
         }
     }
 }

@@ -63,7 +63,8 @@ where
         weight: Vec<E>,
         bias: Vec<E>,
     ) -> Result<Self, Error> {
-        difftopk_core::Error::check_length("weight", inputs * outputs, weight.len())?;
+        // (saturating: a wrapped product on a 32-bit target would let a short buffer pass)
+        difftopk_core::Error::check_length("weight", inputs.saturating_mul(outputs), weight.len())?;
         difftopk_core::Error::check_length("bias", outputs, bias.len())?;
         Ok(RuntimeLinear {
             weight: device.try_tensor_from_vec(weight, (outputs, inputs))?,

@@ -610,3 +610,56 @@ fn softmax_cross_entropy_matches_dfdx_and_the_core() {
     assert_close(&gradient, &expected, 1e-13, "softmax CE gradient");
     assert!(difftopk_autodiff::softmax_cross_entropy(x, &[0usize, 7, 0, 0, 0, 0]).is_err());
 }
+
+/// AdamW names a bad hyper-parameter with its value; a step count past i32 does not wrap.
+#[test]
+fn adamw_rejects_bad_hyper_parameters_by_name() {
+    for (config, needle) in [
+        (
+            AdamWConfig {
+                learning_rate: f64::NAN,
+                ..Default::default()
+            },
+            "learning rate",
+        ),
+        (
+            AdamWConfig {
+                betas: [1.0, 0.999],
+                ..Default::default()
+            },
+            "beta1",
+        ),
+        (
+            AdamWConfig {
+                betas: [0.9, -0.1],
+                ..Default::default()
+            },
+            "beta2",
+        ),
+        (
+            AdamWConfig {
+                epsilon: 0.0,
+                ..Default::default()
+            },
+            "epsilon",
+        ),
+        (
+            AdamWConfig {
+                weight_decay: -1.0,
+                ..Default::default()
+            },
+            "weight decay",
+        ),
+    ] {
+        let error = AdamW::<f32>::new(config).expect_err("refused");
+        assert!(matches!(error, Error::InvalidHyperParameter { .. }));
+        assert!(error.to_string().contains(needle), "{error}");
+    }
+    let mut optimiser = AdamW::<f32>::new(AdamWConfig::default()).unwrap();
+    assert!(optimiser.set_learning_rate(-0.1).is_err());
+    assert!(optimiser.set_learning_rate(f64::INFINITY).is_err());
+    optimiser.set_learning_rate(0.0).unwrap();
+    optimiser.restore(1 << 32, Vec::new());
+    let coefficients = optimiser.coefficients(true);
+    assert!(coefficients.step_size.is_finite() && coefficients.inverse_root_correction.is_finite());
+}

@@ -523,7 +523,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
                                 .cos())
                 }
             };
-            state.optimiser.set_learning_rate(learning_rate_now);
+            state.optimiser.set_learning_rate(learning_rate_now)?;
             let resident = cuda.as_ref().is_some_and(|cuda| cuda.resident);
             if !resident {
                 train.gather(batch, &mut x, &mut labels)?;

@@ -57,7 +57,9 @@ impl TopkLoss {
         labels: &[usize],
         gradient: Option<&[F]>,
     ) -> Result<(), Error> {
-        Error::check_length("logits", labels.len() * self.config.classes(), logits.len())?;
+        // (a wrapped product on a 32-bit target would let a short buffer pass.)
+        let expected = labels.len().saturating_mul(self.config.classes());
+        Error::check_length("logits", expected, logits.len())?;
         if let Some(g) = gradient {
             Error::check_length("gradient", logits.len(), g.len())?;
         }
@@ -271,13 +273,20 @@ pub fn softmax_cross_entropy<F: Real>(
     classes: usize,
     gradient: Option<&mut [F]>,
 ) -> Result<F, Error> {
-    if labels.is_empty() || classes == 0 || logits.len() != labels.len() * classes {
+    if labels.is_empty() || classes == 0 {
         return Err(Error::LengthMismatch {
-            what: "logits",
-            expected: labels.len() * classes,
-            actual: logits.len(),
+            what: if labels.is_empty() {
+                "labels (at least one row)"
+            } else {
+                "classes (at least one)"
+            },
+            expected: 1,
+            actual: 0,
         });
     }
+    // (a wrapped product on a 32-bit target would let a short buffer pass.)
+    let expected = labels.len().saturating_mul(classes);
+    Error::check_length("logits", expected, logits.len())?;
     if let Some(g) = gradient.as_deref() {
         Error::check_length("gradient", logits.len(), g.len())?;
     }

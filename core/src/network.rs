@@ -79,6 +79,14 @@ impl<'a> NetworkRef<'a> {
         comparators: &'a [Comparator],
         layer_ends: &'a [u32],
     ) -> Result<Self, Error> {
+        if inputs == 0 {
+            return Err(Error::InvalidNetworkSize { inputs, k: 0 });
+        }
+        if comparators.len() > u32::MAX as usize {
+            return Err(Error::InvalidNetwork {
+                comparator: u32::MAX as usize,
+            });
+        }
         for (index, c) in comparators.iter().enumerate() {
             let n = inputs as u64;
             let ok = (c.wire_a as u64) < n

@@ -187,6 +187,17 @@ fn networks_reject_bad_sizes_and_wiring() {
     assert!(SortingNetwork::bitonic(0).is_err());
     assert!(SortingNetwork::splitter_selection(5, 6).is_err());
     assert!(SortingNetwork::splitter_selection(5, 0).is_err());
+    // A network of no wires is refused like the builders refuse it (it made the operators panic).
+    assert_eq!(
+        difftopk_core::NetworkRef::new(0, &[], &[]).err(),
+        Some(Error::InvalidNetworkSize { inputs: 0, k: 0 })
+    );
+    assert!(SortingNetwork::from_layers::<[difftopk_core::Comparator; 0]>(0, &[]).is_err());
+    // The batch cross-entropy names an empty batch or class count.
+    let error = difftopk_core::softmax_cross_entropy::<f32>(&[], &[], 3, None).unwrap_err();
+    assert!(error.to_string().contains("labels"), "{error}");
+    let error = difftopk_core::softmax_cross_entropy::<f32>(&[], &[0], 0, None).unwrap_err();
+    assert!(error.to_string().contains("classes"), "{error}");
     use difftopk_core::Comparator;
     let bad = [Comparator {
         wire_a: 0,

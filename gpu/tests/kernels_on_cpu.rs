@@ -667,7 +667,9 @@ fn head_kernels_on_the_cpu_match_the_cpu_step_bitwise() {
         let (mut first, mut second) = (vec![0f32; count], vec![0f32; count]);
         for step in 0..4 {
             let gradient = to32(random_logits(count, 10 + step));
-            optimiser.set_learning_rate(0.05 / (1.0 + step as f64));
+            optimiser
+                .set_learning_rate(0.05 / (1.0 + step as f64))
+                .unwrap();
             optimiser.begin_step();
             let c = optimiser.coefficients(decay);
             optimiser
