@@ -14,7 +14,9 @@
 //!
 //! Data flow: the network is built once (in [`difftopk_core::TopkLoss`]); the forward pass runs the
 //! core's sweep and keeps what the backward needs; the backward op scales the core's gradient by
-//! the upstream gradient. CPU only: a `cuda` feature will come with the `difftopk-gpu` kernels.
+//! the upstream gradient. CPU only: dfdx 0.13 keeps its CUDA device's handles crate-private and
+//! has no custom-kernel hook, so the GPU kernels cannot run on its tensors without a round trip
+//! through host memory (see the README); on a GPU, use `difftopk-gpu` on device buffers.
 //!
 //! ```
 //! use difftopk_autodiff::dfdx::prelude::*;

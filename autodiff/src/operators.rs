@@ -16,10 +16,18 @@ use crate::{Element, Error};
 
 type CoreError = difftopk_core::Error;
 
-/// Checks every value is finite, naming the first bad (row, column).
+/// Checks every value is finite and within ±`MAX_LOGIT` (as the core's operators), naming the
+/// first bad (row, column).
 fn check_finite<E: Element>(values: &[E], n: usize) -> Result<(), CoreError> {
-    match values.iter().position(|v| !v.is_finite()) {
-        Some(index) => Err(CoreError::NonFiniteInput {
+    if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+        return Err(CoreError::NonFiniteInput {
+            row: index / n,
+            column: index % n,
+        });
+    }
+    let bound = E::of(difftopk_core::loss::MAX_LOGIT);
+    match values.iter().position(|v| v.abs() > bound) {
+        Some(index) => Err(CoreError::LogitTooLarge {
             row: index / n,
             column: index % n,
         }),

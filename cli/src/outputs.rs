@@ -9,7 +9,7 @@ use crate::fail;
 
 /// The file a path names, for comparing paths: canonical where it exists, else its canonical
 /// directory joined with its name; for an output, through symbolic links (what it replaces).
-fn identity(path: &Path) -> Option<PathBuf> {
+pub(crate) fn identity(path: &Path) -> Option<PathBuf> {
     if let Ok(canonical) = path.canonicalize() {
         return Some(canonical);
     }

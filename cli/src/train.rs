@@ -87,6 +87,46 @@ fn loss_config(args: &TrainArgs, classes: usize) -> CliResult<Option<TopkLossCon
     Ok(Some(config))
 }
 
+/// Collects `key was A, now B` for every setting that differs between a checkpoint's
+/// fingerprint and this run's; file names (`x`, `y`, `out`) count as equal when they name the
+/// same file (`../in/X.npy` and `./X.npy` alike).
+fn differing_settings(path: &str, stored: &Value, current: &Value, out: &mut Vec<String>) {
+    match (stored, current) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let name = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let (x, y) = (
+                    a.get(key).unwrap_or(&Value::Null),
+                    b.get(key).unwrap_or(&Value::Null),
+                );
+                differing_settings(&name, x, y, out);
+            }
+        }
+        (Value::String(x), Value::String(y)) if x != y && same_file(x, y) => {}
+        (x, y) if x != y => out.push(format!("{path} was {x}, now {y}")),
+        _ => {}
+    }
+}
+
+/// Whether two `PATH[:NAME]` specs name the same array of the same file.
+fn same_file(x: &str, y: &str) -> bool {
+    let (x_path, x_name) = difftopk_io::split_spec(x);
+    let (y_path, y_name) = difftopk_io::split_spec(y);
+    x_name == y_name
+        && match (
+            crate::outputs::identity(Path::new(x_path)),
+            crate::outputs::identity(Path::new(y_path)),
+        ) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+}
+
 /// The settings that define a run (a checkpoint resumes only a run with the same ones).
 fn fingerprint(settings: &Value) -> Value {
     let mut fixed = settings.clone();
@@ -199,8 +239,10 @@ fn load_checkpoint(path: &Path, state: &mut State, settings: &Value) -> CliResul
     };
     let stored: Value = serde_json::from_str(&meta("fingerprint")?)
         .map_err(|e| CliError(format!("{name}: {e}")))?;
-    if stored != fingerprint(settings) {
-        fail!("{name}: the checkpoint was written with other settings ({stored}); resume with the same data and options (--epochs included: the schedule depends on it); only --threads, --metrics, --plot and --quiet may change");
+    let mut differences = Vec::new();
+    differing_settings("", &stored, &fingerprint(settings), &mut differences);
+    if !differences.is_empty() {
+        fail!("{name}: the checkpoint was written with other settings: {}; resume with the same data and options (--epochs included: the schedule depends on it); only --threads, --metrics, --plot and --quiet may change", differences.join("; "));
     }
     let read = |tensor: &str, len: usize| -> CliResult<Vec<f32>> {
         let spec = format!("{name}:{tensor}");

@@ -293,12 +293,38 @@ fn resume_continues_exactly() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // The same files spelled differently resume (paths compare as files, not as text).
+    let spelled = scratch("spelled");
+    assert!(run(binary()
+        .args(train_args(&spelled))
+        .args(["--stop-after", "1"]))
+    .status
+    .success());
+    let mut args = train_args(&spelled);
+    let x = data("X_train.npy");
+    let (directory, file) = x.rsplit_once('/').unwrap();
+    args[2] = format!("{directory}/./{file}");
+    args[6] = format!(
+        "{}/../{}/head.safetensors",
+        spelled.display(),
+        spelled.file_name().unwrap().to_string_lossy()
+    );
+    let output = run(binary().args(&args).arg("--resume"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // Other settings cannot resume that checkpoint.
     let output = run(binary()
         .args(train_args(&resumed))
         .args(["--epochs", "4", "--resume", "--lr", "0.2"]));
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("other settings"));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("other settings: optimizer.lr was "),
+        "names the setting: {message}"
+    );
 }
 
 /// The raw bytes of one tensor of a head file.

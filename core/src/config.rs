@@ -27,7 +27,8 @@ pub enum Method {
 
 impl Method {
     /// Parses the reference's names (`odd_even`, `bitonic`, `bitonic__non_sparse`,
-    /// `splitter_selection`, `neuralsort`, `softsort`; `-` may replace `_`).
+    /// `splitter_selection`, `neuralsort`, `softsort`) and `bitonic_any_size` (this crate's
+    /// bitonic network that sorts every n); `-` may replace `_`.
     pub fn from_name(name: &str) -> Result<Self, Error> {
         let mut buffer = [0u8; 32];
         let bytes = name.as_bytes();
@@ -125,9 +126,9 @@ impl Top1Mode {
 /// A validated configuration of `TopKCrossEntropyLoss` for `classes` classes.
 ///
 /// Built with [`TopkLossConfig::new`] and refined with the `with_*` methods; every method checks
-/// its argument, so a value of this type is always valid. The defaults are the paper's ImageNet
-/// head settings (spec 5.3/6.1) except for m: splitter selection, logistic_phi with λ = 0.5,
-/// β = 1, `sm`, m unset (all classes are sorted).
+/// its argument, so a value of this type is always valid. The method is [`TopkLossConfig::new`]'s
+/// argument; the other settings default to the paper's ImageNet head (spec 5.3/6.1) except for m:
+/// logistic_phi with λ = 0.5, β = 1, `sm`, m unset (all classes are sorted).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TopkLossConfig {
     method: Method,

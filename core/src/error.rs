@@ -90,6 +90,13 @@ pub enum Error {
         /// Column (class) within the row.
         column: usize,
     },
+    /// A logit of the top-k loss exceeds [`crate::loss::MAX_LOGIT`] in magnitude.
+    LogitTooLarge {
+        /// Row of the batch.
+        row: usize,
+        /// Column (class) within the row.
+        column: usize,
+    },
     /// A buffer has the wrong length.
     LengthMismatch {
         /// Which buffer (`"logits"`, `"labels"`, `"gradient"`, …).
@@ -194,6 +201,11 @@ impl fmt::Display for Error {
             Error::NonFiniteInput { row, column } => {
                 write!(f, "row {row}, column {column}: value is NaN or infinite")
             }
+            Error::LogitTooLarge { row, column } => write!(
+                f,
+                "row {row}, column {column}: logit beyond ±{:e} (relaxed comparisons of such values overflow float32)",
+                crate::loss::MAX_LOGIT
+            ),
             Error::LengthMismatch {
                 what,
                 expected,

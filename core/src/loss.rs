@@ -69,7 +69,10 @@ pub fn scratch_size(config: &TopkLossConfig, comparators: usize) -> ScratchSize 
     }
 }
 
-/// Checks that `network` fits `config` (sorting-network methods).
+/// Checks that `network` fits `config` (sorting-network methods): its wire count. What it
+/// sorts cannot be checked on a borrowed network: one the caller builds must bring the K
+/// largest of its inputs, in order, to its last K wires (a splitter-selection network built for
+/// a smaller k does not, and gives wrong masses); [`crate::TopkLoss`] builds the right one.
 pub fn check_network(config: &TopkLossConfig, network: &NetworkRef<'_>) -> Result<(), Error> {
     if network.inputs() != config.sorted_inputs() {
         return Err(Error::NetworkSizeMismatch {
@@ -85,8 +88,9 @@ pub fn check_network(config: &TopkLossConfig, network: &NetworkRef<'_>) -> Resul
 ///
 /// `network` is the network for `config.sorted_inputs()` wires and K (required for the sorting
 /// network methods; built by [`crate::TopkLoss`] or by the caller); `row` only labels errors.
-/// Never allocates; O(comparators) for the networks, O(K·n′ + n′ log n′) for NeuralSort and
-/// O(K·n′) for SoftSort, plus O(n) for the preselection.
+/// Never allocates; O(comparators) for the networks, O(K·n′ + n′²) for NeuralSort up to
+/// n′ = 256 (c from all pairs, vectorised) and O(K·n′ + n′ log n′) above, O(K·n′) for SoftSort,
+/// plus O(n) for the preselection.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_loss<F: Real>(
     config: &TopkLossConfig,
@@ -251,17 +255,35 @@ pub(crate) fn check_row<F: Real>(
             classes,
         });
     }
-    // One pass without an early exit (it vectorises); the position only when something is wrong.
-    let mut all_finite = true;
+    check_values(row, logits)
+}
+
+/// Every value finite and within ±[`MAX_LOGIT`] ([`Error::NonFiniteInput`],
+/// [`Error::LogitTooLarge`] naming `row` and the column).
+pub(crate) fn check_values<F: Real>(row: usize, logits: &[F]) -> Result<(), Error> {
+    // One pass without an early exit (it vectorises; NaN fails the comparison too); the
+    // position only when something is wrong.
+    let bound = F::of(MAX_LOGIT);
+    let mut all_in_range = true;
     for &z in logits {
-        all_finite &= z.is_finite();
+        all_in_range &= z.abs() <= bound;
     }
-    if !all_finite {
-        let column = logits.iter().position(|z| !z.is_finite()).unwrap_or(0);
-        return Err(Error::NonFiniteInput { row, column });
+    if !all_in_range {
+        if let Some(column) = logits.iter().position(|z| !z.is_finite()) {
+            return Err(Error::NonFiniteInput { row, column });
+        }
+        let column = logits.iter().position(|z| z.abs() > bound).unwrap_or(0);
+        return Err(Error::LogitTooLarge { row, column });
     }
     Ok(())
 }
+
+/// The largest logit magnitude the top-k loss and the operators accept, 10³²
+/// ([`Error::LogitTooLarge`] beyond): the range on which the loss and its gradient are tested
+/// finite in `f32` with every method, relaxation and accepted β. Logit differences near
+/// `f32::MAX` overflow the relaxed comparisons, and NeuralSort's `s·(n − 1)` must stay finite
+/// (up to n ≈ 10⁶ classes here). (The plain softmax cross-entropy takes any finite logit.)
+pub const MAX_LOGIT: f64 = 1e32;
 
 /// Step 1 of the loss: `selected` receives the logits to sort — with m, the true class's first,
 /// then the m − 1 largest others' (ties to the lower index), whose classes go to `selection`

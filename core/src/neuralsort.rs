@@ -277,16 +277,14 @@ pub fn neuralsort_topk<F: Real>(
     Ok(())
 }
 
-/// The checks shared by the NeuralSort and SoftSort operators: `1 ≤ k ≤ n`, finite scores,
-/// β in the accepted range.
+/// The checks shared by the NeuralSort and SoftSort operators: `1 ≤ k ≤ n`, finite scores
+/// within ±[`crate::loss::MAX_LOGIT`], β in the accepted range.
 pub(crate) fn check_relaxed_rows<F: Real>(scores: &[F], k: usize, beta: F) -> Result<(), Error> {
     let n = scores.len();
     if k == 0 || k > n {
         return Err(Error::TopkLargerThanInputs { k, inputs: n });
     }
-    if let Some(column) = scores.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NonFiniteInput { row: 0, column });
-    }
+    crate::loss::check_values(0, scores)?;
     crate::relaxation::check_inverse_temperature(beta.as_f64())
 }
 

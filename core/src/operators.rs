@@ -15,9 +15,7 @@ use crate::sweep::{backward_values, forward_values, mix_forward};
 use crate::{Error, Real, Relaxation};
 
 fn check_inputs<F: Real>(x: &[F], beta: F, relaxation: &Relaxation) -> Result<(), Error> {
-    if let Some(column) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NonFiniteInput { row: 0, column });
-    }
+    crate::loss::check_values(0, x)?;
     relaxation.validate_with(beta.as_f64())
 }
 

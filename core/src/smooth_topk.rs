@@ -65,9 +65,8 @@ impl SmoothTopkConfig {
     /// A configuration for `classes` classes (n ≥ 2), `k` (1 ≤ k < n) and `tau` (finite, > 0);
     /// α = 1.
     ///
-    /// Errors: [`Error::TooFewClasses`] when n < 2, [`Error::EmptyTopkDistribution`] when k = 0,
-    /// [`Error::TopkLargerThanInputs`] (with `inputs` = n − 1, the number of wrong-class scores)
-    /// when k ≥ n, [`Error::InvalidInverseTemperature`] (carrying τ) when τ is not finite or outside the
+    /// Errors: [`Error::TooFewClasses`] when n < 2, [`Error::TopkLargerThanInputs`] (with
+    /// `inputs` = n − 1, the number of wrong-class scores) when k = 0 or k ≥ n, [`Error::InvalidInverseTemperature`] (carrying τ) when τ is not finite or outside the
     /// range of [`crate::relaxation::check_inverse_temperature`] (a normal `f32`).
     pub fn new(
         variant: SmoothTopkVariant,
@@ -78,10 +77,7 @@ impl SmoothTopkConfig {
         if classes < 2 {
             return Err(Error::TooFewClasses { classes });
         }
-        if k == 0 {
-            return Err(Error::EmptyTopkDistribution);
-        }
-        if k >= classes {
+        if k == 0 || k >= classes {
             return Err(Error::TopkLargerThanInputs {
                 k,
                 inputs: classes - 1,

@@ -116,6 +116,32 @@ fn bad_inputs_are_errors() {
         loss.forward_backward(&logits, &[0, 1], None),
         Err(Error::NonFiniteInput { row: 1, column: 3 })
     );
+    // Finite but beyond ±1e32 (differences near f32::MAX made NaN losses): named, in the
+    // batch, the one-row and the operator paths alike; 1e32 itself is accepted.
+    let logits = [0.1f32, 0.2, -3e38, 0.4, 1.0, 2.0, 0.0, 0.0];
+    assert_eq!(
+        loss.forward_backward(&logits, &[0, 1], None),
+        Err(Error::LogitTooLarge { row: 0, column: 2 })
+    );
+    let logits = [0.1f32, 0.2, 1e32, -1e32, 1.0, 2.0, 0.0, 0.0];
+    assert!(loss.forward_backward(&logits, &[0, 1], None).is_ok());
+    let (mut p, mut rows, mut top) = ([0f32; 3], [0f32; 3], [0u32; 1]);
+    assert_eq!(
+        difftopk_core::softsort::softsort_topk(
+            &[1.0f32, 2e32, 0.0],
+            1,
+            1.0,
+            &mut p,
+            &mut rows,
+            &mut top
+        ),
+        Err(Error::LogitTooLarge { row: 0, column: 1 })
+    );
+    let message = Error::LogitTooLarge { row: 4, column: 7 }.to_string();
+    assert!(
+        message.contains("row 4, column 7") && message.contains("1e32"),
+        "{message}"
+    );
     let logits = [0.1f32, 0.2, 0.3, 0.4, 1.0, 2.0, 0.0, 0.0];
     assert_eq!(
         loss.forward_backward(&logits, &[0, 4], None),

@@ -409,6 +409,12 @@ __device__ void topk_row(
 }
 
 // Checks row `row`'s label and logits; records the first bad row in `status` and returns false.
+// A logit the top-k loss and the operators accept: finite and within +-1e32 (the core's
+// MAX_LOGIT; NaN fails the comparison). The host names which of the two a flagged row breaks.
+template <typename T> __device__ bool in_loss_range(T value) {
+    return fabs(value) <= T(1e32);
+}
+
 template <typename T>
 __device__ bool row_is_valid(const T* logits, unsigned label, int classes, int row, int* status) {
     if (label >= (unsigned)classes) {
@@ -416,7 +422,7 @@ __device__ bool row_is_valid(const T* logits, unsigned label, int classes, int r
         return false;
     }
     for (int j = 0; j < classes; ++j) {
-        if (!isfinite(logits[j])) {
+        if (!in_loss_range(logits[j])) {
             atomicMin(status + 1, row);
             return false;
         }
@@ -531,7 +537,7 @@ __device__ bool warp_select_row(const T* z, unsigned label, int classes, int n, 
 #pragma unroll 4
     for (int j = lane; j < classes; j += WARP_SIZE) {
         T value = z[j];
-        finite = finite && isfinite(value);
+        finite = finite && in_loss_range(value);
         if (j != (int)label && comes_before(value, j, best_value, best_index)) {
             best_value = value;
             best_index = j;
@@ -816,10 +822,10 @@ __device__ void accumulate_topk(const int4* comparators, int count, int n, int k
     }
 }
 
-// Checks a row of x; records the first non-finite row in status[1].
+// Checks a row of x; records the first row with a value out of range in status[1].
 template <typename T> __device__ bool values_are_finite(const T* x, int n, int row, int* status) {
     for (int i = 0; i < n; ++i) {
-        if (!isfinite(x[i])) {
+        if (!in_loss_range(x[i])) {
             atomicMin(status + 1, row);
             return false;
         }

@@ -193,8 +193,14 @@ impl Status {
             &logits.slice(row * classes..(row + 1) * classes),
             &mut values,
         )?;
-        let column = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
-        Err(difftopk_core::Error::NonFiniteInput { row, column }.into())
+        // A flagged row holds a non-finite value, or (top-k loss, operators) one beyond
+        // ±MAX_LOGIT.
+        if let Some(column) = values.iter().position(|v| !v.is_finite()) {
+            return Err(difftopk_core::Error::NonFiniteInput { row, column }.into());
+        }
+        let bound = F::of(difftopk_core::loss::MAX_LOGIT);
+        let column = values.iter().position(|v| v.abs() > bound).unwrap_or(0);
+        Err(difftopk_core::Error::LogitTooLarge { row, column }.into())
     }
 }
 

@@ -616,7 +616,7 @@ fn bad_input_is_an_error_not_a_panic() {
     );
     assert_eq!(
         SmoothTopkConfig::new(Smooth, 5, 0, 1.0),
-        Err(Error::EmptyTopkDistribution)
+        Err(Error::TopkLargerThanInputs { k: 0, inputs: 4 })
     );
     assert_eq!(
         SmoothTopkConfig::new(Smooth, 5, 5, 1.0),
