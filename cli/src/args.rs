@@ -101,16 +101,16 @@ pub struct TrainArgs {
     #[arg(long, default_value = "logistic_phi")]
     pub distribution: String,
     /// Inverse temperature β (steepness of the comparators).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 1.0)]
     pub inverse_temperature: f64,
     /// λ of the logistic_phi (ART) relaxation.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 0.5)]
     pub art_lambda: f64,
     /// P_K, the weights of top-1, top-2, ... (comma-separated, summing to 1).
     #[arg(long, default_value = ".5,0,0,0,.5", value_name = "W1,W2,..")]
     pub p_k: String,
-    /// Sort only the m highest logits (true class first); `all` sorts every class. Default 16,
-    /// all classes when C ≤ 16.
+    /// Sort only the m highest logits (true class first); `all` (or any m ≥ C) sorts every
+    /// class. Default 16, all classes when C ≤ 16.
     #[arg(long, value_name = "M|all")]
     pub m: Option<String>,
     /// How the top-1 term is computed: sm (softmax of the logits), smce (softmax cross-entropy),
@@ -125,16 +125,16 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// AdamW learning rate (default 0.05).
-    #[arg(long, conflicts_with = "nloglr")]
+    #[arg(allow_negative_numbers = true, long, conflicts_with = "nloglr")]
     pub lr: Option<f64>,
     /// Learning rate as a negative decimal logarithm (the reference scripts' flag): lr = 10^-x.
-    #[arg(long)]
+    #[arg(allow_negative_numbers = true, long)]
     pub nloglr: Option<f64>,
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value = "cosine")]
     pub schedule: Schedule,
     /// AdamW decoupled weight decay (on the weight, not the bias).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Seed for initialisation, shuffling and the validation split.
     #[arg(long, default_value_t = 0)]

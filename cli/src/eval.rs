@@ -119,10 +119,10 @@ pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
                         for (rank, &c) in top.iter().enumerate() {
                             writeln!(
                                 out,
-                                "{index},{},{c},{},{:.6}",
+                                "{index},{},{c},{},{}",
                                 rank + 1,
                                 csv_field(&names[c]),
-                                probability(c)
+                                csv_probability(probability(c))
                             )
                             .map_err(io)?;
                         }
@@ -176,11 +176,34 @@ fn quiet_on_closed_pipe(error: &std::io::Error) {
     }
 }
 
+/// A probability with six decimals, or six significant digits below 10⁻⁴ (where six
+/// decimals printed 0.000000 for a class still ranked).
+fn csv_probability(p: f64) -> String {
+    if p != 0.0 && p < 1e-4 {
+        format!("{p:.5e}")
+    } else {
+        format!("{p:.6}")
+    }
+}
+
 /// Quotes a CSV field when it holds a comma, quote or newline.
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_probability;
+
+    #[test]
+    fn small_probabilities_keep_their_digits() {
+        assert_eq!(csv_probability(0.4352237), "0.435224");
+        assert_eq!(csv_probability(0.0), "0.000000");
+        assert_eq!(csv_probability(3.25e-9), "3.25000e-9");
+        assert_eq!(csv_probability(1e-4), "0.000100");
     }
 }

@@ -41,8 +41,21 @@ fn parse_p_k(text: &str) -> CliResult<Vec<f64>> {
 /// The loss configuration from the flags, validated by the core (defaults: spec section 6).
 fn loss_config(args: &TrainArgs, classes: usize) -> CliResult<Option<TopkLossConfig>> {
     if args.loss == LossKind::SoftmaxCe {
+        // The top-k flags are unused, but a typo in them is still an error, not ignored.
+        Method::from_name(&args.method)
+            .map_err(|_| CliError(format!("--method {:?}: unknown", args.method)))?;
+        Relaxation::from_name(&args.distribution, args.art_lambda)
+            .map_err(|e| CliError(format!("--distribution / --art-lambda: {e}")))?;
+        parse_p_k(&args.p_k)?;
+        Top1Mode::from_name(&args.top1_mode)
+            .map_err(|_| CliError(format!("--top1-mode {:?}: unknown", args.top1_mode)))?;
         return Ok(None);
     }
+    topk_config(args, classes).map(Some)
+}
+
+/// The top-k loss configuration the flags describe.
+fn topk_config(args: &TrainArgs, classes: usize) -> CliResult<TopkLossConfig> {
     let method = Method::from_name(&args.method).map_err(|_| {
         CliError(format!(
             "--method {:?}: unknown (splitter_selection, odd_even, bitonic, bitonic_any_size, neuralsort, softsort)",
@@ -51,15 +64,21 @@ fn loss_config(args: &TrainArgs, classes: usize) -> CliResult<Option<TopkLossCon
     })?;
     let p_k = parse_p_k(&args.p_k)?;
     let relaxation = Relaxation::from_name(&args.distribution, args.art_lambda).map_err(|e| {
-        CliError(format!(
-            "--distribution {:?} / --art-lambda {}: {e} (logistic, logistic_phi, gaussian, reciprocal, cauchy, optimal)",
-            args.distribution, args.art_lambda
-        ))
+        if matches!(e, difftopk_core::Error::UnknownName { .. }) {
+            CliError(format!(
+                "--distribution {:?}: unknown (logistic, logistic_phi, gaussian, reciprocal, cauchy, optimal)",
+                args.distribution
+            ))
+        } else {
+            CliError(format!("--art-lambda {}: {e}", args.art_lambda))
+        }
     })?;
     let m = match args.m.as_deref() {
         None => (classes > 16).then_some(16),
         Some("all") => None,
+        // m ≥ C sorts every class anyway (the reference requires m < n: that is `all`).
         Some(text) => match text.parse::<usize>() {
+            Ok(m) if m >= classes => None,
             Ok(m) => Some(m),
             Err(_) => fail!("--m {text:?}: expected a number of classes or `all`"),
         },
@@ -84,7 +103,7 @@ fn loss_config(args: &TrainArgs, classes: usize) -> CliResult<Option<TopkLossCon
             ))
         })?
         .with_top1_mode(top1);
-    Ok(Some(config))
+    Ok(config)
 }
 
 /// Collects `key was A, now B` for every setting that differs between a checkpoint's
@@ -362,7 +381,13 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         (None, None) => DEFAULT_LEARNING_RATE,
     };
     if !(learning_rate.is_finite() && learning_rate > 0.0) {
-        fail!("the learning rate must be positive and finite, got {learning_rate}");
+        match (args.lr, args.nloglr) {
+            (Some(lr), _) => fail!("--lr {lr}: the learning rate must be positive and finite"),
+            (None, Some(x)) => fail!(
+                "--nloglr {x}: the learning rate 10^(-{x}) = {learning_rate} must be positive and finite"
+            ),
+            (None, None) => fail!("the learning rate must be positive and finite, got {learning_rate}"),
+        }
     }
     if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
         fail!(

@@ -449,7 +449,11 @@ fn bad_inputs_fail_with_one_clear_line() {
         &mut train_with(&dir, &nan_x, &small_y, &[]),
         &[&nan_x, "row 5, column 2"],
     );
-    assert_fails(&mut train_with(&dir, &x, &y, &["--m", "12"]), &["--m 12"]);
+    // m must exceed K (5 here); m ≥ C means all classes, as `--m all`.
+    assert_fails(&mut train_with(&dir, &x, &y, &["--m", "3"]), &["--m 3"]);
+    assert!(run(&mut train_with(&dir, &x, &y, &["--m", "12"]))
+        .status
+        .success());
     assert_fails(
         &mut train_with(
             &dir,
@@ -735,6 +739,19 @@ fn review_argument_checks() {
     assert_fails(
         &mut train_with(&dir, &x, &y, &["--classes", &duplicate]),
         &["line 10 repeats the name \"a\" of line 1"],
+    );
+    // Negative numbers need no `=`; --loss softmax-ce still checks the top-k flags' names.
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--inverse-temperature", "-1"]),
+        &["--inverse-temperature", "-1"],
+    );
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--loss", "softmax-ce", "--method", "foo"]),
+        &["--method \"foo\": unknown"],
+    );
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--nloglr", "-400"]),
+        &["--nloglr -400"],
     );
     let blank = write(&dir, "blank.txt", b"a\nb\n\nd\ne\nf\ng\nh\ni\nj\n");
     assert_fails(
