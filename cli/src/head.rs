@@ -196,8 +196,9 @@ pub fn read_class_names(path: &str) -> CliResult<Vec<String>> {
             line + 1
         );
     }
+    let mut first_line = std::collections::HashMap::with_capacity(names.len());
     for (line, name) in names.iter().enumerate() {
-        if let Some(first) = names[..line].iter().position(|n| n == name) {
+        if let Some(first) = first_line.insert(name.as_str(), line) {
             fail!(
                 "{path}: line {} repeats the name {name:?} of line {}",
                 line + 1,

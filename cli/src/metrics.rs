@@ -57,8 +57,8 @@ impl TopkCounter {
     }
 }
 
-/// The k reported: top-1 .. top-5 (those below the class count: top-C is always 100 %) plus
-/// any extra `--k`, sorted and deduplicated; an extra k outside 1..classes is an error.
+/// The k reported: top-1 .. top-5 (up to the class count: beyond it there is nothing to rank)
+/// plus any extra `--k`, sorted and deduplicated; an extra k outside 1..classes is an error.
 pub fn report_ks(extra: &[usize], classes: usize) -> crate::error::CliResult<Vec<usize>> {
     if let Some(&k) = extra.iter().find(|&&k| k == 0 || k > classes) {
         return Err(crate::error::CliError(format!(

@@ -44,14 +44,27 @@ fn loss_config(args: &TrainArgs, classes: usize) -> CliResult<Option<TopkLossCon
         // The top-k flags are unused, but a typo in them is still an error, not ignored.
         Method::from_name(&args.method)
             .map_err(|_| CliError(format!("--method {:?}: unknown", args.method)))?;
-        Relaxation::from_name(&args.distribution, args.art_lambda)
-            .map_err(|e| CliError(format!("--distribution / --art-lambda: {e}")))?;
+        relaxation_flags(args)?;
         parse_p_k(&args.p_k)?;
         Top1Mode::from_name(&args.top1_mode)
             .map_err(|_| CliError(format!("--top1-mode {:?}: unknown", args.top1_mode)))?;
         return Ok(None);
     }
     topk_config(args, classes).map(Some)
+}
+
+/// `--distribution` and `--art-lambda`, each error naming its flag.
+fn relaxation_flags(args: &TrainArgs) -> CliResult<Relaxation> {
+    let relaxation = Relaxation::from_name(&args.distribution, args.art_lambda).map_err(|_| {
+        CliError(format!(
+            "--distribution {:?}: unknown (logistic, logistic_phi, gaussian, reciprocal, cauchy, optimal)",
+            args.distribution
+        ))
+    })?;
+    relaxation
+        .validate()
+        .map_err(|e| CliError(format!("--art-lambda {}: {e}", args.art_lambda)))?;
+    Ok(relaxation)
 }
 
 /// The top-k loss configuration the flags describe.
@@ -63,16 +76,7 @@ fn topk_config(args: &TrainArgs, classes: usize) -> CliResult<TopkLossConfig> {
         ))
     })?;
     let p_k = parse_p_k(&args.p_k)?;
-    let relaxation = Relaxation::from_name(&args.distribution, args.art_lambda).map_err(|e| {
-        if matches!(e, difftopk_core::Error::UnknownName { .. }) {
-            CliError(format!(
-                "--distribution {:?}: unknown (logistic, logistic_phi, gaussian, reciprocal, cauchy, optimal)",
-                args.distribution
-            ))
-        } else {
-            CliError(format!("--art-lambda {}: {e}", args.art_lambda))
-        }
-    })?;
+    let relaxation = relaxation_flags(args)?;
     let m = match args.m.as_deref() {
         None => (classes > 16).then_some(16),
         Some("all") => None,
@@ -91,9 +95,20 @@ fn topk_config(args: &TrainArgs, classes: usize) -> CliResult<TopkLossConfig> {
     })?;
     let config = TopkLossConfig::new(method, classes, &p_k)
         .map_err(|e| CliError(format!("--p-k {} with {classes} classes: {e}", args.p_k)))?
-        .with_relaxation(relaxation)?
         .with_inverse_temperature(args.inverse_temperature)
-        .map_err(|e| CliError(format!("--inverse-temperature: {e}")))?
+        .map_err(|e| {
+            CliError(format!(
+                "--inverse-temperature {}: {e}",
+                args.inverse_temperature
+            ))
+        })?
+        .with_relaxation(relaxation)
+        .map_err(|e| {
+            CliError(format!(
+                "--art-lambda {} (with --inverse-temperature {}): {e}",
+                args.art_lambda, args.inverse_temperature
+            ))
+        })?
         .with_preselection(m)
         .map_err(|e| {
             CliError(format!(

@@ -611,6 +611,30 @@ fn outputs_never_replace_inputs_or_each_other() {
         assert!(std::fs::read_to_string(&target)
             .unwrap()
             .starts_with("row,rank,class"));
+        // --out /dev/stdout with stdout appended to a file (`>> log.csv`): written into the
+        // stream, after what the file held, not renamed over it.
+        let log = write(&dir, "log.csv", b"earlier line\n");
+        let appending = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        let status = binary()
+            .args([
+                "predict",
+                "--head",
+                &head,
+                "--x",
+                &x,
+                "--out",
+                "/dev/stdout",
+            ])
+            .stdout(appending)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.starts_with("earlier line\nrow,rank,class"),
+            "{}",
+            &text[..60]
+        );
     }
 }
 

@@ -250,7 +250,7 @@ pub(crate) fn neuralsort_rows_backward<F: Real>(
 ///
 /// # Errors
 /// [`Error::TopkLargerThanInputs`] unless `1 ≤ k ≤ n`, [`Error::NonFiniteInput`] for a NaN or
-/// infinite score, [`Error::InvalidInverseTemperature`] (see
+/// infinite score, [`Error::LogitTooLarge`] for one beyond ±[`crate::loss::MAX_LOGIT`], [`Error::InvalidInverseTemperature`] (see
 /// [`crate::relaxation::check_inverse_temperature`]), [`Error::LengthMismatch`] when `p_topk`
 /// does not hold n·k values, [`Error::ScratchTooSmall`] for a short scratch buffer.
 pub fn neuralsort_topk<F: Real>(

@@ -42,9 +42,10 @@ pub enum Relaxation {
 /// The smallest β accepted: the smallest normal `f32`, so that β stays a normal number in
 /// either float type (one configuration serves both).
 pub const MIN_INVERSE_TEMPERATURE: f64 = f32::MIN_POSITIVE as f64;
-/// The largest β accepted: with logits up to ±10³⁰ (the range the loss is tested on), β·(b − a)
-/// stays within `f32`'s range (an overflow to ∞ made NaN slopes), and far below it every
-/// relaxation is already a hard comparator.
+/// The largest β accepted; far below it every relaxation is already a hard comparator. With
+/// logits up to ±[`crate::loss::MAX_LOGIT`], β·(b − a) may overflow `f32` to ±∞: every
+/// relaxation saturates there (α = 0 or 1, or ½ for logistic_phi with λ > 1, whose argument
+/// tends to 0), which the extremes property test checks.
 pub const MAX_INVERSE_TEMPERATURE: f64 = 1e8;
 /// The largest ART exponent accepted: at a tie `logistic_phi` divides by `(10⁻¹⁰)^λ`, which
 /// underflows `f32` (a NaN loss) above λ ≈ 3.8.
@@ -185,10 +186,25 @@ impl<F: Real> Sigmoid<F> for LogisticPhi<F> {
     fn alpha_and_slope(&self, v: F) -> (F, F) {
         let shifted = v.abs() + F::of(GUARD);
         let denominator = art_power(shifted, self.lambda);
-        let s = sigmoid(v * self.beta / denominator);
+        // For λ > 1 and huge |v|, β v and (|v|+ε)^λ may both overflow (∞/∞): there the ratio is
+        // formed as (v / denominator)·β, which tends to 0 as it should; elsewhere the reference's
+        // order, bit for bit.
+        let ratio = if denominator.is_finite() {
+            v * self.beta / denominator
+        } else {
+            v / denominator * self.beta
+        };
+        let s = sigmoid(ratio);
         // d/dv [β v (|v|+ε)^−λ] = β (|v|+ε)^(−λ−1) (|v| + ε − λ v sign(v)); sign(0) = 0 as in torch.
         let inner = shifted - self.lambda * v.abs();
-        let slope = s * (F::one() - s) * self.beta * inner / (denominator * shifted);
+        let numerator = s * (F::one() - s) * self.beta * inner;
+        let scale = denominator * shifted;
+        let slope = if numerator.is_finite() && scale.is_finite() {
+            numerator / scale
+        } else {
+            // (inner/shifted is bounded: no overflow where the reference's order overflows.)
+            s * (F::one() - s) * self.beta * (inner / shifted) / denominator
+        };
         (s, slope)
     }
 }
@@ -386,5 +402,30 @@ mod tests {
         let u = 0.6f32;
         assert_eq!(alpha, 0.5 * (u / (2.0 + u) + 1.0));
         assert_eq!(slope, 2.0 / ((2.0 + u) * (2.0 + u)));
+    }
+
+    /// logistic_phi with λ > 1 at a huge difference: β·v and (|v|+ε)^λ both overflow f32 (∞/∞
+    /// made α NaN); the argument tends to 0, so α = ½ with a finite slope, and moderate values keep
+    /// the reference's bits.
+    #[test]
+    fn logistic_phi_above_one_saturates_to_one_half() {
+        for lambda in [1.5f32, 2.0, 3.0] {
+            let relaxation = Relaxation::LogisticPhi {
+                lambda: lambda as f64,
+            };
+            for v in [2e32f32, -2e32, 1e31] {
+                let (alpha, slope) = relaxation.alpha_and_slope(v, 1e8f32);
+                assert!(alpha.is_finite() && slope.is_finite(), "λ {lambda}, v {v}");
+                assert!((alpha - 0.5).abs() < 1e-6, "λ {lambda}, v {v}: α {alpha}");
+            }
+            let v = 0.75f32;
+            let shifted = v + 1e-10;
+            let denominator = libm::powf(shifted, lambda);
+            let (alpha, _) = relaxation.alpha_and_slope(v, 2.0f32);
+            assert_eq!(
+                alpha,
+                1.0 / (1.0 + crate::exp::exp_f32(-(v * 2.0 / denominator)))
+            );
+        }
     }
 }

@@ -79,7 +79,8 @@ pub(crate) fn backward_with_mass<F: Real>(
 /// `f'·ᾱ`, the adjoint reaching a comparator's inputs through α; 0 where the comparator is
 /// saturated (`f' = 0`). There ᾱ, a sum of `(a − b)·(ḡ_min − ḡ_max)`, may have overflowed in
 /// `f32` (logit differences of 10³⁰ times adjoints of 10⁹ at a steep tie elsewhere), and 0·∞
-/// would make the whole gradient NaN; everywhere else the product itself.
+/// would make the whole gradient NaN; everywhere else the product itself (only the sign of a
+/// zero term differs: +0 where the product gave ±0).
 #[inline(always)]
 pub(crate) fn through_alpha<F: Real>(slope: F, alpha_bar: F) -> F {
     if slope == F::zero() {

@@ -71,10 +71,17 @@ __device__ __forceinline__ void alpha_and_slope(int relaxation, T v, T beta, T l
     case RELAXATION_LOGISTIC_PHI: {
         T shifted = d_abs(v) + guard;
         T denominator = art_power(shifted, lambda);
-        T s = sigmoid(v * beta / denominator);
+        // Where beta v and the power both overflow (lambda > 1, huge |v|): (v / power) beta,
+        // as the core.
+        T ratio = isfinite(denominator) ? v * beta / denominator : v / denominator * beta;
+        T s = sigmoid(ratio);
         T inner = shifted - lambda * d_abs(v);
+        T numerator = s * (T(1) - s) * beta * inner;
+        T scale = denominator * shifted;
         *alpha = s;
-        *slope = s * (T(1) - s) * beta * inner / (denominator * shifted);
+        *slope = (isfinite(numerator) && isfinite(scale))
+                     ? numerator / scale
+                     : s * (T(1) - s) * beta * (inner / shifted) / denominator;
         break;
     }
     case RELAXATION_GAUSSIAN: {
@@ -86,7 +93,9 @@ __device__ __forceinline__ void alpha_and_slope(int relaxation, T v, T beta, T l
     case RELAXATION_RECIPROCAL: {
         T u = v * beta;
         T d = T(2) + d_abs(u);
-        *alpha = T(0.5) * (u / d + T(1));
+        // +-1 where beta v overflowed (inf/inf), as the core.
+        T ratio = isfinite(d) ? u / d : (u < T(0) ? T(-1) : T(1));
+        *alpha = T(0.5) * (ratio + T(1));
         *slope = beta / (d * d);
         break;
     }

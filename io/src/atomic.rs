@@ -1,8 +1,9 @@
 //! Atomic file replacement: write a temporary file beside the target, flush it to disk, rename.
 //!
 //! A symbolic link is written through (its target is replaced, the link stays); a special file
-//! that exists (a FIFO, a terminal, `/dev/stdout`, `/dev/null`) is written into directly, since
-//! renaming over it would replace it with a regular file; a directory is an error.
+//! that exists (a FIFO, a terminal, `/dev/null`) is written into directly, since renaming over it
+//! would replace it with a regular file, and `/dev/stdout` / `/dev/stderr` are this process's
+//! streams wherever they were redirected; a directory is an error.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -21,6 +22,9 @@ pub fn temporary_path(path: &Path) -> PathBuf {
 /// followed up to 40 deep; the final target need not exist yet), or `None` for an existing
 /// special file, which is written into directly. An existing directory is an error.
 pub fn replaced_file(path: &Path) -> io::Result<Option<PathBuf>> {
+    if standard_stream(path).is_some() {
+        return Ok(None);
+    }
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {
             return Err(io::Error::new(
@@ -47,6 +51,32 @@ pub fn replaced_file(path: &Path) -> io::Result<Option<PathBuf>> {
     Err(io::Error::other("too many levels of symbolic links"))
 }
 
+/// `/dev/stdout` and `/dev/stderr` (also as `/dev/fd/N`, `/proc/self/fd/N`) are this process's
+/// own streams, written through a duplicate of the descriptor: resolving the link instead would
+/// find the file a shell redirected the stream to and replace it (losing what `>>` appended to).
+fn standard_stream(path: &Path) -> Option<io::Result<File>> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let name = path.to_str()?;
+        let stream = match name {
+            "/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1" => {
+                io::stdout().as_fd().try_clone_to_owned()
+            }
+            "/dev/stderr" | "/dev/fd/2" | "/proc/self/fd/2" => {
+                io::stderr().as_fd().try_clone_to_owned()
+            }
+            _ => return None,
+        };
+        Some(stream.map(File::from))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 /// Writes `path` atomically: `write` fills a temporary file, which is synced and renamed over
 /// `path` (over a symbolic link's target) only when everything succeeded; on any error the
 /// temporary file is removed and an existing `path` is untouched. An existing special file
@@ -56,7 +86,11 @@ pub fn write_atomically(
     write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 ) -> io::Result<()> {
     let Some(path) = replaced_file(path)? else {
-        let mut writer = BufWriter::new(OpenOptions::new().write(true).open(path)?);
+        let file = match standard_stream(path) {
+            Some(stream) => stream?,
+            None => OpenOptions::new().write(true).open(path)?,
+        };
+        let mut writer = BufWriter::new(file);
         write(&mut writer)?;
         return writer.flush();
     };
