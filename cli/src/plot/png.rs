@@ -1,5 +1,6 @@
-//! An RGB canvas and a minimal PNG encoder (stored, uncompressed deflate blocks: larger files,
-//! no compression code; a 960 × 400 chart is about 1.1 MB).
+//! An RGB canvas and a minimal PNG encoder: one IDAT compressed with zlib (`flate2`, already in
+//! the build through the `.npz` reader; a 960 × 400 chart takes a few tens of kB, against
+//! 1.1 MB stored uncompressed before).
 
 use super::Colour;
 
@@ -46,23 +47,14 @@ impl Canvas {
         }
     }
 
-    /// The PNG file: signature, IHDR (8-bit RGB), one IDAT (zlib, stored blocks), IEND.
+    /// The PNG file: signature, IHDR (8-bit RGB), one IDAT (zlib), IEND.
     pub fn encode(&self) -> Vec<u8> {
         let mut raw = Vec::with_capacity((self.width * 3 + 1) * self.height);
         for row in self.pixels.chunks_exact(self.width * 3) {
             raw.push(0); // filter: none
             raw.extend_from_slice(row);
         }
-        let mut zlib = vec![0x78, 0x01];
-        let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
-        for (index, block) in blocks.iter().enumerate() {
-            zlib.push(u8::from(index + 1 == blocks.len()));
-            let len = block.len() as u16;
-            zlib.extend_from_slice(&len.to_le_bytes());
-            zlib.extend_from_slice(&(!len).to_le_bytes());
-            zlib.extend_from_slice(block);
-        }
-        zlib.extend_from_slice(&adler32(&raw).to_be_bytes());
+        let zlib = zlib_compress(&raw);
         let mut header = Vec::new();
         header.extend_from_slice(&(self.width as u32).to_be_bytes());
         header.extend_from_slice(&(self.height as u32).to_be_bytes());
@@ -100,18 +92,17 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-/// Adler-32 (RFC 1950).
-fn adler32(bytes: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    for chunk in bytes.chunks(5552) {
-        for &byte in chunk {
-            a += byte as u32;
-            b += a;
-        }
-        a %= 65_521;
-        b %= 65_521;
-    }
-    (b << 16) | a
+/// The zlib stream (RFC 1950) of `bytes`, default compression.
+fn zlib_compress(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(bytes.len() / 8),
+        flate2::Compression::default(),
+    );
+    encoder
+        .write_all(bytes)
+        .expect("writing into a Vec cannot fail");
+    encoder.finish().expect("writing into a Vec cannot fail")
 }
 
 #[cfg(test)]
@@ -121,6 +112,26 @@ mod tests {
     #[test]
     fn checksums_match_known_values() {
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
-        assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
+    }
+
+    /// The IDAT inflates back to the filtered rows, and a mostly white chart compresses well.
+    #[test]
+    fn idat_inflates_to_the_rows() {
+        use std::io::Read;
+        let canvas = Canvas::new(300, 120);
+        let png = canvas.encode();
+        // Signature (8) + IHDR chunk (4 + 4 + 13 + 4), then the IDAT's length and tag.
+        let at = 8 + 25;
+        let length = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+        assert_eq!(&png[at + 4..at + 8], b"IDAT");
+        let mut raw = Vec::new();
+        flate2::read::ZlibDecoder::new(&png[at + 8..at + 8 + length])
+            .read_to_end(&mut raw)
+            .unwrap();
+        assert_eq!(raw.len(), (300 * 3 + 1) * 120);
+        assert!(raw
+            .chunks(300 * 3 + 1)
+            .all(|row| row[0] == 0 && row[1..].iter().all(|&b| b == 255)));
+        assert!(png.len() < 2_000, "{} bytes", png.len());
     }
 }
