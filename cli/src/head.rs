@@ -86,9 +86,9 @@ impl Head {
             CliError(format!("{path}: no tensor \"weight\"; not a difftopk head"))
         })?;
         let (classes, dimension) = match weight_entry.shape[..] {
-            [c, d] if c > 0 && d > 0 => (c, d),
+            [c, d] if c >= 2 && d > 0 => (c, d),
             _ => fail!(
-                "{path}: weight has shape {:?}, expected [classes, dimension]",
+                "{path}: weight has shape {:?}, expected [classes, dimension] with at least 2 classes",
                 weight_entry.shape
             ),
         };

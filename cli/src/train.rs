@@ -515,6 +515,15 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         "out": args.out.display().to_string(),
     });
     if !args.quiet {
+        // NeuralSort and SoftSort have no comparators: a relaxation given for them does nothing.
+        let relaxed_rows =
+            config.is_some_and(|c| matches!(c.method(), Method::NeuralSort | Method::SoftSort));
+        if relaxed_rows && (args.distribution != "logistic_phi" || args.art_lambda != 0.5) {
+            eprintln!(
+                "note: --distribution and --art-lambda do not apply to --method {} (it has no comparators); only --inverse-temperature does",
+                args.method
+            );
+        }
         eprintln!(
             "difftopk train: settings in effect\n{}",
             serde_json::to_string_pretty(&settings).expect("JSON")

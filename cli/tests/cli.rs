@@ -777,6 +777,31 @@ fn review_argument_checks() {
         &mut train_with(&dir, &x, &y, &["--nloglr", "-400"]),
         &["--nloglr -400"],
     );
+    // A one-class "head" is not a classifier.
+    let weight = vec![0f32; 64];
+    let one_class = write(
+        &dir,
+        "one.safetensors",
+        &difftopk_io::safetensors::serialise(
+            &[
+                difftopk_io::safetensors::TensorToWrite {
+                    name: "weight",
+                    shape: vec![1, 64],
+                    values: &weight,
+                },
+                difftopk_io::safetensors::TensorToWrite {
+                    name: "bias",
+                    shape: vec![1],
+                    values: &[0.0],
+                },
+            ],
+            &Default::default(),
+        ),
+    );
+    assert_fails(
+        binary().args(["predict", "--head", &one_class, "--x", &x]),
+        &["at least 2 classes"],
+    );
     let blank = write(&dir, "blank.txt", b"a\nb\n\nd\ne\nf\ng\nh\ni\nj\n");
     assert_fails(
         &mut train_with(&dir, &x, &y, &["--classes", &blank]),
