@@ -45,7 +45,7 @@ pub const MIN_INVERSE_TEMPERATURE: f64 = f32::MIN_POSITIVE as f64;
 /// The largest β accepted; far below it every relaxation is already a hard comparator. With
 /// logits up to ±[`crate::loss::MAX_LOGIT`], β·(b − a) may overflow `f32` to ±∞: every
 /// relaxation saturates there (α = 0 or 1, or ½ for logistic_phi with λ > 1, whose argument
-/// tends to 0), which the extremes property test checks.
+/// tends to 0), which the extremes property test and the unit tests below check.
 pub const MAX_INVERSE_TEMPERATURE: f64 = 1e8;
 /// The largest ART exponent accepted: at a tie `logistic_phi` divides by `(10⁻¹⁰)^λ`, which
 /// underflows `f32` (a NaN loss) above λ ≈ 3.8.
