@@ -166,89 +166,42 @@ pub(crate) fn atan<F: AtanConstants>(x: F) -> F {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_random::Xorshift;
+    use crate::libm_parity::*;
 
     fn check_f32(x: f32) {
-        let ours = atan(x);
-        let libm = libm::atanf(x);
-        assert!(
-            ours.to_bits() == libm.to_bits() || (ours.is_nan() && libm.is_nan()),
-            "atan({x:e}) = {ours:e}, libm {libm:e}"
-        );
+        assert_same_bits_f32("atan", atan, libm::atanf, x);
     }
 
     fn check_f64(x: f64) {
-        let ours = atan(x);
-        let libm = libm::atan(x);
-        assert!(
-            ours.to_bits() == libm.to_bits() || (ours.is_nan() && libm.is_nan()),
-            "atan({x:e}) = {ours:e}, libm {libm:e}"
-        );
+        assert_same_bits_f64("atan", atan, libm::atan, x);
     }
 
     #[test]
     fn f32_bit_identical_to_libm_on_every_61st_bit_pattern() {
-        // Both signs, zeros, subnormals, every range boundary's neighbourhood by the stride,
-        // infinities and NaN: 70 million arguments.
-        let mut bits = 0u32;
-        loop {
-            check_f32(f32::from_bits(bits));
-            match bits.checked_add(61) {
-                Some(next) => bits = next,
-                None => break,
-            }
-        }
-        for boundary in [
-            0x3980_0000u32,
+        every_61st_f32(check_f32);
+        let boundaries = [
+            0x3980_0000,
             0x3ee0_0000,
             0x3f30_0000,
             0x3f98_0000,
             0x401c_0000,
-        ] {
-            for bits in boundary - 64..boundary + 64 {
-                check_f32(f32::from_bits(bits));
-                check_f32(-f32::from_bits(bits));
-            }
-        }
-        check_f32(f32::INFINITY);
-        check_f32(f32::NEG_INFINITY);
+        ];
+        around_f32_boundaries(&boundaries, check_f32);
     }
 
     #[test]
     fn f64_bit_identical_to_libm() {
-        let mut random = Xorshift::seeded(7);
-        for _ in 0..2_000_000 {
-            // Uniform in the exponent (2⁻⁴⁰ to 2⁷⁰) and in the mantissa, either sign.
-            let bits = random.next_u64();
-            let exponent = 983 + (bits >> 52) % 110;
-            let x = f64::from_bits((exponent << 52) | (bits & 0x000f_ffff_ffff_ffff));
-            check_f64(if bits & (1 << 63) != 0 { -x } else { x });
-        }
-        for high in [
-            0x3e40_0000u64,
+        // Uniform in the exponent (2⁻⁴⁰ to 2⁷⁰) and in the mantissa, either sign.
+        random_f64(7, 2_000_000, 983, 110, check_f64);
+        let high_words = [
+            0x3e40_0000,
             0x3fdc_0000,
             0x3fe6_0000,
             0x3ff3_0000,
             0x4003_8000,
             0x4410_0000,
-        ] {
-            for offset in 0..200u64 {
-                let x = f64::from_bits((high << 32).wrapping_add(offset.wrapping_sub(100)));
-                check_f64(x);
-                check_f64(-x);
-            }
-        }
-        for x in [
-            0.0,
-            -0.0,
-            5e-324,
-            f64::MIN_POSITIVE,
-            f64::MAX,
-            f64::INFINITY,
-            f64::NAN,
-        ] {
-            check_f64(x);
-            check_f64(-x);
-        }
+        ];
+        around_f64_high_words(&high_words, check_f64);
+        special_f64(f64::MAX, check_f64);
     }
 }

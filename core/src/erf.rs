@@ -406,91 +406,49 @@ pub(crate) fn erf<F: ErfConstants>(x: F) -> F {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::libm_parity::*;
     use crate::test_random::Xorshift;
 
     fn check_f32(x: f32) {
-        let (ours, libm) = (erf(x), libm::erff(x));
-        assert!(
-            ours.to_bits() == libm.to_bits() || (ours.is_nan() && libm.is_nan()),
-            "erf({x:e}) = {ours:e}, libm {libm:e}"
-        );
+        assert_same_bits_f32("erf", erf, libm::erff, x);
     }
 
     fn check_f64(x: f64) {
-        let (ours, libm) = (erf(x), libm::erf(x));
-        assert!(
-            ours.to_bits() == libm.to_bits() || (ours.is_nan() && libm.is_nan()),
-            "erf({x:e}) = {ours:e}, libm {libm:e}"
-        );
+        assert_same_bits_f64("erf", erf, libm::erf, x);
     }
 
     #[test]
     fn f32_bit_identical_to_libm_on_every_61st_bit_pattern() {
-        let mut bits = 0u32;
-        loop {
-            check_f32(f32::from_bits(bits));
-            match bits.checked_add(61) {
-                Some(next) => bits = next,
-                None => break,
-            }
-        }
+        every_61st_f32(check_f32);
         // Every argument from 0.5 to 6 (the ranges with the exponentials), and around each
         // boundary.
         for bits in 0x3f00_0000u32..=0x40c0_0000 {
             check_f32(f32::from_bits(bits));
         }
-        for boundary in [
-            0x3180_0000u32,
+        let boundaries = [
+            0x3180_0000,
             0x3f58_0000,
             0x3fa0_0000,
             0x4036_db6d,
             0x40c0_0000,
-        ] {
-            for bits in boundary - 64..boundary + 64 {
-                check_f32(f32::from_bits(bits));
-                check_f32(-f32::from_bits(bits));
-            }
-        }
-        check_f32(f32::INFINITY);
-        check_f32(f32::NEG_INFINITY);
+        ];
+        around_f32_boundaries(&boundaries, check_f32);
     }
 
     #[test]
     fn f64_bit_identical_to_libm() {
-        let mut random = Xorshift::seeded(11);
-        for _ in 0..2_000_000 {
-            // Uniform in the exponent (2⁻³⁴ to 2⁴) and in the mantissa, either sign: mostly
-            // the ranges with polynomials and exponentials.
-            let bits = random.next_u64();
-            let exponent = 989 + (bits >> 52) % 38;
-            let x = f64::from_bits((exponent << 52) | (bits & 0x000f_ffff_ffff_ffff));
-            check_f64(if bits & (1 << 63) != 0 { -x } else { x });
-        }
-        for high in [
-            0x3e30_0000u64,
+        // Uniform in the exponent (2⁻³⁴ to 2⁴) and in the mantissa, either sign: mostly the
+        // ranges with polynomials and exponentials.
+        random_f64(11, 2_000_000, 989, 38, check_f64);
+        let high_words = [
+            0x3e30_0000,
             0x3feb_0000,
             0x3ff4_0000,
             0x4006_db6d,
             0x4018_0000,
-        ] {
-            for offset in 0..200u64 {
-                let x = f64::from_bits((high << 32).wrapping_add(offset.wrapping_sub(100)));
-                check_f64(x);
-                check_f64(-x);
-            }
-        }
-        for x in [
-            0.0,
-            -0.0,
-            5e-324,
-            f64::MIN_POSITIVE,
-            1e300,
-            f64::INFINITY,
-            f64::NAN,
-        ] {
-            check_f64(x);
-            check_f64(-x);
-        }
+        ];
+        around_f64_high_words(&high_words, check_f64);
+        special_f64(1e300, check_f64);
     }
 
     #[test]

@@ -64,6 +64,8 @@ mod error;
 mod exp;
 #[cfg(feature = "alloc")]
 mod lanes;
+#[cfg(test)]
+mod libm_parity;
 pub mod loss;
 pub mod network;
 pub mod neuralsort;

@@ -258,9 +258,10 @@ pub(crate) fn check_row<F: Real>(
     check_values(row, logits)
 }
 
-/// Every value finite and within ±[`MAX_LOGIT`] ([`Error::NonFiniteInput`],
-/// [`Error::LogitTooLarge`] naming `row` and the column).
-pub(crate) fn check_values<F: Real>(row: usize, logits: &[F]) -> Result<(), Error> {
+/// Every value finite and within ±[`MAX_LOGIT`]: the row check of the loss and the operators
+/// ([`Error::NonFiniteInput`] for the first NaN or infinity, else [`Error::LogitTooLarge`],
+/// naming `row` and the column).
+pub fn check_values<F: Real>(row: usize, logits: &[F]) -> Result<(), Error> {
     // One pass without an early exit (it vectorises; NaN fails the comparison too); the
     // position only when something is wrong.
     let bound = F::of(MAX_LOGIT);

@@ -194,13 +194,11 @@ impl Status {
             &mut values,
         )?;
         // A flagged row holds a non-finite value, or (top-k loss, operators) one beyond
-        // ±MAX_LOGIT.
-        if let Some(column) = values.iter().position(|v| !v.is_finite()) {
-            return Err(difftopk_core::Error::NonFiniteInput { row, column }.into());
-        }
-        let bound = F::of(difftopk_core::loss::MAX_LOGIT);
-        let column = values.iter().position(|v| v.abs() > bound).unwrap_or(0);
-        Err(difftopk_core::Error::LogitTooLarge { row, column }.into())
+        // ±MAX_LOGIT: named as the core names it.
+        let error = difftopk_core::loss::check_values(row, &values)
+            .err()
+            .unwrap_or(difftopk_core::Error::LogitTooLarge { row, column: 0 });
+        Err(error.into())
     }
 }
 

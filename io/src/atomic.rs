@@ -20,7 +20,8 @@ pub fn temporary_path(path: &Path) -> PathBuf {
 
 /// What writing `path` replaces: the regular file it names (through any symbolic links,
 /// followed up to 40 deep; the final target need not exist yet), or `None` for an existing
-/// special file, which is written into directly. An existing directory is an error.
+/// special file or this process's standard output or error, which are written into directly.
+/// An existing directory is an error.
 pub fn replaced_file(path: &Path) -> io::Result<Option<PathBuf>> {
     if standard_stream(path).is_some() {
         return Ok(None);
@@ -51,30 +52,42 @@ pub fn replaced_file(path: &Path) -> io::Result<Option<PathBuf>> {
     Err(io::Error::other("too many levels of symbolic links"))
 }
 
+/// This process's standard output or error.
+#[derive(Clone, Copy)]
+enum StandardStream {
+    Output,
+    Error,
+}
+
 /// `/dev/stdout` and `/dev/stderr` (also as `/dev/fd/N`, `/proc/self/fd/N`) are this process's
-/// own streams, written through a duplicate of the descriptor: resolving the link instead would
-/// find the file a shell redirected the stream to and replace it (losing what `>>` appended to).
-fn standard_stream(path: &Path) -> Option<io::Result<File>> {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsFd;
-        let name = path.to_str()?;
-        let stream = match name {
-            "/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1" => {
-                io::stdout().as_fd().try_clone_to_owned()
-            }
-            "/dev/stderr" | "/dev/fd/2" | "/proc/self/fd/2" => {
-                io::stderr().as_fd().try_clone_to_owned()
-            }
-            _ => return None,
-        };
-        Some(stream.map(File::from))
+/// own streams, written through a duplicate of the descriptor ([`open_standard_stream`]):
+/// resolving the link instead would find the file a shell redirected the stream to and replace
+/// it (losing what `>>` appended to). By name only; `None` off Unix.
+fn standard_stream(path: &Path) -> Option<StandardStream> {
+    if !cfg!(unix) {
+        return None;
     }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        None
+    match path.to_str()? {
+        "/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1" => Some(StandardStream::Output),
+        "/dev/stderr" | "/dev/fd/2" | "/proc/self/fd/2" => Some(StandardStream::Error),
+        _ => None,
     }
+}
+
+/// A file on a duplicate of the stream's descriptor (same open file: offset and append mode).
+#[cfg(unix)]
+fn open_standard_stream(stream: StandardStream) -> io::Result<File> {
+    use std::os::fd::AsFd;
+    let descriptor = match stream {
+        StandardStream::Output => io::stdout().as_fd().try_clone_to_owned(),
+        StandardStream::Error => io::stderr().as_fd().try_clone_to_owned(),
+    };
+    descriptor.map(File::from)
+}
+
+#[cfg(not(unix))]
+fn open_standard_stream(_: StandardStream) -> io::Result<File> {
+    unreachable!("standard_stream names no stream off Unix")
 }
 
 /// Writes `path` atomically: `write` fills a temporary file, which is synced and renamed over
@@ -87,7 +100,7 @@ pub fn write_atomically(
 ) -> io::Result<()> {
     let Some(path) = replaced_file(path)? else {
         let file = match standard_stream(path) {
-            Some(stream) => stream?,
+            Some(stream) => open_standard_stream(stream)?,
             None => OpenOptions::new().write(true).open(path)?,
         };
         let mut writer = BufWriter::new(file);
