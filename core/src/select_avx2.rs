@@ -2,49 +2,52 @@
 //! (x86-64; chosen at compile time where the target has AVX2 and POPCNT, else at run time
 //! from `cpuid`, see [`crate::cpu`]): the same indices in the same order as
 //! the portable code. Measured on the development machine by the `bench_select` example (2048
-//! fresh rows of normal logits, 15 selected beside the label, three runs): 2.4–3.0× faster at
-//! n = 100 (≈ 210–220 ns a row against 510–660) and 1.7–2.1× at n = 1000 (≈ 550–740 ns against
-//! 1130–1500).
+//! fresh rows of normal logits, 15 selected beside the label, three runs alternating with the
+//! previous version, a bisection for the threshold: 2.2–2.4× at n = 100 and 1.9–2.5× at
+//! n = 1000 in those runs): 2.7–3.3× faster than the portable code at n = 100 (≈ 215–230 ns a
+//! row) and 2.4–2.8× at n = 1000 (≈ 640–730 ns); the machine was loaded (load average 5).
 //!
 //! The steps, each as whole-register work:
-//! 1. the smallest and largest entry (8 lanes of running minima and maxima);
-//! 2. a threshold `t` with `count` to `count + SLACK` entries at or above it, by bisection of the
-//!    value range (each step one compare-and-subtract per block of 8 and a horizontal sum; three
-//!    or four steps on typical rows);
+//! 1. one pass keeps, in each of the 8 lanes, the `J` largest entries that lane sees (`J` =
+//!    ⌈r/8⌉ + 1 for r = `count`, plus one for a skipped position);
+//! 2. the threshold `t` is the r-th largest of those 8·`J` entries (each compared against all,
+//!    8 at a time): at least r entries reach it, typically a few more (16–17 of 100 or 1000
+//!    normal logits for r = 16, see [`column_tops_bound`]);
 //! 3. the entries at or above `t` compacted into a candidate list, branch-free: a compress
 //!    permutation (`vpermps`, the lane order looked up from the comparison's 8-bit mask) and a
 //!    whole-register store per block, the length advancing by the mask's population count;
 //! 4. each candidate's rank = how many candidates rank above it (value descending, ties by index:
-//!    lower first, or higher with `TIES_HIGH`), counted against 8 candidates per compare; the
-//!    first `count` ranks are the output.
+//!    lower first, or higher with `TIES_HIGH`), counted for 8 candidates at once against each
+//!    candidate by one compare (the list is in index order, so the tie rule is `≥` on one side
+//!    of a candidate and `>` on the other); the first `count` ranks are the output.
 //!
 //! Long rows (n ≥ 32·(count + 1)) first keep only the entries at or above a lower bound from the
 //! maxima of 64 groups (see [`group_maxima_bound`]), typically a few dozen of 1000, and select
 //! among those. NaN entries are never selected (the portable code places them somewhere
-//! unspecified). What this path does not handle (infinite entries, ties that straddle the
-//! threshold beyond the slack, too many candidates, fewer than `count` ordered entries) it
-//! declines, and the portable code runs instead.
+//! unspecified). What this path does not handle (+∞ among the candidates, more than 128
+//! candidates from ties at the threshold, fewer than `count` ordered entries) it declines, and
+//! the portable code runs instead.
+
+use core::mem::MaybeUninit;
 
 use core::arch::x86_64::{
-    _mm256_add_epi32, _mm256_and_ps, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps,
+    _mm256_add_epi32, _mm256_blendv_ps, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps,
     _mm256_cmpgt_epi32, _mm256_cvtepu8_epi32, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_max_ps,
-    _mm256_min_ps, _mm256_movemask_ps, _mm256_or_ps, _mm256_permutevar8x32_epi32,
-    _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32,
-    _mm256_setzero_si256, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32,
-    _mm_cvtsi64_si128, _CMP_EQ_OQ, _CMP_GE_OQ, _CMP_GT_OQ,
+    _mm256_min_ps, _mm256_movemask_ps, _mm256_permutevar8x32_epi32, _mm256_permutevar8x32_ps,
+    _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_si256, _mm256_storeu_ps,
+    _mm256_storeu_si256, _mm256_sub_epi32, _mm_cvtsi64_si128, _CMP_GE_OQ, _CMP_GT_OQ,
 };
 
-// The portable threshold selection's slack, its candidates at most (count ≤ 56 plus the
-// slack) and its largest count: the same limits here.
-use crate::select::{BOUND_MAX_COUNT as MAX_COUNT, RANKED, SLACK};
+// The portable threshold selection's largest count: the same limit here.
+use crate::select::BOUND_MAX_COUNT as MAX_COUNT;
 
 /// Candidates kept by a long row's lower-bound pass at most.
 const BOUNDED: usize = 256;
 /// Slots a candidate list needs beyond its capacity: the compaction checks the capacity once
 /// every 8 blocks (at most 64 entries) and stores whole registers (8 more).
 const OVERRUN: usize = 72;
-/// Bisection steps before the path declines (values spread over many binades).
-const MAX_STEPS: usize = 64;
+/// Candidates a selection lists and ranks at most (it declines beyond: ties at the bound).
+const LISTED: usize = 128;
 
 /// For each 8-bit mask, the lanes whose bit is set, in order, packed one per byte: the
 /// permutation that moves the chosen lanes of a register to its front.
@@ -103,43 +106,18 @@ pub(crate) unsafe fn largest_indices_f32<const TIES_HIGH: bool>(
     let Some(bound) = group_maxima_bound(values, rank) else {
         return false;
     };
-    let mut candidate_values = [f32::NAN; BOUNDED + OVERRUN];
-    let mut candidate_indices = [0u32; BOUNDED + OVERRUN];
-    let Some(mut len) = compact_at_or_above::<false, false>(
-        values,
-        &[],
-        bound,
-        &mut [],
-        &mut candidate_indices,
-        BOUNDED,
-    ) else {
+    let mut candidates = Candidates::<{ BOUNDED + OVERRUN }>::new();
+    if !candidates.list_at_or_above::<false, false>(values, &[], bound, BOUNDED) {
         return false;
-    };
-    for (value, &position) in candidate_values[..len]
-        .iter_mut()
-        .zip(&candidate_indices[..len])
-    {
-        *value = values[position as usize];
     }
+    candidates.read_values(values);
     if let Some(skip) = skip {
         if values[skip] >= bound {
-            remove_index(
-                &mut candidate_values,
-                &mut candidate_indices,
-                &mut len,
-                skip as u32,
-            );
+            candidates.remove(skip as u32);
         }
     }
-    // Pad to whole registers with NaN, which no ordered comparison counts.
-    let padded = len.div_ceil(8) * 8;
-    candidate_values[len..padded].fill(f32::NAN);
-    select_among::<TIES_HIGH>(
-        &candidate_values[..padded],
-        Some(&candidate_indices[..padded]),
-        None,
-        out,
-    )
+    let (listed_values, listed_indices) = candidates.padded();
+    select_among::<TIES_HIGH>(listed_values, Some(listed_indices), None, out)
 }
 
 /// A value with at least `rank` entries of `values` at or above it (`rank ≤ 64`,
@@ -205,141 +183,234 @@ unsafe fn group_maxima_bound(values: &[f32], rank: usize) -> Option<f32> {
     bound.is_finite().then_some(bound)
 }
 
-/// Lists the entries of `values` at or above `threshold` at the front of `listed_indices`
-/// (their reported index: `indices[p]` with `WITH_INDICES`, else p) and, with `WITH_VALUES`,
-/// of `listed_values`; their number, or `None` when more than `capacity` qualify. Branch-free
-/// per block (a compress permutation and a whole-register store each time, the length
-/// advancing by the mask's population count): which blocks hold candidates is a coin toss a
-/// branch would mispredict. A long row's pass lists positions only (one permutation and one
-/// store per block; the few candidates' values are read back afterwards). The lists need
-/// `capacity + OVERRUN` slots.
-#[inline(always)]
-unsafe fn compact_at_or_above<const WITH_INDICES: bool, const WITH_VALUES: bool>(
-    values: &[f32],
-    indices: &[u32],
-    threshold: f32,
-    listed_values: &mut [f32],
-    listed_indices: &mut [u32],
-    capacity: usize,
-) -> Option<usize> {
-    assert!(!WITH_VALUES || listed_values.len() >= capacity + OVERRUN);
-    assert!(listed_indices.len() >= capacity + OVERRUN);
-    assert!(!WITH_INDICES || indices.len() >= values.len());
-    let bound = _mm256_set1_ps(threshold);
-    let blocks = values.len() / 8;
-    let mut positions = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let eight = _mm256_set1_epi32(8);
-    let mut listed = 0usize;
-    let mut first = 0;
-    while first < blocks {
-        // At most 64 entries join per 8 blocks: within the OVERRUN slots.
-        if listed > capacity {
-            return None;
+/// A list of candidate entries, their values and reported indices, on the stack; the slots
+/// past its length stay uninitialised (initialising a few hundred slots cost a `memset` a
+/// row, as long as the selection itself).
+struct Candidates<const SLOTS: usize> {
+    values: [MaybeUninit<f32>; SLOTS],
+    indices: [MaybeUninit<u32>; SLOTS],
+    len: usize,
+}
+
+impl<const SLOTS: usize> Candidates<SLOTS> {
+    #[inline(always)]
+    fn new() -> Self {
+        Self {
+            values: [MaybeUninit::uninit(); SLOTS],
+            indices: [MaybeUninit::uninit(); SLOTS],
+            len: 0,
         }
-        for block in first..(first + 8).min(blocks) {
-            let block_values = _mm256_loadu_ps(values.as_ptr().add(block * 8));
-            let mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(block_values, bound));
-            let permutation =
-                _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(COMPRESS[mask as usize] as i64));
-            let block_indices = if WITH_INDICES {
-                _mm256_loadu_si256(indices.as_ptr().add(block * 8).cast())
-            } else {
-                positions
-            };
-            if WITH_VALUES {
-                _mm256_storeu_ps(
-                    listed_values.as_mut_ptr().add(listed),
-                    _mm256_permutevar8x32_ps(block_values, permutation),
+    }
+
+    /// Lists the entries of `values` at or above `threshold` (their reported index:
+    /// `indices[p]` with `WITH_INDICES`, else p; their values only `WITH_VALUES`); `false`
+    /// when more than `capacity` qualify. Branch-free per block (a compress permutation and a
+    /// whole-register store each time, the length advancing by the mask's population count):
+    /// which blocks hold candidates is a coin toss a branch would mispredict. A long row's
+    /// pass lists positions only (one permutation and one store per block; the few
+    /// candidates' values are read back afterwards). Needs `capacity + OVERRUN` slots.
+    #[inline(always)]
+    unsafe fn list_at_or_above<const WITH_INDICES: bool, const WITH_VALUES: bool>(
+        &mut self,
+        values: &[f32],
+        indices: &[u32],
+        threshold: f32,
+        capacity: usize,
+    ) -> bool {
+        assert!(capacity + OVERRUN <= SLOTS);
+        assert!(!WITH_INDICES || indices.len() >= values.len());
+        let listed_values = self.values.as_mut_ptr().cast::<f32>();
+        let listed_indices = self.indices.as_mut_ptr().cast::<u32>();
+        let bound = _mm256_set1_ps(threshold);
+        let blocks = values.len() / 8;
+        let mut positions = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let eight = _mm256_set1_epi32(8);
+        let mut listed = 0usize;
+        let mut first = 0;
+        while first < blocks {
+            // At most 64 entries join per 8 blocks: within the OVERRUN slots.
+            if listed > capacity {
+                return false;
+            }
+            for block in first..(first + 8).min(blocks) {
+                let block_values = _mm256_loadu_ps(values.as_ptr().add(block * 8));
+                let mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(block_values, bound));
+                let permutation =
+                    _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(COMPRESS[mask as usize] as i64));
+                let block_indices = if WITH_INDICES {
+                    _mm256_loadu_si256(indices.as_ptr().add(block * 8).cast())
+                } else {
+                    positions
+                };
+                if WITH_VALUES {
+                    _mm256_storeu_ps(
+                        listed_values.add(listed),
+                        _mm256_permutevar8x32_ps(block_values, permutation),
+                    );
+                }
+                _mm256_storeu_si256(
+                    listed_indices.add(listed).cast(),
+                    _mm256_permutevar8x32_epi32(block_indices, permutation),
                 );
+                listed += mask.count_ones() as usize;
+                positions = _mm256_add_epi32(positions, eight);
             }
-            _mm256_storeu_si256(
-                listed_indices.as_mut_ptr().add(listed).cast(),
-                _mm256_permutevar8x32_epi32(block_indices, permutation),
-            );
-            listed += mask.count_ones() as usize;
-            positions = _mm256_add_epi32(positions, eight);
+            first += 8;
         }
-        first += 8;
-    }
-    for (position, &value) in values.iter().enumerate().skip(blocks * 8) {
-        if listed > capacity {
-            return None;
-        }
-        if value >= threshold {
-            if WITH_VALUES {
-                listed_values[listed] = value;
+        for (position, &value) in values.iter().enumerate().skip(blocks * 8) {
+            if listed > capacity {
+                return false;
             }
-            listed_indices[listed] = if WITH_INDICES {
-                indices[position]
-            } else {
-                position as u32
-            };
-            listed += 1;
+            if value >= threshold {
+                if WITH_VALUES {
+                    listed_values.add(listed).write(value);
+                }
+                let index = if WITH_INDICES {
+                    indices[position]
+                } else {
+                    position as u32
+                };
+                listed_indices.add(listed).write(index);
+                listed += 1;
+            }
+        }
+        self.len = listed;
+        listed <= capacity
+    }
+
+    /// Reads the listed positions' values from `values` (after a pass without them).
+    #[inline(always)]
+    fn read_values(&mut self, values: &[f32]) {
+        for slot in 0..self.len {
+            // SAFETY: the first `len` indices were written by the listing pass.
+            let position = unsafe { self.indices[slot].assume_init() };
+            self.values[slot] = MaybeUninit::new(values[position as usize]);
         }
     }
-    (listed <= capacity).then_some(listed)
-}
 
-/// Removes the entry with reported index `index` (if listed) from the first `*len` entries,
-/// moving the last one into its place.
-#[inline(always)]
-fn remove_index(values: &mut [f32], indices: &mut [u32], len: &mut usize, index: u32) {
-    if let Some(position) = indices[..*len].iter().position(|&listed| listed == index) {
-        let last = *len - 1;
-        values[position] = values[last];
-        indices[position] = indices[last];
-        *len = last;
+    /// The listed indices.
+    #[inline(always)]
+    fn indices(&self) -> &[u32] {
+        // SAFETY: the first `len` slots are initialised (MaybeUninit<u32> has u32's layout).
+        unsafe { core::slice::from_raw_parts(self.indices.as_ptr().cast(), self.len) }
+    }
+
+    /// Removes the entry with reported index `index` (if listed), keeping the others in order
+    /// (the ranking reads list order as index order).
+    #[inline(always)]
+    fn remove(&mut self, index: u32) {
+        if let Some(position) = self.indices().iter().position(|&listed| listed == index) {
+            self.values.copy_within(position + 1..self.len, position);
+            self.indices.copy_within(position + 1..self.len, position);
+            self.len -= 1;
+        }
+    }
+
+    /// The values and indices padded to whole registers with NaN (which no ordered
+    /// comparison counts) and index 0.
+    #[inline(always)]
+    fn padded(&mut self) -> (&[f32], &[u32]) {
+        let padded = self.len.div_ceil(8) * 8;
+        for slot in self.len..padded {
+            self.values[slot] = MaybeUninit::new(f32::NAN);
+            self.indices[slot] = MaybeUninit::new(0);
+        }
+        // SAFETY: the first `padded` slots are initialised now.
+        unsafe {
+            (
+                core::slice::from_raw_parts(self.values.as_ptr().cast(), padded),
+                core::slice::from_raw_parts(self.indices.as_ptr().cast(), padded),
+            )
+        }
     }
 }
 
-/// The number of `values` at or above `threshold` (8 lanes of counts, the tail scalar).
+/// A value with at least `rank` entries of `values` at or above it, from one pass: each of
+/// the 8 lanes keeps the `J` largest entries it sees (lane l of every block, the last block
+/// padded with −∞, NaN taken as −∞), and the bound is the `rank`-th largest of those 8·`J`
+/// entries (the largest of them with `rank` of them at or above it). They are distinct entries
+/// of the row, so at least `rank` entries of the row reach it. With `J` = ⌈rank/8⌉ + 1 it
+/// leaves few entries above the `rank`-th largest: for 16 of 100 or 1000 normal logits 16–17
+/// on average, 21–22 at the 99th percentile. `None` where the bound is −∞ (too few ordered
+/// entries).
 #[inline(always)]
-unsafe fn count_at_or_above(values: &[f32], threshold: f32) -> usize {
-    let bound = _mm256_set1_ps(threshold);
+unsafe fn column_tops_bound<const J: usize>(values: &[f32], rank: usize) -> Option<f32> {
+    let lowest = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut tops = [lowest; J];
     let blocks = values.len() / 8;
-    let mut counts = _mm256_setzero_si256();
-    for block in 0..blocks {
-        let at_or_above =
-            _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_loadu_ps(values.as_ptr().add(block * 8)), bound);
-        counts = _mm256_sub_epi32(counts, _mm256_castps_si256(at_or_above));
+    let mut tail = [f32::NEG_INFINITY; 8];
+    tail[..values.len() - blocks * 8].copy_from_slice(&values[blocks * 8..]);
+    for block in 0..=blocks {
+        let source = if block < blocks {
+            values.as_ptr().add(block * 8)
+        } else {
+            tail.as_ptr()
+        };
+        // max(x, −∞) is x, and −∞ for NaN (the second operand is returned where one is NaN).
+        let mut entering = _mm256_max_ps(_mm256_loadu_ps(source), lowest);
+        // Insertion into each lane's descending list: the larger stays, the smaller moves on.
+        for top in tops.iter_mut() {
+            let larger = _mm256_max_ps(entering, *top);
+            entering = _mm256_min_ps(entering, *top);
+            *top = larger;
+        }
     }
-    let mut lanes = [0u32; 8];
-    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), counts);
-    let tail = values[blocks * 8..]
+    let mut listed = [[0f32; 8]; J];
+    for (lanes, top) in listed.iter_mut().zip(&tops) {
+        _mm256_storeu_ps(lanes.as_mut_ptr(), *top);
+    }
+    // Per listed entry, how many listed entries are at or above it; the largest entry with at
+    // least `rank` is the bound.
+    let needed = _mm256_set1_epi32(rank as i32 - 1);
+    let mut bound = lowest;
+    for top in &tops {
+        let mut at_or_above = _mm256_setzero_si256();
+        for other in listed.iter().flatten() {
+            let reaches = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_set1_ps(*other), *top);
+            at_or_above = _mm256_sub_epi32(at_or_above, _mm256_castps_si256(reaches));
+        }
+        let enough = _mm256_castsi256_ps(_mm256_cmpgt_epi32(at_or_above, needed));
+        bound = _mm256_max_ps(bound, _mm256_blendv_ps(lowest, *top, enough));
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), bound);
+    let bound = lanes
         .iter()
-        .filter(|&&value| value >= threshold)
-        .count();
-    lanes.iter().sum::<u32>() as usize + tail
+        .fold(f32::NEG_INFINITY, |high, &value| high.max(value));
+    (bound > f32::NEG_INFINITY).then_some(bound)
 }
 
-/// The smallest and largest of the ordered entries, and whether those are finite; `None` when
-/// no entry is ordered. NaN entries (the padding of candidate lists among them) are passed over.
+/// [`column_tops_bound`] with `J` = ⌈rank/8⌉ + 1 entries per lane (at most 8).
 #[inline(always)]
-unsafe fn extremes(values: &[f32]) -> Option<(f32, f32)> {
-    let blocks = values.len() / 8;
-    let mut smallest = _mm256_set1_ps(f32::INFINITY);
-    let mut largest = _mm256_set1_ps(f32::NEG_INFINITY);
-    for block in 0..blocks {
-        let block_values = _mm256_loadu_ps(values.as_ptr().add(block * 8));
-        // A NaN in the first operand leaves the running extreme (the second) as it is.
-        smallest = _mm256_min_ps(block_values, smallest);
-        largest = _mm256_max_ps(block_values, largest);
+unsafe fn rank_bound(values: &[f32], rank: usize) -> Option<f32> {
+    match rank.div_ceil(8) {
+        0 | 1 => column_tops_bound::<2>(values, rank),
+        2 => column_tops_bound::<3>(values, rank),
+        3 => column_tops_bound::<4>(values, rank),
+        _ => column_tops_bound::<8>(values, rank),
     }
-    let mut low = [0f32; 8];
-    let mut high = [0f32; 8];
-    _mm256_storeu_ps(low.as_mut_ptr(), smallest);
-    _mm256_storeu_ps(high.as_mut_ptr(), largest);
-    let tail = &values[blocks * 8..];
-    let low = low.iter().chain(tail).fold(f32::INFINITY, |a, &b| a.min(b));
-    let high = high
-        .iter()
-        .chain(tail)
-        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    (low <= high).then_some((low, high))
 }
 
-/// Steps 1–4 of the module docs over `values` (reported as `indices[p]`, or p), except
-/// position `skip`.
+/// For each lane `j` of a block, the lanes after it (`LATER`) or before it: all bits set
+/// where `l > j` (`l < j`).
+const fn lane_masks<const LATER: bool>() -> [[i32; 8]; 8] {
+    let mut masks = [[0i32; 8]; 8];
+    let mut j = 0;
+    while j < 8 {
+        let mut lane = 0;
+        while lane < 8 {
+            if (LATER && lane > j) || (!LATER && lane < j) {
+                masks[j][lane] = -1;
+            }
+            lane += 1;
+        }
+        j += 1;
+    }
+    masks
+}
+
+/// Steps 1–4 of the module docs over `values` (reported as `indices[p]`, or p; `indices`
+/// ascending), except position `skip`.
 #[inline(always)]
 unsafe fn select_among<const TIES_HIGH: bool>(
     values: &[f32],
@@ -348,111 +419,83 @@ unsafe fn select_among<const TIES_HIGH: bool>(
     out: &mut [u32],
 ) -> bool {
     let count = out.len();
-    let Some((smallest, largest)) = extremes(values) else {
+    let Some(threshold) = rank_bound(values, count + usize::from(skip.is_some())) else {
         return false;
     };
-    if !(smallest.is_finite() && largest.is_finite()) {
-        return false;
-    }
-    let count_from = |threshold: f32| {
-        count_at_or_above(values, threshold)
-            - skip.map_or(0, |position| usize::from(values[position] >= threshold))
-    };
-    // Bisection of the value range: more than `count + SLACK` entries ≥ low, fewer than
-    // `count` ≥ high, until a value leaves `count` to `count + SLACK` at or above it.
-    let within = |at_or_above: usize| at_or_above >= count && at_or_above - count <= SLACK;
-    let (mut low, mut high) = (smallest, largest);
-    let mut threshold = None;
-    let at_largest = count_from(largest);
-    if within(at_largest) {
-        threshold = Some(largest);
-    } else if at_largest < count {
-        for _ in 0..MAX_STEPS {
-            let middle = low * 0.5 + high * 0.5;
-            if !(middle > low && middle < high) {
-                break; // adjacent values: ties straddle the count-th largest
-            }
-            let at_or_above = count_from(middle);
-            if within(at_or_above) {
-                threshold = Some(middle);
-                break;
-            }
-            if at_or_above > count {
-                low = middle;
-            } else {
-                high = middle;
-            }
-        }
-    }
-    let Some(threshold) = threshold else {
-        return false;
-    };
-    let mut candidate_values = [f32::NAN; RANKED + OVERRUN];
-    let mut candidate_indices = [0u32; RANKED + OVERRUN];
+    let mut candidates = Candidates::<{ LISTED + OVERRUN }>::new();
     let listed = match indices {
-        Some(indices) => compact_at_or_above::<true, true>(
-            values,
-            indices,
-            threshold,
-            &mut candidate_values,
-            &mut candidate_indices,
-            RANKED,
-        ),
-        None => compact_at_or_above::<false, true>(
-            values,
-            &[],
-            threshold,
-            &mut candidate_values,
-            &mut candidate_indices,
-            RANKED,
-        ),
+        Some(indices) => {
+            candidates.list_at_or_above::<true, true>(values, indices, threshold, LISTED)
+        }
+        None => candidates.list_at_or_above::<false, true>(values, &[], threshold, LISTED),
     };
-    let Some(mut len) = listed else {
+    if !listed {
         return false;
-    };
+    }
     if let Some(skip) = skip {
         if values[skip] >= threshold {
-            let index = indices.map_or(skip as u32, |indices| indices[skip]);
-            remove_index(
-                &mut candidate_values,
-                &mut candidate_indices,
-                &mut len,
-                index,
-            );
+            candidates.remove(indices.map_or(skip as u32, |indices| indices[skip]));
         }
     }
+    let len = candidates.len;
     if len < count {
         return false;
     }
-    // Padding: NaN ranks above nothing.
-    let padded = len.div_ceil(8) * 8;
-    candidate_values[len..padded].fill(f32::NAN);
-    // Rank by counting: distinct indices make the ranks a permutation of 0..len.
-    let mut ranked = [0u32; RANKED];
-    for candidate in 0..len {
-        let value = _mm256_set1_ps(candidate_values[candidate]);
-        let index = _mm256_set1_epi32(candidate_indices[candidate] as i32);
-        let mut above = 0u32;
-        for block in 0..padded / 8 {
-            let others = _mm256_loadu_ps(candidate_values.as_ptr().add(block * 8));
-            let other_indices =
-                _mm256_loadu_si256(candidate_indices.as_ptr().add(block * 8).cast());
-            let greater = _mm256_cmp_ps::<_CMP_GT_OQ>(others, value);
-            let equal = _mm256_cmp_ps::<_CMP_EQ_OQ>(others, value);
-            let tie_before = if TIES_HIGH {
-                _mm256_cmpgt_epi32(other_indices, index)
+    let (candidate_values, candidate_indices) = candidates.padded();
+    let padded = candidate_values.len();
+    // Rank by counting, 8 candidates at a time against each candidate j: the list is in index
+    // order, so j ranks above candidate p where its value is larger, or equal and j comes
+    // first in tie order (j < p, or j > p with TIES_HIGH): `≥` for the j on that side of p,
+    // `>` on the other (and for p itself). Distinct positions make the ranks a permutation.
+    let mut ranks = [MaybeUninit::<i32>::uninit(); LISTED + 8];
+    for block in 0..padded / 8 {
+        let first = block * 8;
+        let own = _mm256_loadu_ps(candidate_values.as_ptr().add(first));
+        let mut above = _mm256_setzero_si256();
+        for &other in &candidate_values[..first] {
+            let other = _mm256_set1_ps(other);
+            let beats = if TIES_HIGH {
+                _mm256_cmp_ps::<_CMP_GT_OQ>(other, own)
             } else {
-                _mm256_cmpgt_epi32(index, other_indices)
+                _mm256_cmp_ps::<_CMP_GE_OQ>(other, own)
             };
-            let beats = _mm256_or_ps(
-                greater,
-                _mm256_and_ps(equal, _mm256_castsi256_ps(tie_before)),
-            );
-            above += _mm256_movemask_ps(beats).count_ones();
+            above = _mm256_sub_epi32(above, _mm256_castps_si256(beats));
         }
-        ranked[above as usize] = candidate_indices[candidate];
+        for (offset, &other) in candidate_values[first..len.min(first + 8)]
+            .iter()
+            .enumerate()
+        {
+            let other = _mm256_set1_ps(other);
+            let greater = _mm256_cmp_ps::<_CMP_GT_OQ>(other, own);
+            let at_least = _mm256_cmp_ps::<_CMP_GE_OQ>(other, own);
+            // Ties low: `≥` for the lanes after j; ties high: for the lanes before it.
+            let masks = const { [lane_masks::<true>(), lane_masks::<false>()] };
+            let side = _mm256_loadu_ps(masks[usize::from(TIES_HIGH)][offset].as_ptr().cast());
+            let beats = _mm256_blendv_ps(greater, at_least, side);
+            above = _mm256_sub_epi32(above, _mm256_castps_si256(beats));
+        }
+        for &other in &candidate_values[(first + 8).min(len)..len] {
+            let other = _mm256_set1_ps(other);
+            let beats = if TIES_HIGH {
+                _mm256_cmp_ps::<_CMP_GE_OQ>(other, own)
+            } else {
+                _mm256_cmp_ps::<_CMP_GT_OQ>(other, own)
+            };
+            above = _mm256_sub_epi32(above, _mm256_castps_si256(beats));
+        }
+        _mm256_storeu_si256(ranks.as_mut_ptr().add(first).cast(), above);
     }
-    out.copy_from_slice(&ranked[..count]);
+    // Each candidate into its rank's slot (ranks are below `len`: no padding lane is
+    // counted), the first `count` out.
+    let mut ranked = [MaybeUninit::<u32>::uninit(); LISTED];
+    for (rank, &index) in ranks[..len].iter().zip(&candidate_indices[..len]) {
+        // SAFETY: the blocks above stored the first `padded ≥ len` ranks.
+        ranked[rank.assume_init() as usize] = MaybeUninit::new(index);
+    }
+    for (slot, rank) in out.iter_mut().zip(&ranked) {
+        // SAFETY: the ranks of the `len ≥ count` candidates are a permutation of 0..len.
+        *slot = rank.assume_init();
+    }
     true
 }
 
@@ -557,10 +600,24 @@ mod tests {
                 seen[index as usize] = true;
             }
         }
+        // Infinite entries are ordered like any other (the same indices as the portable path
+        // where taken), among the selected ones or below them.
         values[5] = f32::INFINITY;
         values[17] = f32::NEG_INFINITY;
-        // Infinite entries: declined (the portable path orders them).
-        assert!(!unsafe { largest_indices_f32::<false>(&values, Some(3), &mut out) });
+        values[40] = f32::INFINITY;
+        for count in [1, 2, 15] {
+            for skip in [None, Some(5), Some(3)] {
+                assert!(agrees::<false>(&values, skip, count), "count {count}");
+                assert!(agrees::<true>(&values, skip, count), "count {count}");
+            }
+        }
+        let mut many_infinite = row(100, None, 10);
+        many_infinite[..20].fill(f32::INFINITY);
+        many_infinite[50..90].fill(f32::NEG_INFINITY);
+        for count in [1, 5, 15, 56] {
+            agrees::<false>(&many_infinite, Some(7), count);
+            agrees::<true>(&many_infinite, None, count);
+        }
         // Fewer ordered entries than wanted: declined.
         let all_nan = [f32::NAN; 40];
         assert!(!unsafe { largest_indices_f32::<false>(&all_nan, None, &mut out) });
