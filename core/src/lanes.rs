@@ -12,7 +12,6 @@
 
 use crate::config::Family;
 use crate::network::Comparator;
-use crate::neuralsort::PARTIAL_SUMS;
 use crate::relaxation::Sigmoid;
 use crate::Real;
 
@@ -124,6 +123,8 @@ pub(crate) struct LaneBuffers<F> {
     rows: alloc::vec::Vec<Lanes<F>>,
     /// NeuralSort: c, then c̄.
     deviations: alloc::vec::Vec<Lanes<F>>,
+    /// NeuralSort: the sorted order and running sums of c and c̄.
+    order: OrderLanes<F>,
     work: alloc::vec::Vec<F>,
 }
 
@@ -143,13 +144,14 @@ impl<F: Real> LaneBuffers<F> {
             probability_lanes: vec![[F::zero(); LANES]; inputs],
             rows: vec![[F::zero(); LANES]; relaxed_rows * inputs],
             deviations: vec![[F::zero(); LANES]; if relaxed_rows > 0 { inputs } else { 0 }],
+            order: OrderLanes::new(if relaxed_rows > 0 { inputs } else { 0 }),
             work: vec![F::zero(); inputs],
         }
     }
 }
 
 /// Whether [`loss_lanes`] handles `config` (every network; NeuralSort up to
-/// [`crate::neuralsort::DIRECT_MAX`] sorted inputs, where the core sums c over all pairs;
+/// [`crate::neuralsort::DIRECT_MAX`] sorted inputs, where its order is counted over all pairs;
 /// SoftSort always).
 pub(crate) fn lanes_support(config: &crate::TopkLossConfig) -> bool {
     match config.method().family() {
@@ -524,16 +526,32 @@ fn shared_products<F: Real>(
     out
 }
 
-/// Per lane, the largest value over the wires, scanned in wire order as `softmax`'s maximum.
+/// Per lane, the largest value over the wires. Four running maxima over interleaved wires,
+/// then combined (one chain of compare-and-select ran at its latency); the value is the one
+/// `softmax`'s scan in wire order finds, up to the sign of a zero maximum, which no use can
+/// see: every use subtracts it before an exponential (e^(±0) = 1) or adds it to a logarithm.
 #[inline(always)]
 fn lane_maxima<F: Real>(wires: &[Lanes<F>]) -> Lanes<F> {
-    let mut maximum = wires[0];
-    for values in &wires[1..] {
+    let larger = |maximum: &mut Lanes<F>, values: &Lanes<F>| {
         for lane in 0..LANES {
             if values[lane] > maximum[lane] {
                 maximum[lane] = values[lane];
             }
         }
+    };
+    let mut maxima = [wires[0]; 4];
+    let mut blocks = wires.chunks_exact(4);
+    for block in &mut blocks {
+        for (maximum, values) in maxima.iter_mut().zip(block) {
+            larger(maximum, values);
+        }
+    }
+    for values in blocks.remainder() {
+        larger(&mut maxima[0], values);
+    }
+    let [mut maximum, second, third, fourth] = maxima;
+    for values in [second, third, fourth] {
+        larger(&mut maximum, &values);
     }
     maximum
 }
@@ -571,6 +589,16 @@ fn shifted_exponentials<F: Real>(values: &Lanes<F>, shift: &Lanes<F>) -> Lanes<F
     out
 }
 
+/// `exp((x − shift)·β)` for one wire of every lane.
+#[inline(always)]
+fn scaled_exponentials<F: Real>(values: &Lanes<F>, shift: &Lanes<F>, beta: F) -> Lanes<F> {
+    let mut out = [F::zero(); LANES];
+    for lane in 0..LANES {
+        out[lane] = ((values[lane] - shift[lane]) * beta).exp();
+    }
+    out
+}
+
 /// `exp(−β |s − center|)` for one wire of every lane.
 #[inline(always)]
 fn softsort_exponentials<F: Real>(values: &Lanes<F>, center: &Lanes<F>, beta: F) -> Lanes<F> {
@@ -581,13 +609,14 @@ fn softsort_exponentials<F: Real>(values: &Lanes<F>, center: &Lanes<F>, beta: F)
     out
 }
 
-/// NeuralSort's rows for every lane (as `neuralsort::neuralsort_rows` with c from all pairs):
+/// NeuralSort's rows for every lane (as `neuralsort::neuralsort_rows`, c from the order):
 /// `rows[ρ·n + i] = softmax_i(β (z_i − max z))`, `z_i = s_i (n − 1 − 2ρ) − c_i`,
 /// `c_i = Σ_l |s_i − s_l|`.
 #[inline(always)]
 fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usize, beta: F) {
     let selected = &buffers.selected_lanes;
-    deviation_sums_lanes(&selected[..n], &mut buffers.deviations[..n]);
+    ascending_order_lanes(&selected[..n], &mut buffers.order);
+    deviation_sums_lanes(&mut buffers.order, n, &mut buffers.deviations[..n]);
     for rank in 0..k {
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64);
         let row = &mut buffers.rows[rank * n..(rank + 1) * n];
@@ -596,49 +625,173 @@ fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usi
                 r[lane] = s[lane] * scale - c[lane];
             }
         }
-        // β (z − max z), as the one-row code (β z itself may overflow).
+        // β (z − max z), as the one-row code (β z itself may overflow), then its softmax:
+        // exponentials, sum, scaling. The one-row softmax first subtracts the maximum of
+        // β (z − max z), which is ±0 (the largest entry gives +0, every other is ≤ 0), and
+        // e^(x − (±0)) = e^x bit for bit (x − (±0) is x, up to the sign of a zero x, and
+        // e^(±0) = 1): the lanes leave that pass out.
         let top = lane_maxima(row);
         for r in row.iter_mut() {
-            for lane in 0..LANES {
-                r[lane] = (r[lane] - top[lane]) * beta;
-            }
-        }
-        // softmax_in_place per lane: maximum, exponentials, sum, scaling.
-        let maximum = lane_maxima(row);
-        for r in row.iter_mut() {
-            *r = shifted_exponentials(r, &maximum);
+            *r = scaled_exponentials(r, &top, beta);
         }
         normalise_lanes(row);
     }
 }
 
-/// `c_i = Σ_l |s_i − s_l|` for every wire (`selected`, `c`: n wires) of every lane, in the
-/// one-row code's interleaved partial sums (wire l into partial l mod 8), bit for bit; for f32
-/// with AVX2 by `deviation_avx2::deviation_sums` (four wires at a time).
+/// NeuralSort's order for every lane (as `neuralsort::ascending_order`): the rank of wire i
+/// among the lane's values in ascending (value, wire) order, counted over all pairs (`≤` for
+/// the wires before i, `<` for those after), then the wires and values in that order:
+/// `order.wires[r][lane]`, `order.values[r][lane]`.
 #[inline(always)]
-fn deviation_sums_lanes<F: Real>(selected: &[Lanes<F>], c: &mut [Lanes<F>]) {
+fn ascending_order_lanes<F: Real>(selected: &[Lanes<F>], order: &mut OrderLanes<F>) {
+    let n = selected.len();
     #[cfg(target_arch = "x86_64")]
-    if let (Some(selected), Some(c)) = (F::as_f32_lanes(selected), F::as_f32_lanes_mut(c)) {
-        if crate::cpu::has_avx2() {
+    let counted = match F::as_f32_lanes(selected) {
+        Some(values) if crate::cpu::has_avx2() => {
             // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { crate::deviation_avx2::deviation_sums(selected, c) };
-            return;
+            unsafe { crate::rank_avx2::ranks(values, &mut order.ranks[..n]) };
+            true
+        }
+        _ => false,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let counted = false;
+    if !counted {
+        for (i, score) in selected.iter().enumerate() {
+            let mut rank = [0u32; LANES];
+            for earlier in &selected[..i] {
+                for lane in 0..LANES {
+                    rank[lane] += u32::from(earlier[lane] <= score[lane]);
+                }
+            }
+            for later in &selected[i + 1..] {
+                for lane in 0..LANES {
+                    rank[lane] += u32::from(later[lane] < score[lane]);
+                }
+            }
+            order.ranks[i] = rank;
         }
     }
-    let n = selected.len();
-    for (c, si) in c.iter_mut().zip(selected) {
-        // Each partial summed on its own over its wires in order (one register per loop; the
-        // eight side by side had the vectoriser pack partials instead of lanes).
-        let mut partial = [[F::zero(); LANES]; PARTIAL_SUMS];
-        // (Index loops: `step_by` was left as a call per element.)
-        for (first, p) in partial.iter_mut().enumerate() {
-            let mut l = first;
-            while l < n {
-                *p = add_absolute_differences(p, si, &selected[l]);
-                l += PARTIAL_SUMS;
+    for (wire, (rank, score)) in order.ranks[..n].iter().zip(selected).enumerate() {
+        for lane in 0..LANES {
+            let position = rank[lane] as usize;
+            order.wires[position][lane] = wire as u32;
+            order.values[position][lane] = score[lane];
+        }
+    }
+}
+
+/// The sorted order of every lane and the running sums over it (see [`deviation_sums_lanes`]).
+#[derive(Debug)]
+pub(crate) struct OrderLanes<F> {
+    /// Per wire, its position in ascending order.
+    ranks: alloc::vec::Vec<[u32; LANES]>,
+    /// Per position, the wire there and its value.
+    wires: alloc::vec::Vec<[u32; LANES]>,
+    values: alloc::vec::Vec<Lanes<F>>,
+    /// Running sums in sorted order (n + 1), per position the start of its tie group and the
+    /// running sum there, and a sorted copy of the adjoints (backward).
+    running: alloc::vec::Vec<[f64; LANES]>,
+    group_start: alloc::vec::Vec<[f64; LANES]>,
+    group_below: alloc::vec::Vec<[f64; LANES]>,
+    sorted_terms: alloc::vec::Vec<[f64; LANES]>,
+}
+
+impl<F: Real> OrderLanes<F> {
+    fn new(inputs: usize) -> Self {
+        use alloc::vec;
+        OrderLanes {
+            ranks: vec![[0; LANES]; inputs],
+            wires: vec![[0; LANES]; inputs],
+            values: vec![[F::zero(); LANES]; inputs],
+            running: vec![[0.0; LANES]; inputs + 1],
+            group_start: vec![[0.0; LANES]; inputs],
+            group_below: vec![[0.0; LANES]; inputs],
+            sorted_terms: vec![[0.0; LANES]; inputs],
+        }
+    }
+
+    /// From `sorted_terms` (n, in sorted order): `running`, and per position the start of
+    /// its tie group and the running sum there (`group_start`, `group_below`).
+    #[inline(always)]
+    fn running_sums(&mut self, n: usize) {
+        self.running[0] = [0.0; LANES];
+        for r in 0..n {
+            let (before, after) = self.running.split_at_mut(r + 1);
+            for lane in 0..LANES {
+                after[0][lane] = before[r][lane] + self.sorted_terms[r][lane];
             }
         }
-        *c = combine_partial_lanes(&partial);
+        self.group_start[0] = [0.0; LANES];
+        self.group_below[0] = [0.0; LANES];
+        for r in 1..n {
+            for lane in 0..LANES {
+                let tie = self.values[r][lane] == self.values[r - 1][lane];
+                self.group_start[r][lane] = if tie {
+                    self.group_start[r - 1][lane]
+                } else {
+                    r as f64
+                };
+                self.group_below[r][lane] = if tie {
+                    self.group_below[r - 1][lane]
+                } else {
+                    self.running[r][lane]
+                };
+            }
+        }
+    }
+
+    /// For a walk from the last position down: at position `r`, per lane, the end of its tie
+    /// group (`end`, starting at n) and the running sum there (`upto`, starting at the total).
+    /// (A method, not a visitor closure: closures do not take the caller's AVX2 and stayed
+    /// separate scalar functions.)
+    #[inline(always)]
+    fn step_down(&self, r: usize, n: usize, end: &mut [f64; LANES], upto: &mut [f64; LANES]) {
+        if r + 1 < n {
+            for lane in 0..LANES {
+                let tie = self.values[r + 1][lane] == self.values[r][lane];
+                end[lane] = if tie { end[lane] } else { (r + 1) as f64 };
+                upto[lane] = if tie {
+                    upto[lane]
+                } else {
+                    self.running[r + 1][lane]
+                };
+            }
+        }
+    }
+}
+
+/// `c_i = Σ_l |s_i − s_l|` for every wire of every lane, as `neuralsort::absolute_deviation_sums`
+/// per lane, bit for bit: the values less the lane's smallest, running sums in sorted order,
+/// `neuralsort::deviation_at` per position, written to its wire.
+#[inline(always)]
+fn deviation_sums_lanes<F: Real>(order: &mut OrderLanes<F>, n: usize, c: &mut [Lanes<F>]) {
+    let mut pivot = [0.0f64; LANES];
+    for lane in 0..LANES {
+        pivot[lane] = order.values[0][lane].as_f64();
+    }
+    for r in 0..n {
+        for lane in 0..LANES {
+            order.sorted_terms[r][lane] = order.values[r][lane].as_f64() - pivot[lane];
+        }
+    }
+    order.running_sums(n);
+    let total = order.running[n];
+    let count = n as f64;
+    let (mut end, mut upto) = ([count; LANES], total);
+    for r in (0..n).rev() {
+        order.step_down(r, n, &mut end, &mut upto);
+        for lane in 0..LANES {
+            let sum = crate::neuralsort::deviation_at(
+                order.sorted_terms[r][lane],
+                order.group_start[r][lane],
+                order.group_below[r][lane],
+                total[lane],
+                upto[lane],
+                count - end[lane],
+            );
+            c[order.wires[r][lane] as usize][lane] = F::of(sum);
+        }
     }
 }
 
@@ -788,16 +941,14 @@ fn one_hot_dot<F: Real>(
     dot
 }
 
-/// NeuralSort's backward into `buffers.x` (as `neuralsort::neuralsort_rows_backward` with the
-/// all-pairs VJP of c).
+/// NeuralSort's backward into `buffers.x` (as `neuralsort::neuralsort_rows_backward`).
 ///
 /// Per relaxed row ρ the adjoint of its softmax logits is `a_i = P̂[ρ,i] (δ_{i,label} ā_ρ − d)`
 /// with `d = 0 + P̂[ρ,label] ā_ρ` (the one-row code's dot product over a one-hot adjoint, summed
 /// in column order: every other term is +0, so the sum is that product, or +0 for −0); it is
-/// used as it is made (`ḡ_i += a_i β scale_ρ`, `c̄_i −= a_i β`), never stored. The all-pairs VJP
-/// of c adds `(c̄_i + c̄_l)` where `s_i > s_l` and subtracts it where `s_i < s_l`, as selects:
-/// the running sum starts at +0 and is never −0, so the terms of ties (±0) leave it unchanged,
-/// as the one-row code's explicit 0 does. Bit-identical to the one-row code.
+/// used as it is made (`ḡ_i += a_i β scale_ρ`, `c̄_i −= a_i β`; for f32 with AVX2 by
+/// `adjoint_avx2::neuralsort_adjoint_step`), never stored. The VJP of c then comes from the
+/// forward's order ([`signed_adjoint_sums_lanes`]). Bit-identical to the one-row code.
 #[inline(always)]
 fn neuralsort_backward_lanes<F: Real>(
     buffers: &mut LaneBuffers<F>,
@@ -818,6 +969,36 @@ fn neuralsort_backward_lanes<F: Real>(
         let dot = one_hot_dot(row, sorted_labels, adjoint, n);
         let threshold = flush_thresholds(&dot);
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64) * beta;
+        #[cfg(target_arch = "x86_64")]
+        if crate::cpu::has_avx2() {
+            if let (Some(row), Some(gx), Some(c_bar), Some(&[adjoint]), Some(&[dot])) = (
+                F::as_f32_lanes(row),
+                F::as_f32_lanes_mut(&mut gx[..n]),
+                F::as_f32_lanes_mut(&mut c_bar[..n]),
+                F::as_f32_lanes(core::slice::from_ref(adjoint)),
+                F::as_f32_lanes(core::slice::from_ref(&dot)),
+            ) {
+                let threshold =
+                    F::as_f32_lanes(core::slice::from_ref(&threshold)).expect("f32 lanes")[0];
+                let parameters = [scale, beta];
+                let parameters = F::as_f32_slice(&parameters).expect("f32");
+                // SAFETY: the CPU supports AVX2, checked just above.
+                unsafe {
+                    crate::adjoint_avx2::neuralsort_adjoint_step(
+                        row,
+                        &labels,
+                        &adjoint,
+                        &dot,
+                        &threshold,
+                        parameters[0],
+                        parameters[1],
+                        gx,
+                        c_bar,
+                    )
+                };
+                continue;
+            }
+        }
         for (wire, ((g, cb), p)) in gx
             .iter_mut()
             .zip(c_bar.iter_mut())
@@ -831,86 +1012,42 @@ fn neuralsort_backward_lanes<F: Real>(
             }
         }
     }
-    signed_adjoint_sums_lanes(&buffers.selected_lanes[..n], &c_bar[..n], &mut gx[..n]);
+    signed_adjoint_sums_lanes(&mut buffers.order, n, &c_bar[..n], &mut gx[..n]);
 }
 
-/// `ḡ_i += Σ_l sign(s_i − s_l)(c̄_i + c̄_l)` (sign(0) = 0) for every wire (n of each slice) of
-/// every lane, in the one-row code's interleaved partial sums, bit for bit; for f32 with AVX2
-/// by `deviation_avx2::signed_adjoint_sums`.
+/// `ḡ_i += Σ_l sign(s_i − s_l)(c̄_i + c̄_l)` (sign(0) = 0) for every wire of every lane, as
+/// `neuralsort::absolute_deviation_sums_backward` per lane, bit for bit (the order from the
+/// forward's [`ascending_order_lanes`]).
 #[inline(always)]
 fn signed_adjoint_sums_lanes<F: Real>(
-    selected: &[Lanes<F>],
+    order: &mut OrderLanes<F>,
+    n: usize,
     c_bar: &[Lanes<F>],
     gradient: &mut [Lanes<F>],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if let (Some(selected), Some(c_bar), Some(gradient)) = (
-        F::as_f32_lanes(selected),
-        F::as_f32_lanes(c_bar),
-        F::as_f32_lanes_mut(gradient),
-    ) {
-        if crate::cpu::has_avx2() {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { crate::deviation_avx2::signed_adjoint_sums(selected, c_bar, gradient) };
-            return;
-        }
-    }
-    let n = selected.len();
-    for ((g, si), ci) in gradient.iter_mut().zip(selected).zip(c_bar) {
-        let mut partial = [[F::zero(); LANES]; PARTIAL_SUMS];
-        for (first, p) in partial.iter_mut().enumerate() {
-            let mut l = first;
-            while l < n {
-                *p = add_signed_adjoints(p, si, &selected[l], ci, &c_bar[l]);
-                l += PARTIAL_SUMS;
-            }
-        }
-        let sum = combine_partial_lanes(&partial);
+    for r in 0..n {
         for lane in 0..LANES {
-            g[lane] += sum[lane];
+            order.sorted_terms[r][lane] = c_bar[order.wires[r][lane] as usize][lane].as_f64();
         }
     }
-}
-
-/// `partial + |s_i − s_l|` per lane (as `neuralsort::absolute_deviation_sums_direct`).
-#[inline(always)]
-fn add_absolute_differences<F: Real>(partial: &Lanes<F>, si: &Lanes<F>, sl: &Lanes<F>) -> Lanes<F> {
-    let mut out = *partial;
-    for lane in 0..LANES {
-        out[lane] += (si[lane] - sl[lane]).abs();
-    }
-    out
-}
-
-/// `partial + (c̄_i + c̄_l)` where `s_i > s_l`, `− (c̄_i + c̄_l)` where `s_i < s_l`, per lane (as
-/// `neuralsort::absolute_deviation_sums_backward_direct`).
-#[inline(always)]
-fn add_signed_adjoints<F: Real>(
-    partial: &Lanes<F>,
-    si: &Lanes<F>,
-    sl: &Lanes<F>,
-    ci: &Lanes<F>,
-    cl: &Lanes<F>,
-) -> Lanes<F> {
-    let mut out = *partial;
-    for lane in 0..LANES {
-        let both = ci[lane] + cl[lane];
-        out[lane] += if si[lane] > sl[lane] { both } else { F::zero() };
-        out[lane] -= if si[lane] < sl[lane] { both } else { F::zero() };
-    }
-    out
-}
-
-/// Per lane, the partial sums added in order (`neuralsort::combine_partial_sums`).
-#[inline(always)]
-fn combine_partial_lanes<F: Real>(partial: &[Lanes<F>; PARTIAL_SUMS]) -> Lanes<F> {
-    let mut sum = partial[0];
-    for p in &partial[1..] {
+    order.running_sums(n);
+    let total = order.running[n];
+    let count = n as f64;
+    let (mut end, mut upto) = ([count; LANES], total);
+    for r in (0..n).rev() {
+        order.step_down(r, n, &mut end, &mut upto);
         for lane in 0..LANES {
-            sum[lane] += p[lane];
+            let term = crate::neuralsort::signed_adjoint_at(
+                order.sorted_terms[r][lane],
+                order.group_start[r][lane],
+                count - end[lane],
+                order.group_below[r][lane],
+                total[lane],
+                upto[lane],
+            );
+            gradient[order.wires[r][lane] as usize][lane] += F::of(term);
         }
     }
-    sum
 }
 
 #[cfg(test)]

@@ -53,12 +53,12 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(all(target_arch = "x86_64", feature = "alloc"))]
+mod adjoint_avx2;
 mod atan;
 mod config;
 #[cfg(target_arch = "x86_64")]
 mod cpu;
-#[cfg(all(target_arch = "x86_64", feature = "alloc"))]
-mod deviation_avx2;
 mod erf;
 mod error;
 mod exp;
@@ -70,6 +70,8 @@ pub mod loss;
 pub mod network;
 pub mod neuralsort;
 pub mod operators;
+#[cfg(all(target_arch = "x86_64", feature = "alloc"))]
+mod rank_avx2;
 mod real;
 pub mod relaxation;
 pub mod select;

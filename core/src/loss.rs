@@ -89,8 +89,8 @@ pub fn check_network(config: &TopkLossConfig, network: &NetworkRef<'_>) -> Resul
 /// `network` is the network for `config.sorted_inputs()` wires and K (required for the sorting
 /// network methods; built by [`crate::TopkLoss`] or by the caller); `row` only labels errors.
 /// Never allocates; O(comparators) for the networks, O(K·n′ + n′²) for NeuralSort up to
-/// n′ = 256 (c from all pairs, vectorised) and O(K·n′ + n′ log n′) above, O(K·n′) for SoftSort,
-/// plus O(n) for the preselection.
+/// n′ = 256 (its order counted over all pairs, vectorised) and O(K·n′ + n′ log n′) above,
+/// O(K·n′) for SoftSort, plus O(n) for the preselection.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_loss<F: Real>(
     config: &TopkLossConfig,

@@ -5,29 +5,88 @@
 //! `P̂[ρ, i] = softmax_i( β (s_i (n − 1 − 2ρ) − c_i) )`, `c_i = Σ_l |s_i − s_l|`
 //! (the reference negates the scores, t = −s, and uses the scaling n + 1 − 2(r+1) on position r;
 //! both give this). In difftopk's convention `P_topk[i, K−1−ρ] = P̂[ρ, i]`.
-//! Cost O(n log n + K n) per row: c comes from one sort and prefix sums (for n ≤ 256 from the
-//! n² differences directly, which vectorise and beat the sort there). Only the columns of P
-//! (output positions) sum to 1.
+//! Cost O(n log n + K n) per row: c and its VJP come from the scores' ascending order and
+//! running sums in that order (in `f64`), the order from a sort (up to 256 scores by counting
+//! over all pairs, O(n²) but vectorised). Only the columns of P (output positions) sum to 1.
 
 use crate::softmax::{softmax_backward_flushed, softmax_in_place_unchecked};
 use crate::{Error, Real};
 
-/// Sorts `order` (any permutation of 0..n on entry is fine) by ascending score.
-fn sort_ascending<F: Real>(scores: &[F], order: &mut [u32]) {
-    for (i, o) in order.iter_mut().enumerate() {
-        *o = i as u32;
+/// `order` ← the positions 0..n in ascending order of (score, position): equal scores in
+/// position order, so that every path (this one, the lanes' ranks) finds the same order. Up to
+/// [`DIRECT_MAX`] scores by counting (each score's rank is the number of scores before it,
+/// counted over all pairs: vectorised, cheaper than a sort's mispredicted branches there),
+/// beyond by a sort. Scores must be ordered (no NaN).
+pub(crate) fn ascending_order<F: Real>(scores: &[F], order: &mut [u32]) {
+    let n = scores.len();
+    if n <= DIRECT_MAX {
+        for (i, &score) in scores.iter().enumerate() {
+            let mut rank = 0u32;
+            for &earlier in &scores[..i] {
+                rank += u32::from(earlier <= score);
+            }
+            for &later in &scores[i + 1..] {
+                rank += u32::from(later < score);
+            }
+            order[rank as usize] = i as u32;
+        }
+    } else {
+        for (i, o) in order.iter_mut().enumerate() {
+            *o = i as u32;
+        }
+        order.sort_unstable_by(|&a, &b| {
+            scores[a as usize]
+                .partial_cmp(&scores[b as usize])
+                .unwrap_or(core::cmp::Ordering::Equal)
+                .then(a.cmp(&b))
+        });
     }
-    order.sort_unstable_by(|&a, &b| {
-        scores[a as usize]
-            .partial_cmp(&scores[b as usize])
-            .unwrap_or(core::cmp::Ordering::Equal)
-    });
 }
 
-/// Calls `visit(group)` for each run of equal scores in the sorted `order`, with `less` = the
-/// number of scores strictly below the run.
-fn for_each_tie_group<F: Real>(scores: &[F], order: &[u32], mut visit: impl FnMut(usize, usize)) {
+/// `c` at one sorted position, in `f64`: `(v·below_count − below) + ((total − upto) −
+/// v·above_count)` = `Σ_{lower} (v − v_l) + Σ_{higher} (v_l − v)`, where `v` is the score less
+/// the smallest score, `below` the sum of those of the scores strictly below its tie group,
+/// `upto` of those up to the group's end and `total` of all (each a running sum in sorted
+/// order), `below_count` and `above_count` the numbers of scores strictly below and above.
+/// Shifted by the smallest score, the sums have no cancellation beyond that of `c` itself.
+#[inline(always)]
+pub(crate) fn deviation_at(
+    v: f64,
+    below_count: f64,
+    below: f64,
+    total: f64,
+    upto: f64,
+    above_count: f64,
+) -> f64 {
+    (v * below_count - below) + ((total - upto) - v * above_count)
+}
+
+/// The VJP of c at one sorted position, in `f64`: `Σ_l sign(s_i − s_l)(c̄_i + c̄_l)` =
+/// `c̄_i·(below_count − above_count) + (below − (total − upto))`, with the running sums of c̄
+/// in sorted order as in [`deviation_at`].
+#[inline(always)]
+pub(crate) fn signed_adjoint_at(
+    c_bar: f64,
+    below_count: f64,
+    above_count: f64,
+    below: f64,
+    total: f64,
+    upto: f64,
+) -> f64 {
+    c_bar * (below_count - above_count) + (below - (total - upto))
+}
+
+/// Calls `visit(start, end, below, upto)` for each run `order[start..end]` of equal scores, with
+/// the running sums of `term(i)` (in sorted order, `f64`) before and after the run.
+#[inline(always)]
+fn for_each_tie_group<F: Real>(
+    scores: &[F],
+    order: &[u32],
+    term: impl Fn(usize) -> f64,
+    mut visit: impl FnMut(usize, usize, f64, f64),
+) {
     let n = order.len();
+    let mut running = 0.0f64;
     let mut start = 0;
     while start < n {
         let value = scores[order[start] as usize];
@@ -35,38 +94,38 @@ fn for_each_tie_group<F: Real>(scores: &[F], order: &[u32], mut visit: impl FnMu
         while end < n && scores[order[end] as usize] == value {
             end += 1;
         }
-        visit(start, end);
+        let below = running;
+        for &i in &order[start..end] {
+            running += term(i as usize);
+        }
+        visit(start, end, below, running);
         start = end;
     }
 }
 
-/// `c_i = Σ_l |s_i − s_l|` for all i, from the ascending `order`.
+/// `c_i = Σ_l |s_i − s_l|` for all i, from the ascending `order` ([`ascending_order`]): per
+/// tie group [`deviation_at`], in `f64` (O(n) after the order).
 pub(crate) fn absolute_deviation_sums<F: Real>(scores: &[F], order: &[u32], c: &mut [F]) {
     let n = order.len();
-    let mut total = F::zero();
-    for &s in scores {
-        total += s;
+    let pivot = scores[order[0] as usize].as_f64();
+    let shifted = |i: usize| scores[i].as_f64() - pivot;
+    let mut total = 0.0f64;
+    for &i in order {
+        total += shifted(i as usize);
     }
-    let mut below = F::zero(); // sum of the scores strictly below the current group
-    for_each_tie_group(scores, order, |start, end| {
-        let value = scores[order[start] as usize];
-        let mut group = F::zero();
+    for_each_tie_group(scores, order, shifted, |start, end, below, upto| {
+        let (below_count, above_count) = (start as f64, (n - end) as f64);
         for &i in &order[start..end] {
-            group += scores[i as usize];
+            let i = i as usize;
+            let sum = deviation_at(shifted(i), below_count, below, total, upto, above_count);
+            c[i] = F::of(sum);
         }
-        let above = total - below - group;
-        let count_below = F::of(start as f64);
-        let count_above = F::of((n - end) as f64);
-        let sum = (value * count_below - below) + (above - value * count_above);
-        for &i in &order[start..end] {
-            c[i as usize] = sum;
-        }
-        below += group;
     });
 }
 
 /// Adds to `gradient` the VJP of [`absolute_deviation_sums`]:
-/// `∂/∂s_i = Σ_l sign(s_i − s_l)(c̄_i + c̄_l)` with sign(0) = 0 (torch's |·|' at 0).
+/// `∂/∂s_i = Σ_l sign(s_i − s_l)(c̄_i + c̄_l)` with sign(0) = 0 (torch's |·|' at 0), per tie
+/// group [`signed_adjoint_at`], in `f64`.
 pub(crate) fn absolute_deviation_sums_backward<F: Real>(
     scores: &[F],
     order: &[u32],
@@ -74,93 +133,25 @@ pub(crate) fn absolute_deviation_sums_backward<F: Real>(
     gradient: &mut [F],
 ) {
     let n = order.len();
-    let mut total = F::zero();
-    for &g in c_bar {
-        total += g;
+    let adjoint = |i: usize| c_bar[i].as_f64();
+    let mut total = 0.0f64;
+    for &i in order {
+        total += adjoint(i as usize);
     }
-    let mut below = F::zero();
-    for_each_tie_group(scores, order, |start, end| {
-        let mut group = F::zero();
+    for_each_tie_group(scores, order, adjoint, |start, end, below, upto| {
+        let (below_count, above_count) = (start as f64, (n - end) as f64);
         for &i in &order[start..end] {
-            group += c_bar[i as usize];
+            let i = i as usize;
+            let term = signed_adjoint_at(adjoint(i), below_count, above_count, below, total, upto);
+            gradient[i] += F::of(term);
         }
-        let above = total - below - group;
-        let balance = F::of(start as f64) - F::of((n - end) as f64);
-        for &i in &order[start..end] {
-            gradient[i as usize] += c_bar[i as usize] * balance + (below - above);
-        }
-        below += group;
     });
 }
 
-/// Rows up to this length compute `c` and its VJP from all n² differences instead of a sort:
-/// vectorised, the n² terms cost less than the sort's mispredicted branches up to a few hundred
-/// (at n = 100: ≈ 0.3 µs against ≈ 2.5 µs for the sort, forward, on the development machine).
+/// Rows up to this length find their order by counting over all pairs (vectorised; at n = 100
+/// about 8× cheaper than the sort's mispredicted branches), longer ones by a sort; the batch
+/// loss runs NeuralSort eight rows side by side up to this length.
 pub(crate) const DIRECT_MAX: usize = 256;
-
-/// Interleaved partial sums of the direct c and its VJP: term l goes to partial `l mod 8`, and
-/// the partials are added in order (`((p₀ + p₁) + p₂) + …`). The one-row loops vectorise over l
-/// this way; the lanes code (eight rows side by side) keeps the same eight partials per lane, so
-/// both give the same bits.
-pub(crate) const PARTIAL_SUMS: usize = 8;
-
-/// The partial sums added in order.
-#[inline(always)]
-pub(crate) fn combine_partial_sums<F: Real>(partial: &[F; PARTIAL_SUMS]) -> F {
-    let mut sum = partial[0];
-    for &p in &partial[1..] {
-        sum += p;
-    }
-    sum
-}
-
-/// [`absolute_deviation_sums`] from all pairs (no sort): `c_i = Σ_l |s_i − s_l|`, in the
-/// interleaved partial sums of [`PARTIAL_SUMS`].
-pub(crate) fn absolute_deviation_sums_direct<F: Real>(scores: &[F], c: &mut [F]) {
-    let chunks = scores.chunks_exact(PARTIAL_SUMS);
-    let tail = chunks.remainder();
-    for (ci, &si) in c.iter_mut().zip(scores) {
-        let mut partial = [F::zero(); PARTIAL_SUMS];
-        for chunk in chunks.clone() {
-            for (p, &sl) in partial.iter_mut().zip(chunk) {
-                *p += (si - sl).abs();
-            }
-        }
-        for (p, &sl) in partial.iter_mut().zip(tail) {
-            *p += (si - sl).abs();
-        }
-        *ci = combine_partial_sums(&partial);
-    }
-}
-
-/// [`absolute_deviation_sums_backward`] from all pairs:
-/// `∂/∂s_i += Σ_l sign(s_i − s_l)(c̄_i + c̄_l)`, sign(0) = 0, in the interleaved partial sums of
-/// [`PARTIAL_SUMS`]: a term is added where `s_i > s_l` and subtracted where `s_i < s_l` (as
-/// selects; a tie's ±0 leaves a partial sum, which starts at +0 and is never −0, unchanged).
-pub(crate) fn absolute_deviation_sums_backward_direct<F: Real>(
-    scores: &[F],
-    c_bar: &[F],
-    gradient: &mut [F],
-) {
-    let score_chunks = scores.chunks_exact(PARTIAL_SUMS);
-    let adjoint_chunks = c_bar.chunks_exact(PARTIAL_SUMS);
-    let (score_tail, adjoint_tail) = (score_chunks.remainder(), adjoint_chunks.remainder());
-    for ((g, &si), &ci) in gradient.iter_mut().zip(scores).zip(c_bar) {
-        let mut partial = [F::zero(); PARTIAL_SUMS];
-        let add = |partial: &mut [F; PARTIAL_SUMS], sl: &[F], cl: &[F]| {
-            for ((p, &sl), &cl) in partial.iter_mut().zip(sl).zip(cl) {
-                let both = ci + cl;
-                *p += if si > sl { both } else { F::zero() };
-                *p -= if si < sl { both } else { F::zero() };
-            }
-        };
-        for (sl, cl) in score_chunks.clone().zip(adjoint_chunks.clone()) {
-            add(&mut partial, sl, cl);
-        }
-        add(&mut partial, score_tail, adjoint_tail);
-        *g += combine_partial_sums(&partial);
-    }
-}
 
 /// Forward: the top `k` rows of P̂, `rows[ρ·n + i] = P̂[ρ, i]` (ρ = 0 the largest).
 /// Scratch: `c` (n reals), `order` (n indices).
@@ -173,12 +164,8 @@ pub(crate) fn neuralsort_rows<F: Real>(
     order: &mut [u32],
 ) {
     let n = scores.len();
-    if n <= DIRECT_MAX {
-        absolute_deviation_sums_direct(scores, c);
-    } else {
-        sort_ascending(scores, order);
-        absolute_deviation_sums(scores, order, c);
-    }
+    ascending_order(scores, order);
+    absolute_deviation_sums(scores, order, c);
     for (rank, row) in rows.chunks_exact_mut(n).take(k).enumerate() {
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64);
         for ((r, &s), &ci) in row.iter_mut().zip(scores).zip(c.iter()) {
@@ -235,12 +222,8 @@ pub(crate) fn neuralsort_rows_backward<F: Real>(
             *cb -= a * beta;
         }
     }
-    if n <= DIRECT_MAX {
-        absolute_deviation_sums_backward_direct(scores, c_bar, gradient);
-    } else {
-        sort_ascending(scores, order);
-        absolute_deviation_sums_backward(scores, order, c_bar, gradient);
-    }
+    ascending_order(scores, order);
+    absolute_deviation_sums_backward(scores, order, c_bar, gradient);
 }
 
 /// Public operator: the relaxed top-k matrix of NeuralSort, `p_topk[i·k + j]` = weight of input i
@@ -337,4 +320,89 @@ pub fn neuralsort_topk_backward<F: Real>(
         gradient,
     );
     Ok(())
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::{
+        absolute_deviation_sums, absolute_deviation_sums_backward, ascending_order, DIRECT_MAX,
+    };
+    use alloc::vec::Vec;
+
+    /// `n` scores from a few levels (ties, −0 beside +0), or spread out, or offset far from 0.
+    fn scores(n: usize, seed: u64, levels: Option<u64>, offset: f64) -> Vec<f64> {
+        let mut random = crate::test_random::Xorshift::seeded(seed);
+        (0..n)
+            .map(|_| {
+                let bits = random.next_u64();
+                let value = match levels {
+                    Some(levels) => {
+                        let level = (bits % levels) as f64 - (levels / 2) as f64;
+                        if level == 0.0 && bits & 256 != 0 {
+                            -0.0
+                        } else {
+                            level * 0.5
+                        }
+                    }
+                    None => (bits >> 11) as f64 / (1u64 << 53) as f64 * 8.0 - 4.0,
+                };
+                value + offset
+            })
+            .collect()
+    }
+
+    /// The order by counting equals the sort's, ties in position order; c and its VJP equal
+    /// their definitions summed over all pairs (in f64, to 1e-12 of their scale), on both
+    /// sides of `DIRECT_MAX`, with ties, ±0 and an offset of 10⁶.
+    #[test]
+    fn order_deviations_and_their_vjp_equal_the_definitions() {
+        for n in [1usize, 2, 3, 9, 100, DIRECT_MAX, DIRECT_MAX + 1, 700] {
+            for (seed, levels, offset) in [
+                (1, None, 0.0),
+                (2, Some(3), 0.0),
+                (3, Some(9), 0.0),
+                (4, None, 1e6),
+            ] {
+                let s = scores(n, seed + n as u64, levels, offset);
+                let mut order = alloc::vec![0u32; n];
+                ascending_order(&s, &mut order);
+                let mut expected: Vec<u32> = (0..n as u32).collect();
+                expected.sort_by(|&a, &b| {
+                    s[a as usize]
+                        .partial_cmp(&s[b as usize])
+                        .unwrap()
+                        .then(a.cmp(&b))
+                });
+                assert_eq!(order, expected, "order, n {n}");
+                let mut c = alloc::vec![0.0; n];
+                absolute_deviation_sums(&s, &order, &mut c);
+                let adjoint = scores(n, seed + 1000, None, 0.0);
+                let mut gradient = alloc::vec![0.0; n];
+                absolute_deviation_sums_backward(&s, &order, &adjoint, &mut gradient);
+                for i in 0..n {
+                    let mut definition = 0.0;
+                    let mut vjp = 0.0;
+                    let mut scale = 1.0f64;
+                    for l in 0..n {
+                        definition += (s[i] - s[l]).abs();
+                        let sign = if s[i] > s[l] {
+                            1.0
+                        } else if s[i] < s[l] {
+                            -1.0
+                        } else {
+                            0.0
+                        };
+                        vjp += sign * (adjoint[i] + adjoint[l]);
+                        scale = scale.max((adjoint[i] + adjoint[l]).abs() * n as f64);
+                    }
+                    let tolerance = 1e-12 * definition.abs().max(1.0);
+                    assert!((c[i] - definition).abs() <= tolerance, "c, n {n}, i {i}");
+                    assert!(
+                        (gradient[i] - vjp).abs() <= 1e-12 * scale,
+                        "VJP, n {n}, i {i}"
+                    );
+                }
+            }
+        }
+    }
 }

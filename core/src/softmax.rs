@@ -126,7 +126,7 @@ pub(crate) fn flush_threshold<F: Real>(dot: F) -> F {
 /// `p`, or 0 where its adjoint is 0 and `p < threshold` (see [`softmax_backward_flushed`]).
 #[inline(always)]
 pub(crate) fn kept_probability<F: Real>(p: F, adjoint: F, threshold: F) -> F {
-    if adjoint != F::zero() || p >= threshold {
+    if (adjoint != F::zero()) | (p >= threshold) {
         p
     } else {
         F::zero()

@@ -1,0 +1,74 @@
+//! NeuralSort's per-wire backward step for eight `f32` rows side by side, written with AVX2
+//! intrinsics (x86-64, where [`crate::cpu`] finds AVX2): the same operations in the same order
+//! as the portable lane loop of [`crate::lanes`] and the one-row code of
+//! [`crate::neuralsort`], so the same bits.
+//!
+//! Per relaxed row ρ and wire i: `a_i = P̂'_i (δ_{i,label} ā − d)` with `P̂'_i` the row's entry, or
+//! 0 off the label where it is below the flush threshold (`softmax::kept_probability`), then
+//! `ḡ_i += a_i · scale` and `c̄_i −= a_i · β`. The portable loop over [`crate::lanes::Lanes`] was
+//! vectorised by the compiler across wires, four at a time, with a transpose of every operand
+//! (dozens of shuffles per wire); here each wire is one register.
+
+use core::arch::x86_64::{
+    __m256, _mm256_add_ps, _mm256_and_ps, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmpeq_epi32,
+    _mm256_loadu_ps, _mm256_loadu_si256, _mm256_mul_ps, _mm256_or_ps, _mm256_set1_epi32,
+    _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps, _CMP_GE_OQ, _CMP_NEQ_UQ,
+};
+
+/// For every wire i of `row` (one relaxed row, n wires of 8 lanes):
+/// `a = kept(P̂_i) · (onehot_i − dot)`, `gradient[i] += a · scale`, `c_bar[i] −= a · beta`, where
+/// `onehot_i` is `adjoint` in the lanes whose label is i (else 0) and `kept(P̂_i)` is `P̂_i`
+/// where `onehot_i ≠ 0` or `P̂_i ≥ threshold`, else 0.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn neuralsort_adjoint_step(
+    row: &[[f32; 8]],
+    labels: &[u32; 8],
+    adjoint: &[f32; 8],
+    dot: &[f32; 8],
+    threshold: &[f32; 8],
+    scale: f32,
+    beta: f32,
+    gradient: &mut [[f32; 8]],
+    c_bar: &mut [[f32; 8]],
+) {
+    let n = row.len();
+    assert!(gradient.len() == n && c_bar.len() == n);
+    let labels = _mm256_loadu_si256(labels.as_ptr().cast());
+    let adjoint = load(adjoint);
+    let dot = load(dot);
+    let threshold = load(threshold);
+    let (scale, beta) = (_mm256_set1_ps(scale), _mm256_set1_ps(beta));
+    let zero = _mm256_setzero_ps();
+    for wire in 0..n {
+        let p = load(&row[wire]);
+        let at_label =
+            _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_set1_epi32(wire as i32), labels));
+        let one_hot = _mm256_and_ps(adjoint, at_label);
+        // Kept where the one-hot adjoint is not 0 or P̂ reaches the threshold (as
+        // `kept_probability`: `!=` is true for NaN, `>=` false).
+        let kept_lanes = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_NEQ_UQ>(one_hot, zero),
+            _mm256_cmp_ps::<_CMP_GE_OQ>(p, threshold),
+        );
+        let kept = _mm256_and_ps(p, kept_lanes);
+        let a = _mm256_mul_ps(kept, _mm256_sub_ps(one_hot, dot));
+        let g = &mut gradient[wire];
+        store(g, _mm256_add_ps(load(g), _mm256_mul_ps(a, scale)));
+        let c = &mut c_bar[wire];
+        store(c, _mm256_sub_ps(load(c), _mm256_mul_ps(a, beta)));
+    }
+}
+
+#[inline(always)]
+unsafe fn load(values: &[f32; 8]) -> __m256 {
+    _mm256_loadu_ps(values.as_ptr())
+}
+
+#[inline(always)]
+unsafe fn store(values: &mut [f32; 8], vector: __m256) {
+    _mm256_storeu_ps(values.as_mut_ptr(), vector)
+}
