@@ -11,8 +11,9 @@
 
 use core::arch::x86_64::{
     __m256, _mm256_add_ps, _mm256_and_ps, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmpeq_epi32,
-    _mm256_loadu_ps, _mm256_loadu_si256, _mm256_mul_ps, _mm256_or_ps, _mm256_set1_epi32,
-    _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps, _CMP_GE_OQ, _CMP_NEQ_UQ,
+    _mm256_loadu_ps, _mm256_loadu_si256, _mm256_movemask_ps, _mm256_mul_ps, _mm256_or_ps,
+    _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps,
+    _CMP_GE_OQ, _CMP_NEQ_UQ,
 };
 
 /// For every wire i of `row` (one relaxed row, n wires of 8 lanes):
@@ -45,6 +46,12 @@ pub(crate) unsafe fn neuralsort_adjoint_step(
     let zero = _mm256_setzero_ps();
     for wire in 0..n {
         let p = load(&row[wire]);
+        // Where every lane's P̂_i is +0 (flushed), a is ±0 and ḡ, c̄ stay as they are (sums
+        // that start at +0 are never −0): skipped. NeuralSort's rows in sorted order have long
+        // runs of such blocks.
+        if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(p, zero)) == 0 {
+            continue;
+        }
         let at_label =
             _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_set1_epi32(wire as i32), labels));
         let one_hot = _mm256_and_ps(adjoint, at_label);

@@ -46,6 +46,11 @@ const INVERSE_FACTORIALS_F64: [f64; 13] = [
     1.0,
 ];
 
+/// ln 2⁻¹²⁶ = −87.336544…: below it [`exp_f32`] returns +0 (eˣ is subnormal there).
+pub(crate) const LOWEST_NORMAL_ARGUMENT_F32: f32 = -87.336_54;
+/// ln 2⁻¹⁰²² = −708.396418…: below it [`exp_f64`] returns +0.
+pub(crate) const LOWEST_NORMAL_ARGUMENT_F64: f64 = -708.396_418_532_264_1;
+
 /// `eˣ` in single precision.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
@@ -53,9 +58,8 @@ pub fn exp_f32(x: f32) -> f32 {
     const SHIFTER: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
     const LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 0.693145751953125, 16 significant bits
     const LN2_LO: f32 = (core::f64::consts::LN_2 - 0.693_145_751_953_125) as f32;
-    // ln 2⁻¹²⁶ = −87.336544…: below it eˣ is subnormal, flushed to 0 (see the module docs).
-    const LOWEST_NORMAL_ARGUMENT: f32 = -87.336_54;
-    let flush = x < LOWEST_NORMAL_ARGUMENT;
+    // Below ln 2⁻¹²⁶ eˣ is subnormal, flushed to 0 (see the module docs).
+    let flush = x < LOWEST_NORMAL_ARGUMENT_F32;
     let x = if flush { 0.0 } else { x };
     let x = if x > 89.0 { 89.0 } else { x };
     let shifted = x * LOG2E + SHIFTER;
@@ -87,9 +91,8 @@ pub fn exp_f64(x: f64) -> f64 {
                                                   // fdlibm's split of ln 2: the high part has 32 significant bits, so n·LN2_HI is exact.
     const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
     const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
-    // ln 2⁻¹⁰²² = −708.396418…: below it eˣ is subnormal, flushed to 0 (see the module docs).
-    const LOWEST_NORMAL_ARGUMENT: f64 = -708.396_418_532_264_1;
-    let flush = x < LOWEST_NORMAL_ARGUMENT;
+    // Below ln 2⁻¹⁰²² eˣ is subnormal, flushed to 0 (see the module docs).
+    let flush = x < LOWEST_NORMAL_ARGUMENT_F64;
     let x = if flush { 0.0 } else { x };
     let x = if x > 710.0 { 710.0 } else { x };
     let shifted = x * LOG2E + SHIFTER;

@@ -306,8 +306,10 @@ fn loss_lanes_body<F: Real>(
             gather_label_mass(&buffers.rows, n, k, &sorted_labels, rows, &mut mass);
         }
         Family::NeuralSort => {
+            // The rows are in each lane's ascending order: the label at its position there.
             neuralsort_rows_lanes(buffers, n, k, beta);
-            gather_label_mass(&buffers.rows, n, k, &sorted_labels, rows, &mut mass);
+            let positions = buffers.order.positions_of(&sorted_labels);
+            gather_label_mass(&buffers.rows, n, k, &positions, rows, &mut mass);
         }
     }
     // 3.–4. The top-1 softmax, the mixture, clamp and log.
@@ -345,7 +347,8 @@ fn loss_lanes_body<F: Real>(
             &mass_adjoint,
         ),
         Family::NeuralSort => {
-            neuralsort_backward_lanes(buffers, n, k, beta, &sorted_labels, &mass_adjoint)
+            let positions = buffers.order.positions_of(&sorted_labels);
+            neuralsort_backward_lanes(buffers, n, k, beta, &positions, &mass_adjoint)
         }
     }
     for lane in 0..rows {
@@ -589,12 +592,22 @@ fn shifted_exponentials<F: Real>(values: &Lanes<F>, shift: &Lanes<F>) -> Lanes<F
     out
 }
 
-/// `exp((x − shift)·β)` for one wire of every lane.
+/// `exp((x − shift)·β)` for one wire of every lane; +0 without the exponentials where all
+/// eight are flushed (`Real::exp_flushes`: the same bits).
 #[inline(always)]
 fn scaled_exponentials<F: Real>(values: &Lanes<F>, shift: &Lanes<F>, beta: F) -> Lanes<F> {
+    let mut arguments = [F::zero(); LANES];
+    let mut flushed = true;
+    for lane in 0..LANES {
+        arguments[lane] = (values[lane] - shift[lane]) * beta;
+        flushed &= arguments[lane].exp_flushes();
+    }
+    if flushed {
+        return [F::zero(); LANES];
+    }
     let mut out = [F::zero(); LANES];
     for lane in 0..LANES {
-        out[lane] = ((values[lane] - shift[lane]) * beta).exp();
+        out[lane] = arguments[lane].exp();
     }
     out
 }
@@ -609,27 +622,29 @@ fn softsort_exponentials<F: Real>(values: &Lanes<F>, center: &Lanes<F>, beta: F)
     out
 }
 
-/// NeuralSort's rows for every lane (as `neuralsort::neuralsort_rows`, c from the order):
-/// `rows[ρ·n + i] = softmax_i(β (z_i − max z))`, `z_i = s_i (n − 1 − 2ρ) − c_i`,
-/// `c_i = Σ_l |s_i − s_l|`.
+/// NeuralSort's rows for every lane (as `neuralsort::neuralsort_rows`), each lane's wires in
+/// its ascending order (`buffers.order`): `rows[ρ·n + r] = softmax(β (z − max z))` at sorted
+/// position r, `z = s (n − 1 − 2ρ) − c`, `c_i = Σ_l |s_i − s_l|`. In that order each row's
+/// few entries above the normal range sit together: blocks of 8 lanes whose exponentials
+/// would all be flushed to +0 are set to +0 without them (the same bits).
 #[inline(always)]
 fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usize, beta: F) {
-    let selected = &buffers.selected_lanes;
-    ascending_order_lanes(&selected[..n], &mut buffers.order);
+    ascending_order_lanes(&buffers.selected_lanes[..n], &mut buffers.order);
     deviation_sums_lanes(&mut buffers.order, n, &mut buffers.deviations[..n]);
+    let sorted = &buffers.order.values;
     for rank in 0..k {
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64);
         let row = &mut buffers.rows[rank * n..(rank + 1) * n];
-        for ((r, s), c) in row.iter_mut().zip(selected.iter()).zip(&buffers.deviations) {
+        for ((r, s), c) in row.iter_mut().zip(sorted.iter()).zip(&buffers.deviations) {
             for lane in 0..LANES {
                 r[lane] = s[lane] * scale - c[lane];
             }
         }
         // β (z − max z), as the one-row code (β z itself may overflow), then its softmax:
-        // exponentials, sum, scaling. The one-row softmax first subtracts the maximum of
-        // β (z − max z), which is ±0 (the largest entry gives +0, every other is ≤ 0), and
-        // e^(x − (±0)) = e^x bit for bit (x − (±0) is x, up to the sign of a zero x, and
-        // e^(±0) = 1): the lanes leave that pass out.
+        // exponentials, sum (in sorted order, as the one-row code sums), scaling. The one-row
+        // softmax first subtracts the maximum of β (z − max z), which is ±0 (the largest entry
+        // gives +0, every other is ≤ 0), and e^(x − (±0)) = e^x bit for bit (x − (±0) is x, up
+        // to the sign of a zero x, and e^(±0) = 1): the lanes leave that pass out.
         let top = lane_maxima(row);
         for r in row.iter_mut() {
             *r = scaled_exponentials(r, &top, beta);
@@ -679,6 +694,7 @@ fn ascending_order_lanes<F: Real>(selected: &[Lanes<F>], order: &mut OrderLanes<
             order.values[position][lane] = score[lane];
         }
     }
+    order.find_ties(n);
 }
 
 /// The sorted order of every lane and the running sums over it (see [`deviation_sums_lanes`]).
@@ -695,6 +711,8 @@ pub(crate) struct OrderLanes<F> {
     group_start: alloc::vec::Vec<[f64; LANES]>,
     group_below: alloc::vec::Vec<[f64; LANES]>,
     sorted_terms: alloc::vec::Vec<[f64; LANES]>,
+    /// Whether some lane has equal values ([`OrderLanes::find_ties`]).
+    any_tie: bool,
 }
 
 impl<F: Real> OrderLanes<F> {
@@ -708,19 +726,39 @@ impl<F: Real> OrderLanes<F> {
             group_start: vec![[0.0; LANES]; inputs],
             group_below: vec![[0.0; LANES]; inputs],
             sorted_terms: vec![[0.0; LANES]; inputs],
+            any_tie: true,
         }
     }
 
-    /// From `sorted_terms` (n, in sorted order): `running`, and per position the start of
-    /// its tie group and the running sum there (`group_start`, `group_below`).
+    /// Whether any lane holds equal values (adjacent in sorted order); set by
+    /// [`ascending_order_lanes`]. Without ties every position is a tie group of its own and
+    /// the running sums need no scans.
+    #[inline(always)]
+    fn find_ties(&mut self, n: usize) {
+        let mut tied = [false; LANES];
+        for (lower, upper) in self.values[..n].iter().zip(&self.values[1..n]) {
+            for lane in 0..LANES {
+                tied[lane] |= lower[lane] == upper[lane];
+            }
+        }
+        self.any_tie = tied.iter().any(|&tie| tie);
+    }
+
+    /// From `sorted_terms` (n, in sorted order): `running` (n + 1) and, where there are ties,
+    /// per position the start of its tie group and the running sum there (`group_start`,
+    /// `group_below`).
     #[inline(always)]
     fn running_sums(&mut self, n: usize) {
-        self.running[0] = [0.0; LANES];
-        for r in 0..n {
-            let (before, after) = self.running.split_at_mut(r + 1);
+        let mut running = [0.0f64; LANES];
+        for (sum, term) in self.running[..n].iter_mut().zip(&self.sorted_terms[..n]) {
+            *sum = running;
             for lane in 0..LANES {
-                after[0][lane] = before[r][lane] + self.sorted_terms[r][lane];
+                running[lane] += term[lane];
             }
+        }
+        self.running[n] = running;
+        if !self.any_tie {
+            return;
         }
         self.group_start[0] = [0.0; LANES];
         self.group_below[0] = [0.0; LANES];
@@ -739,6 +777,16 @@ impl<F: Real> OrderLanes<F> {
                 };
             }
         }
+    }
+
+    /// Per lane, the sorted position of wire `wires[lane]`.
+    #[inline(always)]
+    fn positions_of(&self, wires: &[usize; LANES]) -> [usize; LANES] {
+        let mut positions = [0; LANES];
+        for lane in 0..LANES {
+            positions[lane] = self.ranks[wires[lane]][lane] as usize;
+        }
+        positions
     }
 
     /// For a walk from the last position down: at position `r`, per lane, the end of its tie
@@ -763,7 +811,7 @@ impl<F: Real> OrderLanes<F> {
 
 /// `c_i = Σ_l |s_i − s_l|` for every wire of every lane, as `neuralsort::absolute_deviation_sums`
 /// per lane, bit for bit: the values less the lane's smallest, running sums in sorted order,
-/// `neuralsort::deviation_at` per position, written to its wire.
+/// `neuralsort::deviation_at` per position; `c` in sorted order.
 #[inline(always)]
 fn deviation_sums_lanes<F: Real>(order: &mut OrderLanes<F>, n: usize, c: &mut [Lanes<F>]) {
     let mut pivot = [0.0f64; LANES];
@@ -778,6 +826,23 @@ fn deviation_sums_lanes<F: Real>(order: &mut OrderLanes<F>, n: usize, c: &mut [L
     order.running_sums(n);
     let total = order.running[n];
     let count = n as f64;
+    if !order.any_tie {
+        // Each position its own group: it starts at r, ends at r + 1.
+        for r in 0..n {
+            for lane in 0..LANES {
+                let sum = crate::neuralsort::deviation_at(
+                    order.sorted_terms[r][lane],
+                    r as f64,
+                    order.running[r][lane],
+                    total[lane],
+                    order.running[r + 1][lane],
+                    count - (r + 1) as f64,
+                );
+                c[r][lane] = F::of(sum);
+            }
+        }
+        return;
+    }
     let (mut end, mut upto) = ([count; LANES], total);
     for r in (0..n).rev() {
         order.step_down(r, n, &mut end, &mut upto);
@@ -790,7 +855,7 @@ fn deviation_sums_lanes<F: Real>(order: &mut OrderLanes<F>, n: usize, c: &mut [L
                 upto[lane],
                 count - end[lane],
             );
-            c[order.wires[r][lane] as usize][lane] = F::of(sum);
+            c[r][lane] = F::of(sum);
         }
     }
 }
@@ -955,18 +1020,19 @@ fn neuralsort_backward_lanes<F: Real>(
     n: usize,
     k: usize,
     beta: F,
-    sorted_labels: &[usize; LANES],
+    label_positions: &[usize; LANES],
     mass_adjoint: &[Lanes<F>; crate::MAX_K],
 ) {
-    let gx = &mut buffers.x;
+    // ḡ and c̄ in sorted order (as the rows), ḡ in `v` (unused by NeuralSort otherwise).
+    let gx = &mut buffers.v;
     gx.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
     let c_bar = &mut buffers.deviations;
     c_bar.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
-    let labels = label_lanes(sorted_labels);
+    let labels = label_lanes(label_positions);
     for rank in 0..k {
         let row = &buffers.rows[rank * n..(rank + 1) * n];
         let adjoint = &mass_adjoint[rank];
-        let dot = one_hot_dot(row, sorted_labels, adjoint, n);
+        let dot = one_hot_dot(row, label_positions, adjoint, n);
         let threshold = flush_thresholds(&dot);
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64) * beta;
         #[cfg(target_arch = "x86_64")]
@@ -1013,11 +1079,17 @@ fn neuralsort_backward_lanes<F: Real>(
         }
     }
     signed_adjoint_sums_lanes(&mut buffers.order, n, &c_bar[..n], &mut gx[..n]);
+    // Back to wire order, into `x`.
+    for (sorted, wires) in gx[..n].iter().zip(&buffers.order.wires) {
+        for lane in 0..LANES {
+            buffers.x[wires[lane] as usize][lane] = sorted[lane];
+        }
+    }
 }
 
 /// `ḡ_i += Σ_l sign(s_i − s_l)(c̄_i + c̄_l)` (sign(0) = 0) for every wire of every lane, as
-/// `neuralsort::absolute_deviation_sums_backward` per lane, bit for bit (the order from the
-/// forward's [`ascending_order_lanes`]).
+/// `neuralsort::absolute_deviation_sums_backward` per lane, bit for bit; `c_bar` and
+/// `gradient` in the sorted order of the forward's [`ascending_order_lanes`].
 #[inline(always)]
 fn signed_adjoint_sums_lanes<F: Real>(
     order: &mut OrderLanes<F>,
@@ -1027,12 +1099,28 @@ fn signed_adjoint_sums_lanes<F: Real>(
 ) {
     for r in 0..n {
         for lane in 0..LANES {
-            order.sorted_terms[r][lane] = c_bar[order.wires[r][lane] as usize][lane].as_f64();
+            order.sorted_terms[r][lane] = c_bar[r][lane].as_f64();
         }
     }
     order.running_sums(n);
     let total = order.running[n];
     let count = n as f64;
+    if !order.any_tie {
+        for r in 0..n {
+            for lane in 0..LANES {
+                let term = crate::neuralsort::signed_adjoint_at(
+                    order.sorted_terms[r][lane],
+                    r as f64,
+                    count - (r + 1) as f64,
+                    order.running[r][lane],
+                    total[lane],
+                    order.running[r + 1][lane],
+                );
+                gradient[r][lane] += F::of(term);
+            }
+        }
+        return;
+    }
     let (mut end, mut upto) = ([count; LANES], total);
     for r in (0..n).rev() {
         order.step_down(r, n, &mut end, &mut upto);
@@ -1045,7 +1133,7 @@ fn signed_adjoint_sums_lanes<F: Real>(
                 total[lane],
                 upto[lane],
             );
-            gradient[order.wires[r][lane] as usize][lane] += F::of(term);
+            gradient[r][lane] += F::of(term);
         }
     }
 }

@@ -9,7 +9,7 @@
 //! running sums in that order (in `f64`), the order from a sort (up to 256 scores by counting
 //! over all pairs, O(n²) but vectorised). Only the columns of P (output positions) sum to 1.
 
-use crate::softmax::{softmax_backward_flushed, softmax_in_place_unchecked};
+use crate::softmax::softmax_backward_flushed;
 use crate::{Error, Real};
 
 /// `order` ← the positions 0..n in ascending order of (score, position): equal scores in
@@ -153,6 +153,29 @@ pub(crate) fn absolute_deviation_sums_backward<F: Real>(
 /// loss runs NeuralSort eight rows side by side up to this length.
 pub(crate) const DIRECT_MAX: usize = 256;
 
+/// `softmax_in_place` with the sum taken in `order` (the scores' ascending order): the lanes
+/// keep NeuralSort's rows in that order, where the flushed exponentials come in whole blocks.
+#[inline(always)]
+fn softmax_summed_in_order<F: Real>(row: &mut [F], order: &[u32]) {
+    let mut maximum = row[0];
+    for &z in &row[1..] {
+        if z > maximum {
+            maximum = z;
+        }
+    }
+    for z in row.iter_mut() {
+        *z = (*z - maximum).exp();
+    }
+    let mut sum = F::zero();
+    for &i in order {
+        sum += row[i as usize];
+    }
+    let inverse = F::one() / sum;
+    for z in row.iter_mut() {
+        *z *= inverse;
+    }
+}
+
 /// Forward: the top `k` rows of P̂, `rows[ρ·n + i] = P̂[ρ, i]` (ρ = 0 the largest).
 /// Scratch: `c` (n reals), `order` (n indices).
 pub(crate) fn neuralsort_rows<F: Real>(
@@ -182,7 +205,7 @@ pub(crate) fn neuralsort_rows<F: Real>(
         for r in row.iter_mut() {
             *r = (*r - top) * beta;
         }
-        softmax_in_place_unchecked(row);
+        softmax_summed_in_order(row, order);
     }
 }
 

@@ -36,6 +36,14 @@ pub trait Real:
     fn as_f64(self) -> f64;
     /// eˣ.
     fn exp(self) -> Self;
+    /// Whether [`Real::exp`] gives exactly +0 here (below the normal range: the crate's `exp`
+    /// flushes those results; `false` where unknown). Lets a caller skip whole blocks of
+    /// exponentials whose results are 0 anyway.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn exp_flushes(self) -> bool {
+        false
+    }
     /// Natural logarithm.
     fn ln(self) -> Self;
     /// `self` raised to a real power.
@@ -138,6 +146,10 @@ impl Real for f32 {
         crate::exp::exp_f32(self)
     }
     #[inline(always)]
+    fn exp_flushes(self) -> bool {
+        self < crate::exp::LOWEST_NORMAL_ARGUMENT_F32
+    }
+    #[inline(always)]
     fn ln(self) -> Self {
         libm::logf(self)
     }
@@ -235,6 +247,10 @@ impl Real for f64 {
     #[inline(always)]
     fn exp(self) -> Self {
         crate::exp::exp_f64(self)
+    }
+    #[inline(always)]
+    fn exp_flushes(self) -> bool {
+        self < crate::exp::LOWEST_NORMAL_ARGUMENT_F64
     }
     #[inline(always)]
     fn ln(self) -> Self {
