@@ -116,7 +116,6 @@ pub(crate) struct LaneBuffers<F> {
     tape: alloc::vec::Vec<Lanes<F>>,
     selection: alloc::vec::Vec<u32>,
     selected: alloc::vec::Vec<F>,
-    probabilities: alloc::vec::Vec<F>,
     selected_lanes: alloc::vec::Vec<Lanes<F>>,
     probability_lanes: alloc::vec::Vec<Lanes<F>>,
     /// NeuralSort / SoftSort: the K relaxed rows, `rows[ρ·n′ + i]`.
@@ -139,7 +138,6 @@ impl<F: Real> LaneBuffers<F> {
             tape: vec![[F::zero(); LANES]; 4 * comparators],
             selection: vec![0; LANES * inputs],
             selected: vec![F::zero(); LANES * inputs],
-            probabilities: vec![F::zero(); LANES * inputs],
             selected_lanes: vec![[F::zero(); LANES]; inputs],
             probability_lanes: vec![[F::zero(); LANES]; inputs],
             rows: vec![[F::zero(); LANES]; relaxed_rows * inputs],
@@ -250,7 +248,7 @@ fn loss_lanes_body<F: Real>(
     losses: &mut [F],
     buffers: &mut LaneBuffers<F>,
 ) -> Result<(), crate::Error> {
-    use crate::loss::{check_row, finish_gradient, preselect};
+    use crate::loss::{check_row, preselect, write_gradient};
     let classes = config.classes();
     let (n, k) = (config.sorted_inputs(), config.k());
     let rows = labels.len();
@@ -268,15 +266,17 @@ fn loss_lanes_body<F: Real>(
             &mut buffers.selected[lane * n..(lane + 1) * n],
         );
     }
-    for wire in 0..n {
-        for lane in 0..LANES {
-            // Lanes past the last row run on zeros and are ignored.
-            let value = if lane < rows {
-                buffers.selected[lane * n + wire]
-            } else {
-                F::zero()
-            };
-            buffers.selected_lanes[wire][lane] = value;
+    if !into_lanes(&buffers.selected, n, rows, &mut buffers.selected_lanes[..n]) {
+        for wire in 0..n {
+            for lane in 0..LANES {
+                // Lanes past the last row run on zeros and are ignored.
+                let value = if lane < rows {
+                    buffers.selected[lane * n + wire]
+                } else {
+                    F::zero()
+                };
+                buffers.selected_lanes[wire][lane] = value;
+            }
         }
     }
     // 2. The label's mass at the top K ranks: `mass[ρ][lane]`.
@@ -351,22 +351,149 @@ fn loss_lanes_body<F: Real>(
             neuralsort_backward_lanes(buffers, n, k, beta, &positions, &mass_adjoint)
         }
     }
-    for lane in 0..rows {
-        for (wire, w) in buffers.work.iter_mut().enumerate() {
-            *w = buffers.x[wire][lane];
+    // As `loss::finish_gradient` per lane: the top-1 term, then `scale · x` into the rows.
+    top1_gradient_lanes(
+        config,
+        &q_adjoints,
+        &buffers.probability_lanes[..n],
+        &sorted_labels,
+        rows,
+        &mut buffers.x[..n],
+    );
+    let direct = config.preselection().is_none()
+        && out_of_lanes(&buffers.x[..n], rows, gradient_scale, gradient, classes);
+    if !direct {
+        for lane in 0..rows {
+            for (wire, w) in buffers.work.iter_mut().enumerate() {
+                *w = buffers.x[wire][lane];
+            }
+            write_gradient(
+                config,
+                &buffers.selection[lane * n..(lane + 1) * n],
+                &buffers.work,
+                &mut gradient[lane * classes..(lane + 1) * classes],
+                gradient_scale,
+            );
         }
-        finish_gradient(
-            config,
-            q_adjoints[lane],
-            &buffers.probabilities[lane * n..(lane + 1) * n],
-            sorted_labels[lane],
-            &buffers.selection[lane * n..(lane + 1) * n],
-            &mut buffers.work,
-            &mut gradient[lane * classes..(lane + 1) * classes],
-            gradient_scale,
-        );
     }
     Ok(())
+}
+
+/// `lanes[w][r] = source[r·n + w]` for a full group of f32 rows with AVX2
+/// (`transpose_avx2::into_lanes`); `false` (nothing done) otherwise.
+#[inline(always)]
+fn into_lanes<F: Real>(source: &[F], n: usize, rows: usize, lanes: &mut [Lanes<F>]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(source), Some(lanes)) = (F::as_f32_slice(source), F::as_f32_lanes_mut(lanes)) {
+        if rows == LANES && crate::cpu::has_avx2() {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { crate::transpose_avx2::into_lanes(&source[..LANES * n], n, lanes) };
+            return true;
+        }
+    }
+    let _ = (source, n, rows, lanes);
+    false
+}
+
+/// `gradient[r·classes + w] = lanes[w][r] · scale` for a full group of f32 rows with AVX2
+/// (`transpose_avx2::out_of_lanes`); `false` (nothing done) otherwise.
+#[inline(always)]
+fn out_of_lanes<F: Real>(
+    lanes: &[Lanes<F>],
+    rows: usize,
+    scale: F,
+    gradient: &mut [F],
+    classes: usize,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(lanes), Some(gradient)) = (F::as_f32_lanes(lanes), F::as_f32_slice_mut(gradient)) {
+        if rows == LANES && crate::cpu::has_avx2() {
+            let scale = [scale];
+            let scale = F::as_f32_slice(&scale).expect("f32")[0];
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { crate::transpose_avx2::out_of_lanes(lanes, scale, gradient, classes) };
+            return true;
+        }
+    }
+    let _ = (lanes, rows, scale, gradient, classes);
+    false
+}
+
+/// The top-1 mode's term of the gradient for every lane, as `loss::finish_gradient` adds it per
+/// row: `sm` adds `f·(δ_{i,label} − p_i)` with `f = (q̄·P_K[1])·p_label`, `smce` adds
+/// `P_K[1]·(p_i − δ_{i,label})`, `sort` nothing (lanes past `rows` get a zero factor).
+#[inline(always)]
+fn top1_gradient_lanes<F: Real>(
+    config: &crate::TopkLossConfig,
+    q_adjoints: &Lanes<F>,
+    probabilities: &[Lanes<F>],
+    sorted_labels: &[usize; LANES],
+    rows: usize,
+    x: &mut [Lanes<F>],
+) {
+    let p_first = F::of(config.topk_distribution()[0]);
+    let labels = label_lanes(sorted_labels);
+    match config.top1_mode() {
+        crate::Top1Mode::Softmax => {
+            let mut factor = [F::zero(); LANES];
+            for lane in 0..rows {
+                factor[lane] =
+                    q_adjoints[lane] * p_first * probabilities[sorted_labels[lane]][lane];
+            }
+            for (wire, (g, p)) in x.iter_mut().zip(probabilities).enumerate() {
+                *g = softmax_top1_term(wire, g, p, &labels, &factor);
+            }
+        }
+        crate::Top1Mode::SoftmaxCrossEntropy => {
+            for (wire, (g, p)) in x.iter_mut().zip(probabilities).enumerate() {
+                *g = cross_entropy_top1_term(wire, g, p, &labels, p_first);
+            }
+        }
+        crate::Top1Mode::Sort => {}
+    }
+}
+
+/// `g + f·(δ − p)` for one wire of every lane (a function of its own, see
+/// [`shifted_exponentials`]).
+#[inline(always)]
+fn softmax_top1_term<F: Real>(
+    wire: usize,
+    g: &Lanes<F>,
+    p: &Lanes<F>,
+    labels: &[u32; LANES],
+    factor: &Lanes<F>,
+) -> Lanes<F> {
+    let mut out = *g;
+    for lane in 0..LANES {
+        let delta = if wire as u32 == labels[lane] {
+            F::one()
+        } else {
+            F::zero()
+        };
+        out[lane] += factor[lane] * (delta - p[lane]);
+    }
+    out
+}
+
+/// `g + P_K[1]·(p − δ)` for one wire of every lane.
+#[inline(always)]
+fn cross_entropy_top1_term<F: Real>(
+    wire: usize,
+    g: &Lanes<F>,
+    p: &Lanes<F>,
+    labels: &[u32; LANES],
+    p_first: F,
+) -> Lanes<F> {
+    let mut out = *g;
+    for lane in 0..LANES {
+        let delta = if wire as u32 == labels[lane] {
+            F::one()
+        } else {
+            F::zero()
+        };
+        out[lane] += p_first * (p[lane] - delta);
+    }
+    out
 }
 
 /// `mass[ρ][lane] = rows[ρ·n + label(lane)][lane]`.
@@ -388,7 +515,8 @@ fn gather_label_mass<F: Real>(
 
 /// The top-1 softmax of the selected logits (per lane the operations of `softmax::softmax` in
 /// its order), then per row `q = Σ_ρ w_ρ mass_ρ` and [`crate::loss::mixture_finish`]; writes the
-/// losses and each row's probabilities where `finish_gradient` reads them; returns ∂loss/∂q.
+/// losses (the probabilities stay in `probability_lanes` for [`top1_gradient_lanes`]); returns
+/// ∂loss/∂q.
 #[inline(always)]
 fn top1_and_mixture_lanes<F: Real>(
     config: &crate::TopkLossConfig,
@@ -398,7 +526,7 @@ fn top1_and_mixture_lanes<F: Real>(
     rows: usize,
     losses: &mut [F],
 ) -> Lanes<F> {
-    let (n, k) = (config.sorted_inputs(), config.k());
+    let k = config.k();
     let mode = config.top1_mode();
     let (selected, probabilities) = (&buffers.selected_lanes, &mut buffers.probability_lanes);
     let mut maximum = selected[0];
@@ -436,9 +564,6 @@ fn top1_and_mixture_lanes<F: Real>(
         );
         losses[lane] = loss;
         q_adjoints[lane] = q_adjoint;
-        for (wire, p) in probabilities.iter().enumerate() {
-            buffers.probabilities[lane * n + wire] = p[lane];
-        }
     }
     q_adjoints
 }
@@ -889,11 +1014,49 @@ fn softsort_backward_lanes<F: Real>(
             center[lane] = selected[top[rank][lane] as usize][lane];
         }
         let mut center_bar = [F::zero(); LANES];
+        #[cfg(target_arch = "x86_64")]
+        let stepped = match (
+            F::as_f32_lanes(row),
+            F::as_f32_lanes(&selected[..n]),
+            F::as_f32_lanes_mut(&mut gx[..n]),
+            F::as_f32_lanes(core::slice::from_ref(adjoint)),
+            F::as_f32_lanes(core::slice::from_ref(&dot)),
+            F::as_f32_lanes(core::slice::from_ref(&center)),
+        ) {
+            (
+                Some(row),
+                Some(scores),
+                Some(gradient),
+                Some(&[adjoint]),
+                Some(&[dot]),
+                Some(&[center]),
+            ) if crate::cpu::has_avx2() => {
+                let beta = [beta];
+                let beta = F::as_f32_slice(&beta).expect("f32")[0];
+                // SAFETY: the CPU supports AVX2, checked just above.
+                Some(unsafe {
+                    crate::adjoint_avx2::softsort_adjoint_step(
+                        row, scores, &labels, &adjoint, &dot, &center, beta, gradient,
+                    )
+                })
+            }
+            _ => None,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let stepped: Option<[f32; LANES]> = None;
+        if let (Some(sum), Some(out)) = (
+            stepped,
+            F::as_f32_lanes_mut(core::slice::from_mut(&mut center_bar)),
+        ) {
+            out[0] = sum;
+        }
+        let stepped = stepped.is_some();
         for (wire, ((g, p), s)) in gx
             .iter_mut()
             .zip(row.iter())
             .zip(selected.iter())
             .enumerate()
+            .filter(|_| !stepped)
         {
             let d = softsort_adjoint_term(wire, p, s, &center, &labels, adjoint, &dot, beta);
             for lane in 0..LANES {

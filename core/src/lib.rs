@@ -83,6 +83,8 @@ pub mod softsort;
 mod sweep;
 #[cfg(test)]
 mod test_random;
+#[cfg(all(target_arch = "x86_64", feature = "alloc"))]
+mod transpose_avx2;
 
 #[cfg(feature = "alloc")]
 mod batch;

@@ -428,6 +428,19 @@ pub(crate) fn finish_gradient<F: Real>(
         }
         Top1Mode::Sort => {}
     }
+    write_gradient(config, selection, work_x, gradient, gradient_scale);
+}
+
+/// The last step of [`finish_gradient`]: `scale · work_x` into the row's gradient, through
+/// `selection` with a preselection (zero for the classes it left out), else in class order.
+#[inline]
+pub(crate) fn write_gradient<F: Real>(
+    config: &TopkLossConfig,
+    selection: &[u32],
+    work_x: &[F],
+    gradient: &mut [F],
+    gradient_scale: F,
+) {
     if config.preselection().is_some() {
         gradient.iter_mut().for_each(|g| *g = F::zero());
         for (&i, &g) in selection.iter().zip(work_x.iter()) {

@@ -95,6 +95,13 @@ pub trait Real:
         let _ = values;
         None
     }
+    /// [`Real::as_f32_slice`], mutable.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn as_f32_slice_mut(values: &mut [Self]) -> Option<&mut [f32]> {
+        let _ = values;
+        None
+    }
     /// [`Real::as_f32_lanes`], mutable.
     #[doc(hidden)]
     #[inline(always)]
@@ -117,6 +124,10 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn as_f32_lanes_mut(values: &mut [[Self; 8]]) -> Option<&mut [[f32; 8]]> {
+        Some(values)
+    }
+    #[inline(always)]
+    fn as_f32_slice_mut(values: &mut [Self]) -> Option<&mut [f32]> {
         Some(values)
     }
     #[cfg(target_arch = "x86_64")]
