@@ -307,7 +307,7 @@ fn loss_lanes_body<F: Real>(
         }
         Family::NeuralSort => {
             // The rows are in each lane's ascending order: the label at its position there.
-            neuralsort_rows_lanes(buffers, n, k, beta);
+            neuralsort_rows_lanes(buffers, n, k, beta, rows);
             let positions = buffers.order.positions_of(&sorted_labels);
             gather_label_mass(&buffers.rows, n, k, &positions, rows, &mut mass);
         }
@@ -753,8 +753,14 @@ fn softsort_exponentials<F: Real>(values: &Lanes<F>, center: &Lanes<F>, beta: F)
 /// few entries above the normal range sit together: blocks of 8 lanes whose exponentials
 /// would all be flushed to +0 are set to +0 without them (the same bits).
 #[inline(always)]
-fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usize, beta: F) {
-    ascending_order_lanes(&buffers.selected_lanes[..n], &mut buffers.order);
+fn neuralsort_rows_lanes<F: Real>(
+    buffers: &mut LaneBuffers<F>,
+    n: usize,
+    k: usize,
+    beta: F,
+    rows: usize,
+) {
+    ascending_order_lanes(&buffers.selected_lanes[..n], rows, &mut buffers.order);
     deviation_sums_lanes(&mut buffers.order, n, &mut buffers.deviations[..n]);
     let sorted = &buffers.order.values;
     for rank in 0..k {
@@ -783,7 +789,7 @@ fn neuralsort_rows_lanes<F: Real>(buffers: &mut LaneBuffers<F>, n: usize, k: usi
 /// the wires before i, `<` for those after), then the wires and values in that order:
 /// `order.wires[r][lane]`, `order.values[r][lane]`.
 #[inline(always)]
-fn ascending_order_lanes<F: Real>(selected: &[Lanes<F>], order: &mut OrderLanes<F>) {
+fn ascending_order_lanes<F: Real>(selected: &[Lanes<F>], rows: usize, order: &mut OrderLanes<F>) {
     let n = selected.len();
     #[cfg(target_arch = "x86_64")]
     let counted = match F::as_f32_lanes(selected) {
@@ -819,7 +825,7 @@ fn ascending_order_lanes<F: Real>(selected: &[Lanes<F>], order: &mut OrderLanes<
             order.values[position][lane] = score[lane];
         }
     }
-    order.find_ties(n);
+    order.find_ties(n, rows);
 }
 
 /// The sorted order of every lane and the running sums over it (see [`deviation_sums_lanes`]).
@@ -831,7 +837,8 @@ pub(crate) struct OrderLanes<F> {
     wires: alloc::vec::Vec<[u32; LANES]>,
     values: alloc::vec::Vec<Lanes<F>>,
     /// Running sums in sorted order (n + 1), per position the start of its tie group and the
-    /// running sum there, and a sorted copy of the adjoints (backward).
+    /// running sum there, and the terms summed (the scores less the smallest in the forward,
+    /// the adjoints c̄ in the backward).
     running: alloc::vec::Vec<[f64; LANES]>,
     group_start: alloc::vec::Vec<[f64; LANES]>,
     group_below: alloc::vec::Vec<[f64; LANES]>,
@@ -855,18 +862,19 @@ impl<F: Real> OrderLanes<F> {
         }
     }
 
-    /// Whether any lane holds equal values (adjacent in sorted order); set by
-    /// [`ascending_order_lanes`]. Without ties every position is a tie group of its own and
-    /// the running sums need no scans.
+    /// Whether any of the first `rows` lanes holds equal values (adjacent in sorted order);
+    /// set by [`ascending_order_lanes`]. Without ties every position is a tie group of its own
+    /// and the running sums need no scans. (The padding lanes of a last partial group, all
+    /// zeros, tie everywhere; their results are not used, so the scans may be skipped there.)
     #[inline(always)]
-    fn find_ties(&mut self, n: usize) {
+    fn find_ties(&mut self, n: usize, rows: usize) {
         let mut tied = [false; LANES];
         for (lower, upper) in self.values[..n].iter().zip(&self.values[1..n]) {
             for lane in 0..LANES {
                 tied[lane] |= lower[lane] == upper[lane];
             }
         }
-        self.any_tie = tied.iter().any(|&tie| tie);
+        self.any_tie = tied[..rows].iter().any(|&tie| tie);
     }
 
     /// From `sorted_terms` (n, in sorted order): `running` (n + 1) and, where there are ties,

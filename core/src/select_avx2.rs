@@ -9,7 +9,7 @@
 //!
 //! The steps, each as whole-register work:
 //! 1. one pass keeps, in each of the 8 lanes, the `J` largest entries that lane sees (`J` =
-//!    ⌈r/8⌉ + 1 for r = `count`, plus one for a skipped position);
+//!    ⌈r/8⌉ + 1 for r = `count`, plus one for a skipped position, up to 4; 8 beyond r = 24);
 //! 2. the threshold `t` is the r-th largest of those 8·`J` entries (each compared against all,
 //!    8 at a time): at least r entries reach it, typically a few more (16–17 of 100 or 1000
 //!    normal logits for r = 16, see [`column_tops_bound`]);
@@ -24,9 +24,10 @@
 //! Long rows (n ≥ 32·(count + 1)) first keep only the entries at or above a lower bound from the
 //! maxima of 64 groups (see [`group_maxima_bound`]), typically a few dozen of 1000, and select
 //! among those. NaN entries are never selected (the portable code places them somewhere
-//! unspecified). What this path does not handle (+∞ among the candidates, more than 128
-//! candidates from ties at the threshold, fewer than `count` ordered entries) it declines, and
-//! the portable code runs instead.
+//! unspecified); infinite entries are ranked like any other. What this path does not handle
+//! (a bound of −∞, where fewer than `count` (+1 with a skip) entries lie above −∞; an infinite
+//! long-row bound; more than 256 or 128 candidates from ties at the bound) it declines, and the
+//! portable code runs instead.
 
 use core::mem::MaybeUninit;
 
@@ -98,9 +99,9 @@ pub(crate) unsafe fn largest_indices_f32<const TIES_HIGH: bool>(
     {
         return false;
     }
-    // Shorter rows go straight to the bisection: below 32·(count + 1) entries that was faster
-    // than the lower-bound pass first (5 of 100: ≈ 176 against 252 ns a row, 15 of 300: 315
-    // against 375; at 64·(count + 1), 15 of 1000 took 960–1320 ns against 650).
+    // Shorter rows go straight to the one-pass threshold (below 32·(count + 1) entries the
+    // lower-bound pass first did not pay off, measured with the earlier bisection: 5 of 100 in
+    // ≈ 176 against 252 ns a row, 15 of 300 in 315 against 375).
     if values.len() < 32 * (count + 1) {
         return select_among::<TIES_HIGH>(values, None, skip, out);
     }
@@ -137,7 +138,7 @@ pub(crate) unsafe fn largest_indices_f32<const TIES_HIGH: bool>(
 /// `values.len() ≥ 64`), from the maxima of 64 disjoint groups (lane l of every eighth block,
 /// so that eight running maxima are independent and the pass runs at load speed): each lane's
 /// eight group maxima sorted by a 19-comparator network, and the `rank`-th largest of the J
-/// largest of each lane (J = ⌈rank/8⌉ + 1, see [`largest_with_rank`]): those are distinct
+/// largest of each lane (J = ⌈rank/8⌉ + 1 up to rank 24, 8 beyond; see [`largest_with_rank`]): those are distinct
 /// entries, so at least `rank` entries reach it. For 16 of 1000 normal logits it leaves about
 /// 20 (27 at the 99th percentile; the smallest of the lanes' second maxima, the previous bound,
 /// left 37 and 71). NaN entries are passed over; `None` where the bound is not finite.
@@ -195,7 +196,7 @@ unsafe fn group_maxima_bound(values: &[f32], rank: usize) -> Option<f32> {
         maxima[upper] = _mm256_max_ps(a, b);
         maxima[lower] = _mm256_min_ps(a, b);
     }
-    // The rank-th largest of the J largest group maxima of each lane, J = ⌈rank/8⌉ + 1.
+    // The rank-th largest of the J largest group maxima of each lane, J = ⌈rank/8⌉ + 1 (8 beyond rank 24).
     let bound = match rank.div_ceil(8) {
         1 => largest_with_rank::<2>(&[maxima[0], maxima[1]], rank),
         2 => largest_with_rank::<3>(&[maxima[0], maxima[1], maxima[2]], rank),
@@ -412,7 +413,7 @@ unsafe fn largest_with_rank<const J: usize>(tops: &[__m256; J], rank: usize) -> 
     (bound > f32::NEG_INFINITY).then_some(bound)
 }
 
-/// [`column_tops_bound`] with `J` = ⌈rank/8⌉ + 1 entries per lane (at most 8).
+/// [`column_tops_bound`] with `J` = ⌈rank/8⌉ + 1 entries per lane up to rank 24, 8 beyond.
 #[inline(always)]
 unsafe fn rank_bound(values: &[f32], rank: usize) -> Option<f32> {
     match rank.div_ceil(8) {
@@ -488,7 +489,10 @@ unsafe fn rank_candidates<const TIES_HIGH: bool>(
     out: &mut [u32],
 ) {
     let padded = candidate_values.len();
-    assert!(out.len() <= len && len <= padded && padded <= LISTED + 8);
+    assert!(out.len() <= len && len <= padded && len <= LISTED);
+    // Every candidate compares (it reached a bound), so the ranks are a permutation of 0..len
+    // and every slot read below was written.
+    debug_assert!(candidate_values[..len].iter().all(|v| !v.is_nan()));
     // Rank by counting, 8 candidates at a time against each candidate j: the list is in index
     // order, so j ranks above candidate p where its value is larger, or equal and j comes
     // first in tie order (j < p, or j > p with TIES_HIGH): `≥` for the j on that side of p,
