@@ -82,6 +82,16 @@ impl Head {
                 "{e} (a head is a .safetensors file written by difftopk train)"
             ))
         })?;
+        // A head of another format version (or another tool's file with a `format` key) would
+        // be misread; heads without the key (exported elsewhere) are taken as plain weights.
+        if let Some(format) = header.metadata.get("format") {
+            if format != FORMAT {
+                fail!(
+                    "{path}: metadata format is {format:?}; this difftopk reads {FORMAT:?} heads \
+                     (written by a newer version or another tool?)"
+                );
+            }
+        }
         let weight_entry = header.tensors.get("weight").ok_or_else(|| {
             CliError(format!("{path}: no tensor \"weight\"; not a difftopk head"))
         })?;

@@ -802,6 +802,33 @@ fn review_argument_checks() {
         binary().args(["predict", "--head", &one_class, "--x", &x]),
         &["at least 2 classes"],
     );
+    // A head of an unknown format version is not read as if it were ours.
+    let weight = vec![0f32; 128];
+    let future = write(
+        &dir,
+        "future.safetensors",
+        &difftopk_io::safetensors::serialise(
+            &[
+                difftopk_io::safetensors::TensorToWrite {
+                    name: "weight",
+                    shape: vec![2, 64],
+                    values: &weight,
+                },
+                difftopk_io::safetensors::TensorToWrite {
+                    name: "bias",
+                    shape: vec![2],
+                    values: &[0.0, 0.0],
+                },
+            ],
+            &[("format".to_string(), "difftopk-linear-head-v2".to_string())]
+                .into_iter()
+                .collect(),
+        ),
+    );
+    assert_fails(
+        binary().args(["predict", "--head", &future, "--x", &x]),
+        &["metadata format is \"difftopk-linear-head-v2\""],
+    );
     let blank = write(&dir, "blank.txt", b"a\nb\n\nd\ne\nf\ng\nh\ni\nj\n");
     assert_fails(
         &mut train_with(&dir, &x, &y, &["--classes", &blank]),

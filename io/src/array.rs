@@ -102,15 +102,7 @@ impl ArrayFile {
             .data_len()
             .ok_or_else(|| bad("shape too large".into()))?;
         let present = len - header.data_offset;
-        if present < needed {
-            return Err(DataError::new(
-                source,
-                Problem::Truncated {
-                    expected: needed,
-                    actual: present,
-                },
-            ));
-        }
+        check_data_length(source, needed, present)?;
         let mut array = ArrayFile {
             source: source.to_string(),
             dtype: header.dtype,
@@ -147,15 +139,7 @@ impl ArrayFile {
             .data_len()
             .ok_or_else(|| bad("shape too large".into()))?;
         let present = bytes.len() as u64 - header.data_offset.min(bytes.len() as u64);
-        if present < needed {
-            return Err(DataError::new(
-                source,
-                Problem::Truncated {
-                    expected: needed,
-                    actual: present,
-                },
-            ));
-        }
+        check_data_length(source, needed, present)?;
         let start = header.data_offset as usize;
         let data = &bytes[start..start + needed as usize];
         let data = if header.fortran_order && header.shape.len() > 1 {
@@ -211,6 +195,18 @@ impl ArrayFile {
         let needed = parsed
             .data_len()
             .ok_or_else(|| bad("shape too large".into()))?;
+        // The entry's uncompressed size, from the archive's directory: more than the header
+        // and its data is an error, as for a .npy file (less shows when reading).
+        let entry_data = entry.size().saturating_sub(parsed.data_offset);
+        if entry_data > needed {
+            return Err(DataError::new(
+                source,
+                Problem::TrailingData {
+                    expected: needed,
+                    actual: entry_data,
+                },
+            ));
+        }
         let needed_usize = usize::try_from(needed).map_err(|_| bad("shape too large".into()))?;
         let mut data = Vec::new();
         data.try_reserve_exact(needed_usize).map_err(|_| {
@@ -373,4 +369,23 @@ fn fortran_to_c(bytes: &[u8], shape: &[usize], size: usize) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// `Ok` when the data after a .npy header is exactly the `needed` bytes its shape describes:
+/// [`Problem::Truncated`] for fewer, [`Problem::TrailingData`] for more.
+fn check_data_length(source: &str, needed: u64, present: u64) -> Result<(), DataError> {
+    let problem = if present < needed {
+        Problem::Truncated {
+            expected: needed,
+            actual: present,
+        }
+    } else if present > needed {
+        Problem::TrailingData {
+            expected: needed,
+            actual: present,
+        }
+    } else {
+        return Ok(());
+    };
+    Err(DataError::new(source, problem))
 }

@@ -20,6 +20,14 @@ pub enum Problem {
         /// Bytes present.
         actual: u64,
     },
+    /// More data than the header's shape describes: header and data disagree (a wrong shape
+    /// would otherwise read part of the data as if it were all of it).
+    TrailingData {
+        /// Bytes the header describes.
+        expected: u64,
+        /// Bytes present.
+        actual: u64,
+    },
     /// An element type this reader does not take for this use.
     UnsupportedDtype(String),
     /// The array has the wrong number of dimensions.
@@ -89,6 +97,11 @@ impl fmt::Display for Problem {
             Problem::Truncated { expected, actual } => write!(
                 f,
                 "truncated data: the header promises {expected} bytes of data, the file holds {actual}"
+            ),
+            Problem::TrailingData { expected, actual } => write!(
+                f,
+                "the header's shape describes {expected} bytes of data, the file holds {actual}: \
+                 header and data disagree (was the file cut from a larger array or appended to?)"
             ),
             Problem::UnsupportedDtype(dtype) => write!(f, "unsupported dtype {dtype}"),
             Problem::Dimensions { expected, shape } => write!(

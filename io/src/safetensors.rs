@@ -168,6 +168,23 @@ fn parse_header_text(json: &[u8], file_len: u64) -> Result<SafetensorsHeader, He
             },
         );
     }
+    // Two tensors may not share bytes (a corrupt or hand-edited header would read one
+    // tensor's data as another's). Empty tensors occupy nothing.
+    let mut spans: Vec<(u64, u64, &String)> = header
+        .tensors
+        .iter()
+        .filter(|(_, t)| t.end > t.begin)
+        .map(|(name, t)| (t.begin, t.end, name))
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        let ((_, first_end, first), (second_begin, _, second)) = (pair[0], pair[1]);
+        if second_begin < first_end {
+            return Err(HeaderError::Bad(format!(
+                "tensors {first:?} and {second:?} overlap in the data (data_offsets)"
+            )));
+        }
+    }
     Ok(header)
 }
 

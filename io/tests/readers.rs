@@ -189,6 +189,27 @@ fn npz_archives_by_name_stored_and_deflated() {
 }
 
 #[test]
+fn overlapping_safetensors_are_refused() {
+    let json = br#"{"a":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1,2],"data_offsets":[4,12]}}"#;
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(json);
+    bytes.extend_from_slice(&[0u8; 12]);
+    let path = write("overlap.safetensors", &bytes);
+    let error = Embeddings::open(&format!("{path}:a")).unwrap_err();
+    assert!(
+        matches!(&error.problem, Problem::BadHeader(what) if what.contains("\"a\" and \"b\" overlap")),
+        "{error}"
+    );
+    // Adjacent tensors are fine.
+    let json = br#"{"a":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1,1],"data_offsets":[8,12]}}"#;
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(json);
+    bytes.extend_from_slice(&[0u8; 12]);
+    let path = write("adjacent.safetensors", &bytes);
+    assert_eq!(load(&format!("{path}:a")), vec![0.0, 0.0]);
+}
+
+#[test]
 fn safetensors_by_name() {
     let bytes = safetensors::serialise(
         &[
@@ -247,6 +268,24 @@ fn every_bad_input_is_named() {
             expected: 24,
             actual: 19
         },
+        "{error}"
+    );
+
+    // More data than the shape describes: the header and the data disagree.
+    let mut longer = full.clone();
+    longer.extend_from_slice(&[0u8; 8]);
+    let trailing = write("trailing.npy", &longer);
+    let error = Embeddings::open(&trailing).unwrap_err();
+    assert_eq!(
+        error.problem,
+        Problem::TrailingData {
+            expected: 24,
+            actual: 32
+        },
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("header and data disagree"),
         "{error}"
     );
 
@@ -377,6 +416,24 @@ fn hostile_headers_are_errors_not_crashes() {
     let error = Embeddings::open(&path.to_string_lossy()).unwrap_err();
     assert!(
         matches!(error.problem, Problem::Truncated { .. }),
+        "{error}"
+    );
+    // And one that holds more than its header describes: refused, not read in part.
+    let path = temp_dir().join("long.npz");
+    let mut archive = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    archive
+        .start_file("X.npy", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    archive.write_all(&full).unwrap();
+    archive.write_all(&[0u8; 12]).unwrap();
+    archive.finish().unwrap();
+    let error = Embeddings::open(&path.to_string_lossy()).unwrap_err();
+    assert_eq!(
+        error.problem,
+        Problem::TrailingData {
+            expected: 24,
+            actual: 36
+        },
         "{error}"
     );
 }
