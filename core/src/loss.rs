@@ -265,11 +265,7 @@ pub fn check_values<F: Real>(row: usize, logits: &[F]) -> Result<(), Error> {
     // One pass without an early exit (it vectorises; NaN fails the comparison too); the
     // position only when something is wrong.
     let bound = F::of(MAX_LOGIT);
-    let mut all_in_range = true;
-    for &z in logits {
-        all_in_range &= z.abs() <= bound;
-    }
-    if !all_in_range {
+    if !all_within(logits, bound) {
         if let Some(column) = logits.iter().position(|z| !z.is_finite()) {
             return Err(Error::NonFiniteInput { row, column });
         }
@@ -277,6 +273,49 @@ pub fn check_values<F: Real>(row: usize, logits: &[F]) -> Result<(), Error> {
         return Err(Error::LogitTooLarge { row, column });
     }
     Ok(())
+}
+
+/// Whether every value has `|z| ≤ bound` (NaN has not), in one pass without an early exit; for
+/// f32 with AVX2 one compare and one AND per 8 values (the portable loop was vectorised with a
+/// packing of the comparison masks to 16 bits, two shuffles per 8 values).
+#[inline(always)]
+fn all_within<F: Real>(values: &[F], bound: F) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(values), Some(&[bound])) = (
+        F::as_f32_slice(values),
+        F::as_f32_slice(core::slice::from_ref(&bound)),
+    ) {
+        if crate::cpu::has_avx2() {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { all_within_avx2(values, bound) };
+        }
+    }
+    let mut all_in_range = true;
+    for &z in values {
+        all_in_range &= z.abs() <= bound;
+    }
+    all_in_range
+}
+
+/// [`all_within`] for f32 with AVX2 intrinsics.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn all_within_avx2(values: &[f32], bound: f32) -> bool {
+    use core::arch::x86_64::{
+        _mm256_and_ps, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_loadu_ps, _mm256_movemask_ps,
+        _mm256_set1_epi32, _mm256_set1_ps, _CMP_LE_OQ,
+    };
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let limit = _mm256_set1_ps(bound);
+    let mut within = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    let blocks = values.chunks_exact(8);
+    let tail = blocks.remainder();
+    for block in blocks {
+        let absolute = _mm256_and_ps(_mm256_loadu_ps(block.as_ptr()), magnitude);
+        // Ordered `≤`: false for NaN.
+        within = _mm256_and_ps(within, _mm256_cmp_ps::<_CMP_LE_OQ>(absolute, limit));
+    }
+    _mm256_movemask_ps(within) == 0xff && tail.iter().all(|z| z.abs() <= bound)
 }
 
 /// The largest logit magnitude the top-k loss and the operators accept, 10³²

@@ -125,6 +125,31 @@ fn bad_inputs_are_errors() {
     );
     let logits = [0.1f32, 0.2, 1e32, -1e32, 1.0, 2.0, 0.0, 0.0];
     assert!(loss.forward_backward(&logits, &[0, 1], None).is_ok());
+    // Rows long enough for the 8-wide check (f32 with AVX2): a bad value in a full block or in
+    // the tail, in either row.
+    let long =
+        TopkLoss::new(TopkLossConfig::new(Method::SoftSort, 20, &[0.5, 0.5]).unwrap()).unwrap();
+    for (column, value) in [
+        (0, f32::NAN),
+        (7, f32::NEG_INFINITY),
+        (13, 2e32),
+        (19, f32::NAN),
+    ] {
+        for row in 0..2 {
+            let mut logits: Vec<f32> = (0..40).map(|i| i as f32 * 0.1).collect();
+            logits[row * 20 + column] = value;
+            let expected = if value.is_finite() {
+                Error::LogitTooLarge { row, column }
+            } else {
+                Error::NonFiniteInput { row, column }
+            };
+            assert_eq!(long.forward_backward(&logits, &[0, 1], None), Err(expected));
+        }
+    }
+    let edge: Vec<f32> = (0..40)
+        .map(|i| if i % 3 == 0 { 1e32 } else { -1e32 })
+        .collect();
+    assert!(long.forward_backward(&edge, &[0, 1], None).is_ok());
     let (mut p, mut rows, mut top) = ([0f32; 3], [0f32; 3], [0u32; 1]);
     assert_eq!(
         difftopk_core::softsort::softsort_topk(
