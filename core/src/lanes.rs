@@ -22,7 +22,7 @@ pub const LANES: usize = 8;
 pub type Lanes<F> = [F; LANES];
 
 /// [`crate::sweep::forward_with_mass`] on [`LANES`] rows: values `x` and mass `v` (one entry
-/// per wire), recording `[α, f'(b − a), a − b, v_a − v_b]` per comparator in `tape`
+/// per wire), recording `[α, f', f'·(a − b), f'·(v_a − v_b)]` per comparator in `tape`
 /// (`tape.len() ≥ 4 · comparators.len()`).
 #[inline(always)]
 pub(crate) fn forward_with_mass_lanes<F: Real, S: Sigmoid<F>>(
@@ -48,15 +48,16 @@ pub(crate) fn forward_with_mass_lanes<F: Real, S: Sigmoid<F>>(
             [F::zero(); LANES],
             [F::zero(); LANES],
         );
-        let (mut a_minus_b, mut va_minus_vb) = ([F::zero(); LANES], [F::zero(); LANES]);
+        let (mut sloped_difference, mut sloped_mass_difference) =
+            ([F::zero(); LANES], [F::zero(); LANES]);
         for lane in 0..LANES {
             let beta = F::one() - alpha[lane];
             x_min[lane] = alpha[lane] * a[lane] + beta * b[lane];
             x_max[lane] = beta * a[lane] + alpha[lane] * b[lane];
             v_min[lane] = alpha[lane] * va[lane] + beta * vb[lane];
             v_max[lane] = beta * va[lane] + alpha[lane] * vb[lane];
-            a_minus_b[lane] = a[lane] - b[lane];
-            va_minus_vb[lane] = va[lane] - vb[lane];
+            sloped_difference[lane] = slope[lane] * (a[lane] - b[lane]);
+            sloped_mass_difference[lane] = slope[lane] * (va[lane] - vb[lane]);
         }
         x[omin] = x_min;
         x[omax] = x_max;
@@ -64,8 +65,8 @@ pub(crate) fn forward_with_mass_lanes<F: Real, S: Sigmoid<F>>(
         v[omax] = v_max;
         record[0] = alpha;
         record[1] = slope;
-        record[2] = a_minus_b;
-        record[3] = va_minus_vb;
+        record[2] = sloped_difference;
+        record[3] = sloped_mass_difference;
     }
 }
 
@@ -79,7 +80,7 @@ pub(crate) fn backward_with_mass_lanes<F: Real>(
     gv: &mut [Lanes<F>],
 ) {
     for (c, record) in comparators.iter().zip(tape.chunks_exact(4)).rev() {
-        let (alpha, slope, a_minus_b, va_minus_vb) =
+        let (alpha, slope, sloped_difference, sloped_mass_difference) =
             (&record[0], &record[1], &record[2], &record[3]);
         let (omin, omax) = (c.out_min as usize, c.out_max as usize);
         let (gmin, gmax) = (gx[omin], gx[omax]);
@@ -92,9 +93,9 @@ pub(crate) fn backward_with_mass_lanes<F: Real>(
         );
         for lane in 0..LANES {
             let beta = F::one() - alpha[lane];
-            let alpha_bar = a_minus_b[lane] * (gmin[lane] - gmax[lane])
-                + va_minus_vb[lane] * (hmin[lane] - hmax[lane]);
-            let through_alpha = crate::sweep::through_alpha(slope[lane], alpha_bar);
+            let through = sloped_difference[lane] * (gmin[lane] - gmax[lane])
+                + sloped_mass_difference[lane] * (hmin[lane] - hmax[lane]);
+            let through_alpha = crate::sweep::through_alpha(slope[lane], through);
             ga[lane] = alpha[lane] * gmin[lane] + beta * gmax[lane] - through_alpha;
             gb[lane] = beta * gmin[lane] + alpha[lane] * gmax[lane] + through_alpha;
             ha[lane] = alpha[lane] * hmin[lane] + beta * hmax[lane];

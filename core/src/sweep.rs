@@ -2,11 +2,13 @@
 //!
 //! Data flow (spec section 12): the forward sweep runs the values x and the mass v = e_yᵀ·L₁…L_ℓ
 //! of one input y through the comparators, recording per comparator the four numbers the
-//! reverse sweep needs: `[α, f'(b − a), a − b, v_a − v_b]`. The reverse sweep is the
-//! vector-Jacobian product: with adjoints ḡ (values) and h̄ (mass) of the two outputs,
-//! `ā = α ḡ_min + (1−α) ḡ_max`, `b̄ = (1−α) ḡ_min + α ḡ_max` (same for the mass), and
+//! reverse sweep needs: `[α, f', f'·(a − b), f'·(v_a − v_b)]` with f' = f'(b − a). The reverse
+//! sweep is the vector-Jacobian product: with adjoints ḡ (values) and h̄ (mass) of the two
+//! outputs, `ā = α ḡ_min + (1−α) ḡ_max`, `b̄ = (1−α) ḡ_min + α ḡ_max` (same for the mass), and
 //! `ᾱ = (a − b)(ḡ_min − ḡ_max) + (v_a − v_b)(h̄_min − h̄_max)`; α = f(b − a) adds `−f'ᾱ` to ā and
-//! `+f'ᾱ` to b̄.
+//! `+f'ᾱ` to b̄, computed as `(f'·(a − b))(ḡ_min − ḡ_max) + (f'·(v_a − v_b))(h̄_min − h̄_max)`:
+//! the slope goes in first, so that where it is tiny and the logit difference huge (logistic_phi
+//! with λ > 1 at logits of 10²⁰) no intermediate overflows.
 
 use crate::network::Comparator;
 use crate::relaxation::Sigmoid;
@@ -41,8 +43,8 @@ pub(crate) fn forward_with_mass<F: Real, S: Sigmoid<F>>(
         v[omax] = beta * va + alpha * vb;
         record[0] = alpha;
         record[1] = slope;
-        record[2] = a - b;
-        record[3] = va - vb;
+        record[2] = slope * (a - b);
+        record[3] = slope * (va - vb);
     }
 }
 
@@ -61,13 +63,16 @@ pub(crate) fn backward_with_mass<F: Real>(
         .zip(tape.chunks_exact(TAPE_PER_COMPARATOR))
         .rev()
     {
-        let (alpha, slope, a_minus_b, va_minus_vb) = (record[0], record[1], record[2], record[3]);
+        let (alpha, slope, sloped_difference, sloped_mass_difference) =
+            (record[0], record[1], record[2], record[3]);
         let beta = F::one() - alpha;
         let (omin, omax) = (c.out_min as usize, c.out_max as usize);
         let (gmin, gmax) = (gx[omin], gx[omax]);
         let (hmin, hmax) = (gv[omin], gv[omax]);
-        let alpha_bar = a_minus_b * (gmin - gmax) + va_minus_vb * (hmin - hmax);
-        let through_alpha = through_alpha(slope, alpha_bar);
+        let through_alpha = through_alpha(
+            slope,
+            sloped_difference * (gmin - gmax) + sloped_mass_difference * (hmin - hmax),
+        );
         let (wa, wb) = (c.wire_a as usize, c.wire_b as usize);
         gx[wa] = alpha * gmin + beta * gmax - through_alpha;
         gx[wb] = beta * gmin + alpha * gmax + through_alpha;
@@ -76,21 +81,21 @@ pub(crate) fn backward_with_mass<F: Real>(
     }
 }
 
-/// `f'·ᾱ`, the adjoint reaching a comparator's inputs through α; 0 where the comparator is
-/// saturated (`f' = 0`). There ᾱ, a sum of `(a − b)·(ḡ_min − ḡ_max)`, may have overflowed in
-/// `f32` (logit differences of 10³⁰ times adjoints of 10⁹ at a steep tie elsewhere), and 0·∞
-/// would make the whole gradient NaN; everywhere else the product itself (only the sign of a
-/// zero term differs: +0 where the product gave ±0).
+/// `f'·ᾱ`, the adjoint reaching a comparator's inputs through α, given as `through` (the sum of
+/// the slope-weighted products, see the module docs); 0 where the comparator is saturated
+/// (`f' = 0`): there a product may have overflowed in `f32` (adjoints of 10⁹ at a steep tie
+/// elsewhere), and 0·∞ would make the whole gradient NaN; everywhere else `through` itself
+/// (only the sign of a zero term differs: +0 where the products gave ±0).
 #[inline(always)]
-pub(crate) fn through_alpha<F: Real>(slope: F, alpha_bar: F) -> F {
+pub(crate) fn through_alpha<F: Real>(slope: F, through: F) -> F {
     if slope == F::zero() {
         F::zero()
     } else {
-        slope * alpha_bar
+        through
     }
 }
 
-/// Runs values only, recording `[α, f'(b − a), a − b]` per comparator (`tape.len() ≥ 3·C`).
+/// Runs values only, recording `[α, f', f'·(a − b)]` per comparator (`tape.len() ≥ 3·C`).
 #[inline]
 pub(crate) fn forward_values<F: Real, S: Sigmoid<F>>(
     sigmoid: S,
@@ -107,7 +112,7 @@ pub(crate) fn forward_values<F: Real, S: Sigmoid<F>>(
         x[c.out_max as usize] = beta * a + alpha * b;
         record[0] = alpha;
         record[1] = slope;
-        record[2] = a - b;
+        record[2] = slope * (a - b);
     }
 }
 
@@ -126,10 +131,10 @@ pub(crate) fn backward_values<F: Real>(
         .zip(extra_alpha_bar)
         .rev()
     {
-        let (alpha, slope, a_minus_b) = (record[0], record[1], record[2]);
+        let (alpha, slope, sloped_difference) = (record[0], record[1], record[2]);
         let beta = F::one() - alpha;
         let (gmin, gmax) = (gx[c.out_min as usize], gx[c.out_max as usize]);
-        let through_alpha = through_alpha(slope, a_minus_b * (gmin - gmax) + extra);
+        let through_alpha = through_alpha(slope, sloped_difference * (gmin - gmax) + slope * extra);
         gx[c.wire_a as usize] = alpha * gmin + beta * gmax - through_alpha;
         gx[c.wire_b as usize] = beta * gmin + alpha * gmax + through_alpha;
     }

@@ -384,20 +384,28 @@ proptest! {
     /// `sweep::through_alpha`; NeuralSort's β z overflowed until its rows took β (z − max z).
     #[test]
     fn loss_stays_finite_at_extremes(
-        n in 6usize..=100, method in 0usize..6, relaxation in 0usize..7, mode in 0usize..3,
+        n in 6usize..=100, method in 0usize..6, relaxation in 0usize..9, mode in 0usize..3,
         magnitude in prop_oneof![Just(5e31f32), Just(1e30f32), Just(1e20f32), Just(1.0f32), Just(0.0f32)],
         signs in proptest::collection::vec(-2i32..=2, 100), label in 0usize..100, preselect in any::<bool>(),
         beta in prop_oneof![Just(1.0), Just(1e4), Just(1e8)],
     ) {
         let x: Vec<f32> = signs[..n].iter().map(|&s| s as f32 * magnitude).collect();
-        // (logistic_phi with λ > 1, outside the paper's range and not monotonic, is not covered:
-        // at logits of 10²⁰ its f32 gradient can still overflow, because the backward forms
-        // (a − b)·ḡ before multiplying by a slope that is tiny but not 0 there; the unit test in
-        // relaxation.rs covers its α at overflowing arguments.)
+        // Also logistic_phi with λ = 1.5 and 3 (outside the paper's range, not monotonic): at
+        // logits of 10²⁰ its f32 gradient overflowed while the backward formed (a − b)·ḡ before
+        // multiplying by a slope tiny there; the slope now goes in first. (λ = 3 with β = 10⁸
+        // is refused: its slope at a tie would exceed `MAX_TIE_SLOPE`.)
+        let relaxation = match relaxation {
+            7 => Relaxation::LogisticPhi { lambda: 1.5 },
+            8 => Relaxation::LogisticPhi { lambda: 3.0 },
+            index => RELAXATIONS[index],
+        };
         let config = TopkLossConfig::new(METHODS[method], n, &[0.2; 5]).unwrap()
-            .with_relaxation(RELAXATIONS[relaxation]).unwrap()
+            .with_relaxation(relaxation).unwrap()
             .with_top1_mode(MODES[mode]);
-        let mut config = config.with_inverse_temperature(beta).unwrap();
+        let Ok(mut config) = config.with_inverse_temperature(beta) else {
+            prop_assume!(false);
+            unreachable!();
+        };
         if preselect {
             config = config.with_preselection(Some(6)).unwrap_or(config);
         }

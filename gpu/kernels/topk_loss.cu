@@ -185,7 +185,8 @@ template <typename T> __device__ __forceinline__ T sign_of(T x) {
 
 // Comparator c of the forward sweep with the label's mass (spec section 12): the relaxed min and
 // max of wires a, b into out_min, out_max, for the values x and the mass v; records α, α's
-// slope, a − b and v_a − v_b on the tape.
+// slope f', f'·(a − b) and f'·(v_a − v_b) on the tape (the slope first: as the core, no
+// intermediate overflows where it is tiny and a − b huge).
 template <typename T>
 __device__ __forceinline__ void forward_comparator(const int4* comparators, int c, int relaxation,
                                                    T beta, T lambda, Strided<T> x, Strided<T> v,
@@ -202,8 +203,8 @@ __device__ __forceinline__ void forward_comparator(const int4* comparators, int 
     v[comparator.w] = one_minus * va + alpha * vb;
     tape[4 * c] = alpha;
     tape[4 * c + 1] = slope;
-    tape[4 * c + 2] = a - b;
-    tape[4 * c + 3] = va - vb;
+    tape[4 * c + 2] = slope * (a - b);
+    tape[4 * c + 3] = slope * (va - vb);
 }
 
 // Comparator c of the reverse sweep: the adjoints of its outputs (x: values, v: mass) back to
@@ -213,13 +214,13 @@ __device__ __forceinline__ void backward_comparator(const int4* comparators, int
                                                     Strided<T> v, Strided<T> tape) {
     int4 comparator = comparators[c];
     T alpha = tape[4 * c], slope = tape[4 * c + 1];
-    T a_minus_b = tape[4 * c + 2], va_minus_vb = tape[4 * c + 3];
+    T sloped_difference = tape[4 * c + 2], sloped_mass_difference = tape[4 * c + 3];
     T one_minus = T(1) - alpha;
     T gmin = x[comparator.z], gmax = x[comparator.w];
     T hmin = v[comparator.z], hmax = v[comparator.w];
-    T alpha_bar = a_minus_b * (gmin - gmax) + va_minus_vb * (hmin - hmax);
-    // 0 where saturated: alpha_bar may have overflowed there (0 * inf = NaN); as the core.
-    T through_alpha = slope == T(0) ? T(0) : slope * alpha_bar;
+    T through = sloped_difference * (gmin - gmax) + sloped_mass_difference * (hmin - hmax);
+    // 0 where saturated: a product may have overflowed there (0 * inf = NaN); as the core.
+    T through_alpha = slope == T(0) ? T(0) : through;
     x[comparator.x] = alpha * gmin + one_minus * gmax - through_alpha;
     x[comparator.y] = one_minus * gmin + alpha * gmax + through_alpha;
     v[comparator.x] = alpha * hmin + one_minus * hmax;
@@ -807,7 +808,7 @@ __device__ void record_values(const T* x, int n, const int4* comparators, int co
         values[comparator.w] = one_minus * a + alpha * b;
         tape[3 * c] = alpha;
         tape[3 * c + 1] = slope;
-        tape[3 * c + 2] = a - b;
+        tape[3 * c + 2] = slope * (a - b);
     }
 }
 
@@ -889,11 +890,11 @@ template <typename T> __device__ bool values_are_finite(const T* x, int n, int r
         for (int i = 0; i < n; ++i) gx[i] = T(0);                                                  \
         for (int c = count - 1; c >= 0; --c) {                                                     \
             int4 comparator = comparators[c];                                                      \
-            T alpha = tape[3 * c], slope = tape[3 * c + 1], a_minus_b = tape[3 * c + 2];           \
+            T alpha = tape[3 * c], slope = tape[3 * c + 1], sloped = tape[3 * c + 2];              \
             T one_minus = T(1) - alpha;                                                            \
             T gmin = gx[comparator.z], gmax = gx[comparator.w];                                    \
-            T alpha_sum = a_minus_b * (gmin - gmax) + alpha_bar[c];                                \
-            T through_alpha = slope == T(0) ? T(0) : slope * alpha_sum;                            \
+            T through = sloped * (gmin - gmax) + slope * alpha_bar[c];                             \
+            T through_alpha = slope == T(0) ? T(0) : through;                                      \
             gx[comparator.x] = alpha * gmin + one_minus * gmax - through_alpha;                    \
             gx[comparator.y] = one_minus * gmin + alpha * gmax + through_alpha;                    \
         }                                                                                          \
