@@ -16,6 +16,9 @@ use crate::metrics::TopkCounter;
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "difftopk-linear-head-v1";
+/// The `format` of a training checkpoint (`OUT.checkpoint`), which holds a head's tensors too
+/// (`eval --head OUT.checkpoint` evaluates a run stopped early).
+pub const CHECKPOINT_FORMAT: &str = "difftopk-checkpoint-v1";
 
 /// A linear head `logits = x · Wᵀ + b`.
 #[derive(Clone, Debug)]
@@ -82,13 +85,13 @@ impl Head {
                 "{e} (a head is a .safetensors file written by difftopk train)"
             ))
         })?;
-        // A head of another format version (or another tool's file with a `format` key) would
-        // be misread; heads without the key (exported elsewhere) are taken as plain weights.
+        // A difftopk file of another format version would be misread; files from other tools
+        // (safetensors' own `"format": "pt"`, or none) are taken as plain weight and bias.
         if let Some(format) = header.metadata.get("format") {
-            if format != FORMAT {
+            if format.starts_with("difftopk-") && format != FORMAT && format != CHECKPOINT_FORMAT {
                 fail!(
                     "{path}: metadata format is {format:?}; this difftopk reads {FORMAT:?} heads \
-                     (written by a newer version or another tool?)"
+                     and {CHECKPOINT_FORMAT:?} checkpoints (written by a newer version?)"
                 );
             }
         }

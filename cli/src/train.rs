@@ -239,7 +239,7 @@ fn save_checkpoint(path: &Path, state: &State, settings: &Value) -> CliResult<()
         });
     }
     let mut metadata = BTreeMap::new();
-    metadata.insert("format".into(), "difftopk-checkpoint-v1".into());
+    metadata.insert("format".into(), crate::head::CHECKPOINT_FORMAT.into());
     metadata.insert("adam_steps".into(), state.optimiser.steps().to_string());
     metadata.insert(
         "history".into(),

@@ -829,6 +829,36 @@ fn review_argument_checks() {
         binary().args(["predict", "--head", &future, "--x", &x]),
         &["metadata format is \"difftopk-linear-head-v2\""],
     );
+    // Other tools' format values (safetensors' own "pt") and our checkpoints still load.
+    for (name, format) in [("pt", "pt"), ("checkpoint", "difftopk-checkpoint-v1")] {
+        let head = write(
+            &dir,
+            &format!("{name}.safetensors"),
+            &difftopk_io::safetensors::serialise(
+                &[
+                    difftopk_io::safetensors::TensorToWrite {
+                        name: "weight",
+                        shape: vec![2, 64],
+                        values: &weight,
+                    },
+                    difftopk_io::safetensors::TensorToWrite {
+                        name: "bias",
+                        shape: vec![2],
+                        values: &[0.0, 0.0],
+                    },
+                ],
+                &[("format".to_string(), format.to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+        );
+        let output = run(binary().args(["predict", "--head", &head, "--x", &x, "--top", "2"]));
+        assert!(
+            output.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
     let blank = write(&dir, "blank.txt", b"a\nb\n\nd\ne\nf\ng\nh\ni\nj\n");
     assert_fails(
         &mut train_with(&dir, &x, &y, &["--classes", &blank]),

@@ -28,7 +28,7 @@ fn check_k(k: usize, n: usize) -> Result<(), Error> {
 }
 
 /// The forward value sweep every operator starts with: `values ← x` run through the network,
-/// recording `[α, f', a − b]` per comparator in `tape`.
+/// recording `[α, f', f'·(a − b)]` per comparator in `tape`.
 fn record_forward<F: Real>(
     network: &NetworkRef<'_>,
     relaxation: Relaxation,

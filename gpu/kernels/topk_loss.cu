@@ -277,7 +277,7 @@ __device__ void topk_row(
     int k, const double* rank_weights, double p_first_d, double rest_weight_d, int mode,
     int preselect, int family, int relaxation, T beta, T lambda, T scale, T* loss_out,
     T* gradient, Strided<T> reals, Strided<unsigned> selection) {
-    Strided<T> tape = reals;                       // 4 per comparator: α, f', a − b, v_a − v_b
+    Strided<T> tape = reals;                       // 4 per comparator: α, f', f'(a − b), f'(v_a − v_b)
     Strided<T> x = reals.offset(4 * count);        // values (forward) / their adjoints (backward)
     Strided<T> v = x.offset(n);                    // mass (forward) / its adjoint (backward)
     Strided<T> selected = v.offset(n);             // the sorted classes' logits
@@ -787,7 +787,7 @@ SOFTMAX_CE_KERNEL(softmax_cross_entropy_f64, double)
 // ---------------------------------------------------------------------------------------------
 // The relaxed top-k matrix operator (difftopk's DiffTopkNet), one thread per row, the core's
 // `operators::relaxed_topk` and `relaxed_topk_backward` step for step:
-//   forward   values through the network recording (α, f', a − b) per comparator, then
+//   forward   values through the network recording (α, f', f'(a − b)) per comparator, then
 //             P_topk = L_1 ⋯ L_D E_k accumulated right to left (n × k per row, row-major, in
 //             `p_topk`; P_topk[i, r] is the weight of input i at ascending position n − k + r);
 //   backward  the same, recording P_l[o_min, :] − P_l[o_max, :] per comparator, then the adjoint
