@@ -336,6 +336,36 @@ fn parameters(head: &str, tensor: &str) -> Vec<u8> {
 }
 
 /// Runs a command that must fail: exit 2, exactly one line on stderr containing every `needle`.
+/// A zero head for the 64-dimensional smoke embeddings: `classes` rows of weights and biases,
+/// with `format` as its metadata when given.
+fn write_head(dir: &Path, name: &str, classes: usize, format: Option<&str>) -> String {
+    let weight = vec![0f32; classes * 64];
+    let bias = vec![0f32; classes];
+    let metadata = format
+        .map(|format| ("format".to_string(), format.to_string()))
+        .into_iter()
+        .collect();
+    write(
+        dir,
+        name,
+        &difftopk_io::safetensors::serialise(
+            &[
+                difftopk_io::safetensors::TensorToWrite {
+                    name: "weight",
+                    shape: vec![classes, 64],
+                    values: &weight,
+                },
+                difftopk_io::safetensors::TensorToWrite {
+                    name: "bias",
+                    shape: vec![classes],
+                    values: &bias,
+                },
+            ],
+            &metadata,
+        ),
+    )
+}
+
 fn assert_fails(command: &mut Command, needles: &[&str]) {
     let output = run(command);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -778,52 +808,17 @@ fn review_argument_checks() {
         &["--nloglr -400"],
     );
     // A one-class "head" is not a classifier.
-    let weight = vec![0f32; 64];
-    let one_class = write(
-        &dir,
-        "one.safetensors",
-        &difftopk_io::safetensors::serialise(
-            &[
-                difftopk_io::safetensors::TensorToWrite {
-                    name: "weight",
-                    shape: vec![1, 64],
-                    values: &weight,
-                },
-                difftopk_io::safetensors::TensorToWrite {
-                    name: "bias",
-                    shape: vec![1],
-                    values: &[0.0],
-                },
-            ],
-            &Default::default(),
-        ),
-    );
+    let one_class = write_head(&dir, "one.safetensors", 1, None);
     assert_fails(
         binary().args(["predict", "--head", &one_class, "--x", &x]),
         &["at least 2 classes"],
     );
     // A head of an unknown format version is not read as if it were ours.
-    let weight = vec![0f32; 128];
-    let future = write(
+    let future = write_head(
         &dir,
         "future.safetensors",
-        &difftopk_io::safetensors::serialise(
-            &[
-                difftopk_io::safetensors::TensorToWrite {
-                    name: "weight",
-                    shape: vec![2, 64],
-                    values: &weight,
-                },
-                difftopk_io::safetensors::TensorToWrite {
-                    name: "bias",
-                    shape: vec![2],
-                    values: &[0.0, 0.0],
-                },
-            ],
-            &[("format".to_string(), "difftopk-linear-head-v2".to_string())]
-                .into_iter()
-                .collect(),
-        ),
+        2,
+        Some("difftopk-linear-head-v2"),
     );
     assert_fails(
         binary().args(["predict", "--head", &future, "--x", &x]),
@@ -831,27 +826,7 @@ fn review_argument_checks() {
     );
     // Other tools' format values (safetensors' own "pt") and our checkpoints still load.
     for (name, format) in [("pt", "pt"), ("checkpoint", "difftopk-checkpoint-v1")] {
-        let head = write(
-            &dir,
-            &format!("{name}.safetensors"),
-            &difftopk_io::safetensors::serialise(
-                &[
-                    difftopk_io::safetensors::TensorToWrite {
-                        name: "weight",
-                        shape: vec![2, 64],
-                        values: &weight,
-                    },
-                    difftopk_io::safetensors::TensorToWrite {
-                        name: "bias",
-                        shape: vec![2],
-                        values: &[0.0, 0.0],
-                    },
-                ],
-                &[("format".to_string(), format.to_string())]
-                    .into_iter()
-                    .collect(),
-            ),
-        );
+        let head = write_head(&dir, &format!("{name}.safetensors"), 2, Some(format));
         let output = run(binary().args(["predict", "--head", &head, "--x", &x, "--top", "2"]));
         assert!(
             output.status.success(),

@@ -380,6 +380,21 @@ fn loss_lanes_body<F: Real>(
     Ok(())
 }
 
+/// One wire of lanes as `f32` where `F` is `f32` (the AVX2 kernels' operands), else `None`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn f32_lane<F: Real>(values: &Lanes<F>) -> Option<[f32; LANES]> {
+    F::as_f32_lanes(core::slice::from_ref(values)).map(|lanes| lanes[0])
+}
+
+/// A scalar for the AVX2 kernels, called where `F` is `f32` (the widening and narrowing are
+/// then exact).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn as_f32<F: Real>(value: F) -> f32 {
+    value.as_f64() as f32
+}
+
 /// `lanes[w][r] = source[r·n + w]` for a full group of f32 rows with AVX2
 /// (`transpose_avx2::into_lanes`); `false` (nothing done) otherwise.
 #[inline(always)]
@@ -409,10 +424,8 @@ fn out_of_lanes<F: Real>(
     #[cfg(target_arch = "x86_64")]
     if let (Some(lanes), Some(gradient)) = (F::as_f32_lanes(lanes), F::as_f32_slice_mut(gradient)) {
         if rows == LANES && crate::cpu::has_avx2() {
-            let scale = [scale];
-            let scale = F::as_f32_slice(&scale).expect("f32")[0];
             // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { crate::transpose_avx2::out_of_lanes(lanes, scale, gradient, classes) };
+            unsafe { crate::transpose_avx2::out_of_lanes(lanes, as_f32(scale), gradient, classes) };
             return true;
         }
     }
@@ -1028,24 +1041,24 @@ fn softsort_backward_lanes<F: Real>(
             F::as_f32_lanes(row),
             F::as_f32_lanes(&selected[..n]),
             F::as_f32_lanes_mut(&mut gx[..n]),
-            F::as_f32_lanes(core::slice::from_ref(adjoint)),
-            F::as_f32_lanes(core::slice::from_ref(&dot)),
-            F::as_f32_lanes(core::slice::from_ref(&center)),
+            f32_lane(adjoint),
+            f32_lane(&dot),
+            f32_lane(&center),
         ) {
-            (
-                Some(row),
-                Some(scores),
-                Some(gradient),
-                Some(&[adjoint]),
-                Some(&[dot]),
-                Some(&[center]),
-            ) if crate::cpu::has_avx2() => {
-                let beta = [beta];
-                let beta = F::as_f32_slice(&beta).expect("f32")[0];
+            (Some(row), Some(scores), Some(gradient), Some(adjoint), Some(dot), Some(center))
+                if crate::cpu::has_avx2() =>
+            {
                 // SAFETY: the CPU supports AVX2, checked just above.
                 Some(unsafe {
                     crate::adjoint_avx2::softsort_adjoint_step(
-                        row, scores, &labels, &adjoint, &dot, &center, beta, gradient,
+                        row,
+                        scores,
+                        &labels,
+                        &adjoint,
+                        &dot,
+                        &center,
+                        as_f32(beta),
+                        gradient,
                     )
                 })
             }
@@ -1209,17 +1222,14 @@ fn neuralsort_backward_lanes<F: Real>(
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64) * beta;
         #[cfg(target_arch = "x86_64")]
         if crate::cpu::has_avx2() {
-            if let (Some(row), Some(gx), Some(c_bar), Some(&[adjoint]), Some(&[dot])) = (
+            if let (Some(row), Some(gx), Some(c_bar), Some(adjoint), Some(dot), Some(threshold)) = (
                 F::as_f32_lanes(row),
                 F::as_f32_lanes_mut(&mut gx[..n]),
                 F::as_f32_lanes_mut(&mut c_bar[..n]),
-                F::as_f32_lanes(core::slice::from_ref(adjoint)),
-                F::as_f32_lanes(core::slice::from_ref(&dot)),
+                f32_lane(adjoint),
+                f32_lane(&dot),
+                f32_lane(&threshold),
             ) {
-                let threshold =
-                    F::as_f32_lanes(core::slice::from_ref(&threshold)).expect("f32 lanes")[0];
-                let parameters = [scale, beta];
-                let parameters = F::as_f32_slice(&parameters).expect("f32");
                 // SAFETY: the CPU supports AVX2, checked just above.
                 unsafe {
                     crate::adjoint_avx2::neuralsort_adjoint_step(
@@ -1228,8 +1238,8 @@ fn neuralsort_backward_lanes<F: Real>(
                         &adjoint,
                         &dot,
                         &threshold,
-                        parameters[0],
-                        parameters[1],
+                        as_f32(scale),
+                        as_f32(beta),
                         gx,
                         c_bar,
                     )
