@@ -249,7 +249,7 @@ fn loss_lanes_body<F: Real>(
     losses: &mut [F],
     buffers: &mut LaneBuffers<F>,
 ) -> Result<(), crate::Error> {
-    use crate::loss::{check_row, preselect, write_gradient};
+    use crate::loss::{check_and_preselect, write_gradient};
     let classes = config.classes();
     let (n, k) = (config.sorted_inputs(), config.k());
     let rows = labels.len();
@@ -258,14 +258,14 @@ fn loss_lanes_body<F: Real>(
     let mut sorted_labels = [0usize; LANES];
     for (lane, &label) in labels.iter().enumerate() {
         let row_logits = &logits[lane * classes..(lane + 1) * classes];
-        check_row(config, first_row + lane, row_logits, label)?;
-        sorted_labels[lane] = preselect(
+        sorted_labels[lane] = check_and_preselect(
             config,
+            first_row + lane,
             row_logits,
             label,
             &mut buffers.selection[lane * n..(lane + 1) * n],
             &mut buffers.selected[lane * n..(lane + 1) * n],
-        );
+        )?;
     }
     if !into_lanes(&buffers.selected, n, rows, &mut buffers.selected_lanes[..n]) {
         for wire in 0..n {

@@ -232,6 +232,82 @@ fn bad_inputs_are_errors() {
     ));
 }
 
+/// With m, the batch path checks the range inside the selection's pass over the row (f32 with
+/// AVX2): the same errors, naming the same entry, for short rows (one pass) and long rows (the
+/// group-maxima pass), in full blocks and in the tail, at the label too, in either group of 8
+/// rows; with and without a gradient; ±1e32 itself accepted.
+#[test]
+fn preselected_rows_are_checked_in_the_selection_pass() {
+    for (classes, method) in [
+        (101usize, Method::SoftSort),
+        (1003, Method::NeuralSort),
+        (1003, Method::SplitterSelection),
+    ] {
+        let config = TopkLossConfig::new(method, classes, &[0.5, 0.0, 0.0, 0.0, 0.5])
+            .unwrap()
+            .with_preselection(Some(16))
+            .unwrap();
+        let loss = TopkLoss::new(config).unwrap();
+        let rows = 10;
+        let labels: Vec<usize> = (0..rows).map(|row| (row * 37) % classes).collect();
+        let fresh = || -> Vec<f32> {
+            (0..rows * classes)
+                .map(|i| ((i * 7919) % 1009) as f32 * 0.01 - 5.0)
+                .collect()
+        };
+        let mut gradient = vec![0f32; rows * classes];
+        assert!(loss.forward_backward(&fresh(), &labels, None).is_ok());
+        let bad_values = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            2e32,
+            -2e32,
+            1.5e38,
+        ];
+        let columns = [0, 5, 8, classes / 2, classes - 3, classes - 1];
+        for (case, (&value, &column)) in bad_values.iter().zip(&columns).enumerate() {
+            for row in [0, 3, 9] {
+                let mut logits = fresh();
+                logits[row * classes + column] = value;
+                let expected = if value.is_finite() {
+                    Error::LogitTooLarge { row, column }
+                } else {
+                    Error::NonFiniteInput { row, column }
+                };
+                assert_eq!(
+                    loss.forward_backward(&logits, &labels, None),
+                    Err(expected),
+                    "n = {classes}, case {case}, row {row}"
+                );
+                assert_eq!(
+                    loss.forward_backward(&logits, &labels, Some(&mut gradient)),
+                    Err(expected),
+                    "n = {classes}, case {case}, row {row}, with a gradient"
+                );
+            }
+        }
+        // At the label itself.
+        let mut logits = fresh();
+        logits[3 * classes + labels[3]] = f32::NAN;
+        assert_eq!(
+            loss.forward_backward(&logits, &labels, Some(&mut gradient)),
+            Err(Error::NonFiniteInput {
+                row: 3,
+                column: labels[3]
+            })
+        );
+        // The edges of the range, everywhere.
+        let edge: Vec<f32> = (0..rows * classes)
+            .map(|i| if i % 3 == 0 { 1e32 } else { -1e32 })
+            .collect();
+        let value = loss
+            .forward_backward(&edge, &labels, Some(&mut gradient))
+            .unwrap();
+        assert!(value.is_finite() && gradient.iter().all(|g| g.is_finite()));
+    }
+}
+
 #[test]
 fn networks_reject_bad_sizes_and_wiring() {
     assert!(SortingNetwork::odd_even(0).is_err());
