@@ -54,5 +54,15 @@ macro_rules! fail {
     };
 }
 
+/// `eprintln!` that ignores a failure to write: a closed or full standard error (`2>&1 | head`,
+/// `2>/dev/full`) must neither stop a run nor turn into a panic (`eprintln!` panics then).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Result of a CLI step.
 pub type CliResult<T> = Result<T, CliError>;

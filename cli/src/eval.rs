@@ -31,21 +31,36 @@ pub fn run_eval(args: &EvalArgs) -> CliResult<()> {
     let device = Cpu::default();
     let linear = head.linear(&device)?;
     let accuracies = top_k_accuracies(&linear, &device, &set, &ks)?;
+    let mut text = String::new();
     if args.json {
         let mut object = Map::new();
         for (k, a) in &accuracies {
             object.insert(format!("top{k}"), json!(a));
         }
         object.insert("rows".into(), json!(set.len()));
-        println!("{}", Value::Object(object));
+        text += &format!("{}\n", Value::Object(object));
     } else {
-        println!("{} rows, {} classes", set.len(), head.classes);
-        println!("{:>6}  {:>9}", "k", "accuracy");
+        text += &format!("{} rows, {} classes\n", set.len(), head.classes);
+        text += &format!("{:>6}  {:>9}\n", "k", "accuracy");
         for (k, a) in &accuracies {
-            println!("{k:>6}  {:>8.2}%", 100.0 * a);
+            text += &format!("{k:>6}  {:>8.2}%\n", 100.0 * a);
         }
     }
-    Ok(())
+    write_stdout(text.as_bytes(), "the evaluation")
+}
+
+/// Writes `bytes` to standard output (`what` names them in an error): a reader that went away
+/// ends the process quietly (status 0); any other failure (a full disk) is an error, not the
+/// panic of `println!`.
+fn write_stdout(bytes: &[u8], what: &str) -> CliResult<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| {
+            quiet_on_closed_pipe(&e);
+            CliError(format!("cannot write {what} to standard output: {e}"))
+        })
 }
 
 /// Runs `difftopk predict`: the `--top` classes of each row with softmax probabilities.

@@ -28,7 +28,7 @@ fn configure_threads(threads: Option<usize>) -> Result<(), error::CliError> {
         // More threads than cores only adds switching (1000 on 2 cores: 40 s for a 0.1 s epoch).
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let count = if count > cores {
-            eprintln!("note: --threads {count} is more than the {cores} cores; using {cores}");
+            say!("note: --threads {count} is more than the {cores} cores; using {cores}");
             cores
         } else {
             count
@@ -51,7 +51,7 @@ fn main() {
         }
     };
     if let Err(error) = result {
-        eprintln!("error: {error}");
+        say!("error: {error}");
         std::process::exit(2);
     }
 }

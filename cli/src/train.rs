@@ -519,12 +519,12 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         let relaxed_rows =
             config.is_some_and(|c| matches!(c.method(), Method::NeuralSort | Method::SoftSort));
         if relaxed_rows && (args.distribution != "logistic_phi" || args.art_lambda != 0.5) {
-            eprintln!(
+            crate::say!(
                 "note: --distribution and --art-lambda do not apply to --method {} (it has no comparators); only --inverse-temperature does",
                 args.method
             );
         }
-        eprintln!(
+        crate::say!(
             "difftopk train: settings in effect\n{}",
             serde_json::to_string_pretty(&settings).expect("JSON")
         );
@@ -551,7 +551,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     if args.resume {
         load_checkpoint(&checkpoint, &mut state, &settings)?;
         if !args.quiet {
-            eprintln!(
+            crate::say!(
                 "resuming from {} after epoch {}",
                 checkpoint.display(),
                 state.history.len()
@@ -568,7 +568,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         Device::Cuda => {
             let cuda = CudaTraining::new(&state, config, &train)?;
             if !args.quiet {
-                eprintln!(
+                crate::say!(
                     "--device cuda: {}",
                     if cuda.resident {
                         "the training set is kept on the device; batches are gathered there"
@@ -692,7 +692,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
                 line += &format!("  test {}", describe(a));
             }
             line += &format!("  {:.0} rows/s", train.len() as f64 / train_seconds);
-            eprintln!("{line}");
+            crate::say!("{line}");
         }
         state.history.push(record);
         save_checkpoint(&checkpoint, &state, &settings)?;
@@ -700,7 +700,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
 
     if last_epoch < args.epochs {
         if !args.quiet {
-            eprintln!(
+            crate::say!(
                 "stopped after epoch {last_epoch} of {}; continue with --resume ({})",
                 args.epochs,
                 checkpoint.display()
@@ -742,7 +742,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
                 .map(|v| format!(" {set} {v}"))
                 .unwrap_or_default()
         };
-        eprintln!(
+        crate::say!(
             "wrote {} (the head after epoch {}:{}{})",
             args.out.display(),
             last_epoch,
@@ -750,7 +750,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             summary("test")
         );
         if final_block["val"].is_object() {
-            eprintln!(
+            crate::say!(
                 "best validation per metric (\"final\" in --metrics; other epochs than the head's): {}",
                 final_block
             );

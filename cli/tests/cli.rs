@@ -840,3 +840,64 @@ fn review_argument_checks() {
         &["line 3 is empty"],
     );
 }
+
+/// `eval` on a closed pipe ends quietly (status 0) like `predict`; on a full disk it fails with
+/// one error line (`println!` panicked with status 101 in both cases). A full standard error
+/// does not stop a training run.
+#[cfg(target_os = "linux")]
+#[test]
+fn closed_or_full_output_streams() {
+    let dir = scratch("streams");
+    let head = write_head(&dir, "zero.safetensors", 10, None);
+    let eval = |json: bool| {
+        let mut command = binary();
+        command.args([
+            "eval",
+            "--head",
+            &head,
+            "--x",
+            &data("X_test.npy"),
+            "--y",
+            &data("y_test.npy"),
+        ]);
+        if json {
+            command.arg("--json");
+        }
+        command
+    };
+    for json in [false, true] {
+        // The reading end is closed before the process starts: every write is a broken pipe.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = run(eval(json).stdout(writer));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "json {json}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.stderr.is_empty());
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let output = run(eval(json).stdout(full));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "json {json}: {stderr}");
+        assert!(
+            stderr.starts_with("error: cannot write")
+                && stderr.contains("No space left on device")
+                && stderr.lines().count() == 1,
+            "{stderr}"
+        );
+    }
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut args = train_args(&dir);
+    args.retain(|a| a != "--quiet");
+    let output = run(binary().args(args).stderr(full));
+    assert!(output.status.success(), "{:?}", output.status);
+    assert!(dir.join("head.safetensors").exists());
+}
