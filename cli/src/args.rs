@@ -106,9 +106,10 @@ pub struct TrainArgs {
     /// λ of the logistic_phi (ART) relaxation.
     #[arg(allow_negative_numbers = true, long, default_value_t = 0.5)]
     pub art_lambda: f64,
-    /// P_K, the weights of top-1, top-2, ... (comma-separated, summing to 1).
-    #[arg(long, default_value = ".5,0,0,0,.5", value_name = "W1,W2,..")]
-    pub p_k: String,
+    /// P_K, the weights of top-1, top-2, ... (comma-separated, summing to 1) [default:
+    /// .5,0,0,0,.5, which needs at least 5 classes].
+    #[arg(long, value_name = "W1,W2,..")]
+    pub p_k: Option<String>,
     /// Sort only the m highest logits (true class first); `all` (or any m ≥ C) sorts every
     /// class. Default 16, all classes when C ≤ 16.
     #[arg(long, value_name = "M|all")]
@@ -214,9 +215,9 @@ pub struct PredictArgs {
     /// Embeddings.
     #[arg(long, value_name = "FILE")]
     pub x: String,
-    /// How many classes per row.
-    #[arg(long, default_value_t = 5)]
-    pub top: usize,
+    /// How many classes per row [default: 5, or every class of a head with fewer].
+    #[arg(long)]
+    pub top: Option<usize>,
     /// Class names, one per line (default: those stored in the head).
     #[arg(long)]
     pub classes: Option<String>,

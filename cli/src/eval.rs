@@ -63,6 +63,9 @@ fn write_stdout(bytes: &[u8], what: &str) -> CliResult<()> {
         })
 }
 
+/// Classes per row that `predict` prints without `--top` (fewer when the head has fewer).
+pub const DEFAULT_TOP: usize = 5;
+
 /// Runs `difftopk predict`: the `--top` classes of each row with softmax probabilities.
 pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
     if let Some(out) = &args.out {
@@ -83,13 +86,15 @@ pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
             args.head
         );
     }
-    if args.top == 0 || args.top > head.classes {
-        fail!(
-            "--top {} must be between 1 and the head's {} classes",
-            args.top,
+    // An explicit --top must fit the head; the default shrinks to a head of fewer classes.
+    let top = match args.top {
+        Some(top) if top == 0 || top > head.classes => fail!(
+            "--top {top} must be between 1 and the head's {} classes",
             head.classes
-        );
-    }
+        ),
+        Some(top) => top,
+        None => DEFAULT_TOP.min(head.classes),
+    };
     let names = match &args.classes {
         Some(path) => {
             let names = read_class_names(path)?;
@@ -126,7 +131,7 @@ pub fn run_predict(args: &PredictArgs) -> CliResult<()> {
                 let total: f64 = row.iter().map(|&s| ((s - maximum) as f64).exp()).sum();
                 let mut order: Vec<usize> = (0..head.classes).collect();
                 order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-                let top = &order[..args.top];
+                let top = &order[..top];
                 let probability = |c: usize| ((row[c] - maximum) as f64).exp() / total;
                 let index = first + offset;
                 match args.format {

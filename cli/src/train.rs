@@ -25,6 +25,9 @@ use crate::plot;
 /// batch 128, 20 epochs); the paper's 10^-4.5 (`--nloglr 4.5`) suits 1.2 M ImageNet rows.
 pub const DEFAULT_LEARNING_RATE: f64 = 0.05;
 
+/// P_K without `--p-k`: the paper's top-1 and top-5 weights (it needs at least 5 classes).
+pub const DEFAULT_P_K: &str = ".5,0,0,0,.5";
+
 /// Parses `--p-k` (`.5,0,0,0,.5`).
 fn parse_p_k(text: &str) -> CliResult<Vec<f64>> {
     text.split(',')
@@ -45,7 +48,9 @@ fn loss_config(args: &TrainArgs, classes: usize) -> CliResult<Option<TopkLossCon
         Method::from_name(&args.method)
             .map_err(|_| CliError(format!("--method {:?}: unknown", args.method)))?;
         relaxation_flags(args)?;
-        parse_p_k(&args.p_k)?;
+        if let Some(p_k) = &args.p_k {
+            parse_p_k(p_k)?;
+        }
         Top1Mode::from_name(&args.top1_mode)
             .map_err(|_| CliError(format!("--top1-mode {:?}: unknown", args.top1_mode)))?;
         return Ok(None);
@@ -75,7 +80,7 @@ fn topk_config(args: &TrainArgs, classes: usize) -> CliResult<TopkLossConfig> {
             args.method
         ))
     })?;
-    let p_k = parse_p_k(&args.p_k)?;
+    let p_k = parse_p_k(args.p_k.as_deref().unwrap_or(DEFAULT_P_K))?;
     let relaxation = relaxation_flags(args)?;
     let m = match args.m.as_deref() {
         None => (classes > 16).then_some(16),
@@ -94,7 +99,19 @@ fn topk_config(args: &TrainArgs, classes: usize) -> CliResult<TopkLossConfig> {
         ))
     })?;
     let config = TopkLossConfig::new(method, classes, &p_k)
-        .map_err(|e| CliError(format!("--p-k {} with {classes} classes: {e}", args.p_k)))?
+        .map_err(|e| match (&args.p_k, e) {
+            // The user gave no P_K: say the default is the problem, and what to pass instead.
+            (None, difftopk_core::Error::TopkLargerThanInputs { .. }) => CliError(format!(
+                "the default P_K {DEFAULT_P_K} (weights of top-1..top-{}) needs at least {} classes, but there are {classes}: pass a P_K of at most {classes} weights (e.g. --p-k {}) or --loss softmax-ce",
+                p_k.len(),
+                p_k.len(),
+                if classes >= 3 { ".5,.5" } else { "1" }
+            )),
+            (text, e) => CliError(format!(
+                "--p-k {} with {classes} classes: {e}",
+                text.as_deref().unwrap_or(DEFAULT_P_K)
+            )),
+        })?
         .with_inverse_temperature(args.inverse_temperature)
         .map_err(|e| {
             CliError(format!(

@@ -901,3 +901,50 @@ fn closed_or_full_output_streams() {
     assert!(output.status.success(), "{:?}", output.status);
     assert!(dir.join("head.safetensors").exists());
 }
+
+/// With fewer than 5 classes the defaults adapt or explain themselves: `predict` without `--top`
+/// lists every class (an explicit `--top` beyond them is still an error), and `train` names the
+/// default P_K it cannot use and what to pass instead.
+#[test]
+fn fewer_than_five_classes() {
+    let dir = scratch("few-classes");
+    let values: Vec<f32> = (0..40).map(|i| (i % 7) as f32 / 7.0).collect();
+    let x = write(&dir, "x.npy", &npy_f32_bytes(&[10, 4], &values));
+    let y = write(
+        &dir,
+        "y.npy",
+        &npy_i64_bytes(&[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]),
+    );
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &[]),
+        &[
+            "the default P_K .5,0,0,0,.5",
+            "needs at least 5 classes, but there are 3",
+            "--p-k .5,.5",
+            "--loss softmax-ce",
+        ],
+    );
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--p-k", ".5,0,0,.5"]),
+        &["--p-k .5,0,0,.5 with 3 classes"],
+    );
+    let output = run(&mut train_with(&dir, &x, &y, &["--p-k", ".5,.5"]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let head = path(&dir, "head.safetensors");
+    let output = run(binary().args(["predict", "--head", &head, "--x", &x]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let csv = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 10 * 3, "every class of each row");
+    assert_fails(
+        binary().args(["predict", "--head", &head, "--x", &x, "--top", "4"]),
+        &["--top 4 must be between 1 and the head's 3 classes"],
+    );
+}
