@@ -540,7 +540,13 @@ unsafe fn largest_with_rank<const J: usize>(tops: &[__m256; J], rank: usize) -> 
     }
     let needed = _mm256_set1_epi32(rank as i32 - 1);
     let mut bound = lowest;
-    for top in tops {
+    // Beyond rank 8 the lanes' largest entries are left out as thresholds (they are still
+    // counted): a third fewer comparisons for 16 of 24. The bound is then the largest of the
+    // other entries with `rank` at or above it, still a valid bound and almost always the
+    // same one (for 16 of 100 normal logits 17.9 entries reach it on average, 17.6 with every
+    // entry as a threshold).
+    let first = usize::from(rank > 8 && J > 2);
+    for top in &tops[first..] {
         let mut at_or_above = _mm256_setzero_si256();
         // (Nested loops of constant length: a flattened iterator was left as a loop with
         // branches.)
