@@ -11,8 +11,9 @@
 //! 1. one pass keeps, in each of the 8 lanes, the `J` largest entries that lane sees (`J` =
 //!    ⌈r/8⌉ + 1 for r = `count`, plus one for a skipped position, up to 4; 8 beyond r = 24);
 //! 2. the threshold `t` is the r-th largest of those 8·`J` entries (each compared against all,
-//!    8 at a time): at least r entries reach it, typically a few more (16–17 of 100 or 1000
-//!    normal logits for r = 16, see [`column_tops_bound`]);
+//!    8 at a time; beyond r = 8 only the lanes' second and lower entries are tried, see
+//!    [`largest_with_rank`]): at least r entries reach it, typically a few more (16–18 of 100
+//!    or 1000 normal logits for r = 16, see [`column_tops_bound`]);
 //! 3. the entries at or above `t` compacted into a candidate list, branch-free: a compress
 //!    permutation (`vpermps`, the lane order looked up from the comparison's 8-bit mask) and a
 //!    whole-register store per block, the length advancing by the mask's population count;
@@ -529,8 +530,10 @@ unsafe fn column_tops_bound<const J: usize, const CHECK: bool>(
     largest_with_rank(&tops, rank)
 }
 
-/// The largest of the 8·`J` entries in `tops` with at least `rank` of them at or above it
-/// (the `rank`-th largest; each compared against all, 8 at a time); `None` where that is −∞.
+/// The largest of the 8·`J` entries in `tops` (each lane's entries descending) with at least
+/// `rank` of them at or above it (the `rank`-th largest; each compared against all, 8 at a
+/// time; beyond rank 8 the largest of the lanes' lower entries with that property, see the
+/// comment below); `None` where that is −∞.
 #[inline(always)]
 unsafe fn largest_with_rank<const J: usize>(tops: &[__m256; J], rank: usize) -> Option<f32> {
     let lowest = _mm256_set1_ps(f32::NEG_INFINITY);
