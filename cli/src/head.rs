@@ -7,7 +7,7 @@ use std::path::Path;
 
 use difftopk_autodiff::dfdx::prelude::*;
 use difftopk_autodiff::RuntimeLinear;
-use difftopk_io::{read_safetensors_header, safetensors, write_bytes_atomically};
+use difftopk_io::{read_safetensors_header, safetensors, stage_bytes, StagedFile};
 
 use crate::data::LabelledSet;
 use crate::error::{CliError, CliResult};
@@ -63,9 +63,9 @@ impl Head {
         )
     }
 
-    /// Writes the head atomically.
-    pub fn save(&self, path: &Path) -> CliResult<()> {
-        write_bytes_atomically(path, &self.to_bytes())
+    /// Writes the head to its temporary file, to be committed with the run's other outputs.
+    pub fn stage(&self, path: &Path) -> CliResult<StagedFile> {
+        stage_bytes(path, &self.to_bytes())
             .map_err(|e| CliError(format!("{}: cannot write the head: {e}", path.display())))
     }
 

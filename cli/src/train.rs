@@ -8,7 +8,7 @@ use std::time::Instant;
 use difftopk_autodiff::dfdx::prelude::*;
 use difftopk_autodiff::{AdamW, AdamWConfig, RuntimeLinear};
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
-use difftopk_io::{safetensors, write_bytes_atomically};
+use difftopk_io::{safetensors, stage_bytes, write_bytes_atomically, StagedFile};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 
@@ -741,16 +741,32 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         class_names: class_names.unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect()),
         metadata,
     };
-    head.save(&args.out)?;
+    // The outputs are replaced as a set: each is written to its temporary file first, and
+    // only when all of them are written are they renamed into place. On an error the staged
+    // files are dropped (their temporary files removed) and every old output stays.
+    let mut staged = vec![head.stage(&args.out)?];
     if let Some(path) = &args.metrics {
         let document = json!({"settings": settings, "epochs": state.history, "final": final_block});
         let text = serde_json::to_string_pretty(&document).expect("JSON") + "\n";
-        write_bytes_atomically(path, text.as_bytes())
-            .map_err(|e| CliError(format!("{}: cannot write the metrics: {e}", path.display())))?;
+        staged.push(
+            stage_bytes(path, text.as_bytes()).map_err(|e| {
+                CliError(format!("{}: cannot write the metrics: {e}", path.display()))
+            })?,
+        );
     }
     if let Some(path) = &args.plot {
-        write_plot(path, &state.history, &ks)?;
+        staged.push(stage_plot(path, &state.history, &ks)?);
     }
+    difftopk_io::commit_all(staged).map_err(|(path, e)| {
+        let what = if path == args.out {
+            "the head"
+        } else if Some(&path) == args.metrics.as_ref() {
+            "the metrics"
+        } else {
+            "the plot"
+        };
+        CliError(format!("{}: cannot write {what}: {e}", path.display()))
+    })?;
     if !args.quiet {
         let summary = |set: &str| {
             last_record
@@ -792,7 +808,8 @@ fn plot_is_png(path: &Path) -> CliResult<bool> {
     }
 }
 
-fn write_plot(path: &Path, history: &[Value], ks: &[usize]) -> CliResult<()> {
+/// The plot's bytes staged for `path` (committed with the run's other outputs).
+fn stage_plot(path: &Path, history: &[Value], ks: &[usize]) -> CliResult<StagedFile> {
     let as_png = plot_is_png(path)?;
     let loss = vec![plot::Series {
         label: "train loss".into(),
@@ -822,7 +839,7 @@ fn write_plot(path: &Path, history: &[Value], ks: &[usize]) -> CliResult<()> {
     } else {
         plot::svg("difftopk train", &shapes).into_bytes()
     };
-    write_bytes_atomically(path, &bytes)
+    stage_bytes(path, &bytes)
         .map_err(|e| CliError(format!("{}: cannot write the plot: {e}", path.display())))
 }
 

@@ -948,3 +948,37 @@ fn fewer_than_five_classes() {
         &["--top 4 must be between 1 and the head's 3 classes"],
     );
 }
+
+/// The outputs of a run are replaced as a set: when the last one (the plot) cannot be written,
+/// the head and the metrics of an earlier run are still there, and no temporary file is left.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failing_output_replaces_none_of_the_others() {
+    let dir = scratch("output-set");
+    let head = write(&dir, "head.safetensors", b"earlier head");
+    let metrics = write(&dir, "metrics.json", b"earlier metrics");
+    // Passes the checks before training (a special file is written into, not replaced), then
+    // fails when written: no space left on the device.
+    let plot = path(&dir, "curves.svg");
+    std::os::unix::fs::symlink("/dev/full", &plot).unwrap();
+    assert_fails(
+        binary()
+            .args(train_args(&dir))
+            .args(["--metrics", &metrics, "--plot", &plot]),
+        &[&plot, "cannot write the plot", "No space left on device"],
+    );
+    assert!(
+        std::fs::read(&head).unwrap() == b"earlier head",
+        "the head was replaced"
+    );
+    assert!(
+        std::fs::read(&metrics).unwrap() == b"earlier metrics",
+        "the metrics were replaced"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

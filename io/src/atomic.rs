@@ -1,4 +1,6 @@
 //! Atomic file replacement: write a temporary file beside the target, flush it to disk, rename.
+//! Several outputs that belong together are [staged](stage_bytes) first and
+//! [committed](commit_all) as a set, so that a failure in any leaves all the old files.
 //!
 //! A symbolic link is written through (its target is replaced, the link stays); a special file
 //! that exists (a FIFO, a terminal, `/dev/null`) is written into directly, since renaming over it
@@ -128,6 +130,108 @@ pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomically(path, |w| w.write_all(bytes))
 }
 
+/// An output written but not yet in place: a synced temporary file beside the file it will
+/// replace, or, for a special file (a FIFO, `/dev/stdout`), the bytes it will receive.
+/// [`StagedFile::commit`] (or [`commit_all`]) puts it in place; dropping it uncommitted removes
+/// the temporary file and leaves the old file untouched.
+#[must_use = "a staged file is removed unless it is committed"]
+#[derive(Debug)]
+pub struct StagedFile {
+    /// The path as given (for messages).
+    path: PathBuf,
+    pending: Pending,
+}
+
+#[derive(Debug)]
+enum Pending {
+    /// Renamed over `target` on commit.
+    Rename { temporary: PathBuf, target: PathBuf },
+    /// Written into the special file on commit (it cannot be replaced, nor written in advance).
+    Direct(Vec<u8>),
+    /// Committed (nothing left to clean up).
+    Done,
+}
+
+/// Stages `bytes` for `path`: the steps of [`write_bytes_atomically`] up to, not including, the
+/// rename (for a special file, nothing is written until the commit). A directory is an error.
+pub fn stage_bytes(path: &Path, bytes: &[u8]) -> io::Result<StagedFile> {
+    let Some(target) = replaced_file(path)? else {
+        return Ok(StagedFile {
+            path: path.to_path_buf(),
+            pending: Pending::Direct(bytes.to_vec()),
+        });
+    };
+    let temporary = temporary_path(&target);
+    // From here on, dropping `staged` removes the temporary file, on every error path too.
+    let staged = StagedFile {
+        path: path.to_path_buf(),
+        pending: Pending::Rename {
+            temporary: temporary.clone(),
+            target,
+        },
+    };
+    let mut writer = BufWriter::new(File::create(&temporary)?);
+    writer.write_all(bytes)?;
+    writer.flush()?;
+    writer.get_ref().sync_all()?;
+    Ok(staged)
+}
+
+impl StagedFile {
+    /// The output's path as it was given to [`stage_bytes`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Puts the file in place: renames the temporary file over the target, or writes the bytes
+    /// into the special file.
+    pub fn commit(mut self) -> io::Result<()> {
+        match std::mem::replace(&mut self.pending, Pending::Done) {
+            Pending::Rename { temporary, target } => {
+                let result = fs::rename(&temporary, &target);
+                if result.is_err() {
+                    let _ = fs::remove_file(&temporary);
+                }
+                result
+            }
+            Pending::Direct(bytes) => {
+                let file = match standard_stream(&self.path) {
+                    Some(stream) => open_standard_stream(stream)?,
+                    None => OpenOptions::new().write(true).open(&self.path)?,
+                };
+                let mut writer = BufWriter::new(file);
+                writer.write_all(&bytes)?;
+                writer.flush()
+            }
+            Pending::Done => Ok(()),
+        }
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if let Pending::Rename { temporary, .. } = &self.pending {
+            let _ = fs::remove_file(temporary);
+        }
+    }
+}
+
+/// Commits staged outputs as a set: first the special files (whose writes can fail, a full
+/// disk behind `/dev/stdout`, and cannot be undone), then the renames, which only fail in
+/// exceptional cases (the directory removed or made read-only meanwhile). On the first error the
+/// remaining temporary files are removed and the error comes back with the path of the output
+/// that failed; outputs committed before it stay committed.
+pub fn commit_all(files: Vec<StagedFile>) -> Result<(), (PathBuf, io::Error)> {
+    let (direct, renamed): (Vec<StagedFile>, Vec<StagedFile>) = files
+        .into_iter()
+        .partition(|file| matches!(file.pending, Pending::Direct(_)));
+    for file in direct.into_iter().chain(renamed) {
+        let path = file.path.clone();
+        file.commit().map_err(|error| (path, error))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +284,77 @@ mod tests {
         std::os::unix::fs::symlink("created.csv", &dangling).unwrap();
         write_bytes_atomically(&dangling, b"made").unwrap();
         assert_eq!(fs::read(directory.join("created.csv")).unwrap(), b"made");
+        fs::remove_dir_all(directory).unwrap();
+    }
+
+    fn names(directory: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(directory)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn staged_files_replace_nothing_until_committed() {
+        let directory = scratch("staged");
+        let (a, b) = (directory.join("a.txt"), directory.join("b.txt"));
+        fs::write(&a, b"old a").unwrap();
+        // Staged and dropped (a later output failed): the old file stays, nothing is left over.
+        let staged = stage_bytes(&a, b"new a").unwrap();
+        assert_eq!(staged.path(), a.as_path());
+        assert_eq!(fs::read(&a).unwrap(), b"old a");
+        assert_eq!(
+            names(&directory).len(),
+            2,
+            "the temporary file exists while staged"
+        );
+        drop(staged);
+        assert_eq!(names(&directory), ["a.txt"]);
+        // A set whose last member cannot be staged (a directory) leaves every old file.
+        fs::create_dir(&b).unwrap();
+        let staged = stage_bytes(&a, b"new a").unwrap();
+        assert_eq!(
+            stage_bytes(&b, b"new b").unwrap_err().kind(),
+            io::ErrorKind::IsADirectory
+        );
+        drop(staged);
+        assert_eq!(fs::read(&a).unwrap(), b"old a");
+        assert_eq!(names(&directory), ["a.txt", "b.txt"]);
+        fs::remove_dir(&b).unwrap();
+        // Committed as a set: both in place.
+        let set = vec![
+            stage_bytes(&a, b"new a").unwrap(),
+            stage_bytes(&b, b"new b").unwrap(),
+        ];
+        assert_eq!(fs::read(&a).unwrap(), b"old a");
+        commit_all(set).unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"new a");
+        assert_eq!(fs::read(&b).unwrap(), b"new b");
+        assert_eq!(names(&directory), ["a.txt", "b.txt"]);
+        fs::remove_dir_all(directory).unwrap();
+    }
+
+    /// A special file in the set is written first, at the commit: when that write fails (a full
+    /// disk) no regular file of the set has been replaced.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failing_special_file_keeps_the_set_uncommitted() {
+        let directory = scratch("staged-full");
+        let regular = directory.join("head.bin");
+        fs::write(&regular, b"old").unwrap();
+        let full = directory.join("plot.svg");
+        std::os::unix::fs::symlink("/dev/full", &full).unwrap();
+        let set = vec![
+            stage_bytes(&regular, b"new").unwrap(),
+            stage_bytes(&full, b"never fits").unwrap(),
+        ];
+        let (path, error) = commit_all(set).unwrap_err();
+        assert_eq!(path, full);
+        assert_eq!(error.raw_os_error(), Some(28), "ENOSPC: {error}");
+        assert_eq!(fs::read(&regular).unwrap(), b"old");
+        assert_eq!(names(&directory), ["head.bin", "plot.svg"]);
         fs::remove_dir_all(directory).unwrap();
     }
 

@@ -8,7 +8,9 @@
 //!   or `PATH:NAME`.
 //! - [`Embeddings`] (2-D float16/bfloat16/float32/float64, read as f32 row by row with positional
 //!   reads, so a file larger than memory streams) and [`read_labels`] (1-D integers).
-//! - [`write_atomically`]: outputs go to a temporary file that is renamed into place.
+//! - [`write_atomically`]: outputs go to a temporary file that is renamed into place;
+//!   [`stage_bytes`] and [`commit_all`] do the same for a set of outputs that must be replaced
+//!   together or not at all.
 //!
 //! Every error is a [`DataError`] naming the file and the problem (row and column for bad
 //! values); no input makes a reader panic (fuzzed in `tests/`).
@@ -24,7 +26,10 @@ pub mod npy;
 pub mod safetensors;
 
 pub use array::{read_safetensors_header, split_spec, ArrayFile};
-pub use atomic::{replaced_file, temporary_path, write_atomically, write_bytes_atomically};
+pub use atomic::{
+    commit_all, replaced_file, stage_bytes, temporary_path, write_atomically,
+    write_bytes_atomically, StagedFile,
+};
 pub use dtype::Dtype;
 pub use error::{DataError, Problem};
 pub use matrix::{read_labels, Embeddings, ROWS_PER_READ};
