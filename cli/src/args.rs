@@ -85,7 +85,9 @@ pub struct TrainArgs {
     /// Class names, one per line (sets the number of classes C).
     #[arg(long, value_name = "FILE")]
     pub classes: Option<String>,
-    /// Number of classes C (default: the class file's lines, else the largest label + 1).
+    /// Number of classes C (default: the class file's lines, else the largest label of the
+    /// training, validation and test labels + 1; a warning names a validation or test class
+    /// above every training label).
     #[arg(long, value_name = "C")]
     pub num_classes: Option<usize>,
 

@@ -101,13 +101,12 @@ impl LabelledSet {
         self.rows.dimension()
     }
 
-    /// Largest label + 1.
-    pub fn classes_seen(&self) -> usize {
+    /// The largest label of the set and the first file row that holds it (`None` when empty).
+    pub fn largest_label(&self) -> Option<(usize, usize)> {
         self.selection
             .iter()
-            .map(|&r| self.labels[r].saturating_add(1))
-            .max()
-            .unwrap_or(0)
+            .map(|&row| (self.labels[row], row))
+            .reduce(|best, next| if next.0 > best.0 { next } else { best })
     }
 
     /// Errors when a label is not below `classes`, naming the file and row.

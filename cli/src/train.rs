@@ -452,19 +452,28 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         }
     }
     let class_names = args.classes.as_deref().map(read_class_names).transpose()?;
-    let seen = std::iter::once(train.classes_seen())
-        .chain(
-            validation
-                .iter()
-                .chain(test.iter())
-                .map(|(s, _, _)| s.classes_seen()),
-        )
-        .max()
-        .unwrap_or(0);
+    // The largest label of each set, with the labels file and the row holding it: without
+    // --num-classes or --classes, C is the largest label + 1 (and errors name where it is).
+    let train_largest = train.largest_label();
+    let largest: Vec<(&str, &str, (usize, usize))> =
+        std::iter::once(("training", args.train_y.as_str(), &train))
+            .chain(
+                validation
+                    .iter()
+                    .map(|(s, _, y)| ("validation", y.as_str(), s)),
+            )
+            .chain(test.iter().map(|(s, _, y)| ("test", y.as_str(), s)))
+            .filter_map(|(role, y, set)| Some((role, y, set.largest_label()?)))
+            .collect();
+    let seen = largest
+        .iter()
+        .map(|&(_, y, found)| (y, found))
+        .reduce(|best, next| if next.1 .0 > best.1 .0 { next } else { best });
+    let inferred = args.num_classes.is_none() && class_names.is_none();
     let classes = args
         .num_classes
         .or(class_names.as_ref().map(Vec::len))
-        .unwrap_or(seen);
+        .unwrap_or_else(|| seen.map_or(0, |(_, (label, _))| label.saturating_add(1)));
     if let Some(names) = &class_names {
         if names.len() != classes {
             fail!(
@@ -487,15 +496,29 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         .checked_mul(dimension)
         .is_none_or(|parameters| parameters > MAX_PARAMETERS)
     {
-        fail!(
-            "{}: {classes} classes × dimension {dimension} is too large a head (more than 2^31 weights){}",
-            args.train_y,
-            if args.num_classes.is_none() && class_names.is_none() {
-                "; the number of classes comes from the largest label: check the labels or pass --num-classes"
-            } else {
-                ""
+        match (seen, args.num_classes) {
+            (Some((y, (label, row))), _) if inferred => fail!(
+                "{y}: label {label} at row {row} makes {classes} classes × dimension {dimension} too large a head (more than 2^31 weights); the number of classes comes from the largest label: check the labels or pass --num-classes"
+            ),
+            (_, Some(_)) => fail!(
+                "--num-classes {classes} × dimension {dimension} is too large a head (more than 2^31 weights)"
+            ),
+            _ => fail!(
+                "{}: {classes} classes × dimension {dimension} is too large a head (more than 2^31 weights)",
+                args.classes.as_deref().unwrap_or(&args.train_y)
+            ),
+        }
+    }
+    // A class inferred from the validation or test labels alone gets no training rows.
+    if inferred {
+        let train_top = train_largest.map_or(0, |(label, _)| label);
+        for &(role, y, (label, row)) in &largest {
+            if role != "training" && label > train_top {
+                crate::say!(
+                    "warning: {y}: {role} label {label} at row {row} is above every training label (the largest is {train_top}): the head gets {classes} classes, class {label} without training rows"
+                );
             }
-        );
+        }
     }
     train.check_labels(&args.train_y, classes)?;
     for (set, _, y) in validation.iter().chain(test.iter()) {

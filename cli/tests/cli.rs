@@ -982,3 +982,60 @@ fn a_failing_output_replaces_none_of_the_others() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// With the class count taken from the labels, an absurd test label is reported against the
+/// test labels file and its row (it was blamed on the training labels), and a test or
+/// validation class above every training label is warned about.
+#[test]
+fn labels_beyond_the_training_labels() {
+    let dir = scratch("label-sources");
+    let values: Vec<f32> = (0..40).map(|i| (i % 7) as f32 / 7.0).collect();
+    let x = write(&dir, "x.npy", &npy_f32_bytes(&[10, 4], &values));
+    let y = write(
+        &dir,
+        "y.npy",
+        &npy_i64_bytes(&[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]),
+    );
+    let huge = write(
+        &dir,
+        "test_huge.npy",
+        &npy_i64_bytes(&[0, 1, 2, 0, 1, 2, 1 << 40, 1, 2, 0]),
+    );
+    let test = |labels: &str| {
+        vec![
+            "--loss".to_string(),
+            "softmax-ce".into(),
+            "--test-x".into(),
+            x.clone(),
+            "--test-y".into(),
+            labels.into(),
+        ]
+    };
+    let args = test(&huge);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = train_with(&dir, &x, &y, &args);
+    assert_fails(
+        &mut command,
+        &[
+            &format!("{huge}: label 1099511627776 at row 6"),
+            "too large a head",
+            "--num-classes",
+        ],
+    );
+    let above = write(
+        &dir,
+        "test_above.npy",
+        &npy_i64_bytes(&[0, 1, 5, 0, 1, 2, 0, 1, 2, 0]),
+    );
+    let args = test(&above);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run(&mut train_with(&dir, &x, &y, &args));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "warning: {above}: test label 5 at row 2 is above every training label (the largest is 2)"
+        )) && stderr.contains("6 classes, class 5 without training rows"),
+        "{stderr}"
+    );
+}
