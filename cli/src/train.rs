@@ -671,15 +671,27 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
                     .step(&x, &labels, &step_loss, &mut state.optimiser),
             }
             .map_err(|error| {
-                    if error.0.contains("non-finite") || error.0.contains("NaN") {
-                        CliError(format!(
-                            "training diverged at epoch {epoch}, step {step} (the logits became non-finite): lower --lr"
-                        ))
-                    } else {
-                        error
-                    }
-                })?;
+                // Logits out of range (non-finite, or beyond the loss's ±1e32): before any
+                // update the cause is the scale of the inputs, after updates a step too large.
+                let out_of_range = ["non-finite", "NaN", "logit beyond"]
+                    .iter()
+                    .any(|needle| error.0.contains(needle));
+                match out_of_range {
+                    false => error,
+                    true if global_step == 0 => initial_logits_error(&train, &args.train_x, "the logits of the initial head are already non-finite or beyond ±1e32"),
+                    true => CliError(format!(
+                        "training diverged at epoch {epoch}, step {step} (the logits became non-finite or beyond ±1e32): lower --lr"
+                    )),
+                }
+            })?;
             if !value.is_finite() {
+                if global_step == 0 {
+                    return Err(initial_logits_error(
+                        &train,
+                        &args.train_x,
+                        &format!("the loss of the initial head is already {value}"),
+                    ));
+                }
                 fail!("the training loss became {value} at epoch {epoch}, step {step}: lower --lr");
             }
             loss_sum += value as f64 * batch.len() as f64;
@@ -813,6 +825,32 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+/// The error for logits out of range at the first step, before any update: the head is the
+/// small random initial one, so the cause is the embeddings' scale, named by their largest
+/// magnitude (`what` says what went wrong).
+fn initial_logits_error(train: &LabelledSet, train_x: &str, what: &str) -> CliError {
+    let (mut x, mut labels) = (Vec::new(), Vec::new());
+    let (mut largest, mut at) = (0f32, 0);
+    let positions: Vec<usize> = (0..train.len()).collect();
+    for block in positions.chunks(difftopk_io::ROWS_PER_READ) {
+        if let Err(error) = train.gather(block, &mut x, &mut labels) {
+            return error;
+        }
+        for (offset, value) in x.iter().enumerate() {
+            if value.abs() > largest {
+                (largest, at) = (value.abs(), block[0] * train.dimension() + offset);
+            }
+        }
+    }
+    let (row, column) = (
+        train.selection[at / train.dimension()],
+        at % train.dimension(),
+    );
+    CliError(format!(
+        "{train_x}: {what} at epoch 1, step 0, before any update: the training embeddings reach magnitude {largest:e} (row {row}, column {column}); normalise them (e.g. scale each row to unit length)"
+    ))
 }
 
 /// Whether `--plot` asks for PNG (else SVG); an error for other extensions.

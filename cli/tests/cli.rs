@@ -1039,3 +1039,48 @@ fn labels_beyond_the_training_labels() {
         "{stderr}"
     );
 }
+
+/// Logits out of range at the first step, before any update, come from the inputs' scale (finite
+/// embeddings of 3e38): the error names their largest magnitude and where it is, not --lr;
+/// after updates it is a divergence and --lr is the advice.
+#[test]
+fn non_finite_logits_before_and_after_updates() {
+    let dir = scratch("initial-logits");
+    let mut values: Vec<f32> = (0..40).map(|i| (i % 7) as f32 / 7.0).collect();
+    values[3 * 4 + 1] = 3e38;
+    let x = write(&dir, "x.npy", &npy_f32_bytes(&[10, 4], &values));
+    let y = write(
+        &dir,
+        "y.npy",
+        &npy_i64_bytes(&[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]),
+    );
+    // The top-k loss refuses logits beyond ±1e32 (softmax cross-entropy takes finite ones).
+    {
+        let loss = ["--p-k", ".5,.5"];
+        let output = run(&mut train_with(&dir, &x, &y, &loss));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        for needle in [
+            x.as_str(),
+            "initial head",
+            "before any update",
+            "magnitude 3e38 (row 3, column 1)",
+            "normalise",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{loss:?}: {needle:?} not in {stderr}"
+            );
+        }
+        assert!(!stderr.contains("--lr"), "{stderr}");
+    }
+    assert_fails(
+        &mut train_with(
+            &dir,
+            &data("X_train.npy"),
+            &data("y_train.npy"),
+            &["--lr", "1e35"],
+        ),
+        &["training diverged at epoch 1, step 1", "lower --lr"],
+    );
+}
