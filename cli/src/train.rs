@@ -751,13 +751,20 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     }
 
     if last_epoch < args.epochs {
-        if !args.quiet {
-            crate::say!(
-                "stopped after epoch {last_epoch} of {}; continue with --resume ({})",
-                args.epochs,
-                checkpoint.display()
-            );
+        // Printed even with --quiet: outputs the user asked for are missing until the run ends.
+        let mut pending = vec![format!("the head ({})", args.out.display())];
+        if let Some(path) = &args.metrics {
+            pending.push(format!("--metrics {}", path.display()));
         }
+        if let Some(path) = &args.plot {
+            pending.push(format!("--plot {}", path.display()));
+        }
+        crate::say!(
+            "stopped after epoch {last_epoch} of {} (--stop-after); not written yet: {}; they are written when the run finishes: continue with --resume (from {})",
+            args.epochs,
+            pending.join(", "),
+            checkpoint.display()
+        );
         return Ok(());
     }
     let final_block = final_metrics(&state.history, &ks);

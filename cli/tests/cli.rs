@@ -1084,3 +1084,34 @@ fn non_finite_logits_before_and_after_updates() {
         &["training diverged at epoch 1, step 1", "lower --lr"],
     );
 }
+
+/// A run ended by --stop-after says which requested outputs it has not written yet (it said
+/// nothing about --metrics and --plot, even without --quiet); the resumed run writes them.
+#[test]
+fn stop_after_names_the_outputs_not_written() {
+    let dir = scratch("stop-after-outputs");
+    let (metrics, plot) = (path(&dir, "metrics.json"), path(&dir, "curves.svg"));
+    let outputs = ["--metrics", &metrics, "--plot", &plot];
+    let output = run(binary()
+        .args(train_args(&dir))
+        .args(outputs)
+        .args(["--stop-after", "1"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stopped after epoch 1 of 3")
+            && stderr.contains(&format!(
+                "not written yet: the head ({}), --metrics {metrics}, --plot {plot}",
+                path(&dir, "head.safetensors")
+            ))
+            && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&metrics).exists() && !Path::new(&plot).exists());
+    let output = run(binary()
+        .args(train_args(&dir))
+        .args(outputs)
+        .arg("--resume"));
+    assert!(output.status.success());
+    assert!(Path::new(&metrics).exists() && Path::new(&plot).exists());
+}
