@@ -44,9 +44,78 @@ impl Rows {
         }
     }
 
+    /// [`ContentHash`] of every row of the file as f32 bits, in file order (the same whether
+    /// the rows are in memory or streamed; a streamed file is read once more for it).
+    pub fn content_hash(&self) -> CliResult<u64> {
+        let mut hash = ContentHash::default();
+        match self {
+            Rows::Memory { values, .. } => hash.update(values.iter().map(|v| v.to_bits())),
+            Rows::File(embeddings) => {
+                let dimension = embeddings.dimension();
+                let mut block = vec![0f32; embeddings.rows_per_read() * dimension];
+                let mut first = 0;
+                while first < embeddings.rows() {
+                    let count = embeddings.rows_per_read().min(embeddings.rows() - first);
+                    let block = &mut block[..count * dimension];
+                    embeddings.read_rows(first, block)?;
+                    hash.update(block.iter().map(|v| v.to_bits()));
+                    first += count;
+                }
+            }
+        }
+        Ok(hash.finish())
+    }
+
     /// Whether the rows are streamed from the file.
     pub fn is_streamed(&self) -> bool {
         matches!(self, Rows::File(_))
+    }
+}
+
+/// A fast 64-bit hash of a stream of 32-bit words, to notice that data changed (not
+/// cryptographic): four independent multiply-rotate lanes (word `i` feeds lane `i mod 4`), mixed
+/// with the word count at the end. The result does not depend on how the stream is split.
+#[derive(Clone, Debug)]
+pub struct ContentHash {
+    lanes: [u64; 4],
+    words: u64,
+}
+
+impl Default for ContentHash {
+    fn default() -> Self {
+        ContentHash {
+            lanes: [
+                0x243F_6A88_85A3_08D3,
+                0x1319_8A2E_0370_7344,
+                0xA409_3822_299F_31D0,
+                0x082E_FA98_EC4E_6C89,
+            ],
+            words: 0,
+        }
+    }
+}
+
+impl ContentHash {
+    /// Feeds words.
+    pub fn update(&mut self, words: impl IntoIterator<Item = u32>) {
+        for word in words {
+            let lane = &mut self.lanes[(self.words & 3) as usize];
+            *lane = (*lane ^ u64::from(word))
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(29);
+            self.words += 1;
+        }
+    }
+
+    /// The hash of everything fed so far.
+    pub fn finish(&self) -> u64 {
+        let mut z = self.words;
+        for lane in self.lanes {
+            z = (z ^ lane).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z ^= z >> 31;
+        }
+        z = (z ^ (z >> 30)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 }
 
@@ -89,6 +158,16 @@ impl LabelledSet {
             selection: (0..labels.len()).collect(),
             labels: Arc::new(labels),
         })
+    }
+
+    /// [`ContentHash`] of the labels of every row of the file (as 64-bit values).
+    pub fn labels_hash(&self) -> u64 {
+        let mut hash = ContentHash::default();
+        hash.update(self.labels.iter().flat_map(|&label| {
+            let label = label as u64;
+            [label as u32, (label >> 32) as u32]
+        }));
+        hash.finish()
     }
 
     /// Number of rows.
@@ -179,5 +258,36 @@ impl LabelledSet {
             generator.shuffle(&mut order);
         }
         order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ContentHash;
+
+    fn hash(words: &[u32]) -> u64 {
+        let mut hash = ContentHash::default();
+        hash.update(words.iter().copied());
+        hash.finish()
+    }
+
+    #[test]
+    fn content_hash_sees_changes_and_not_the_split() {
+        let words: Vec<u32> = (0..1000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        let whole = hash(&words);
+        let mut split = ContentHash::default();
+        split.update(words[..333].iter().copied());
+        split.update(words[333..].iter().copied());
+        assert_eq!(split.finish(), whole);
+        let mut changed = words.clone();
+        changed[500] ^= 1;
+        assert_ne!(hash(&changed), whole);
+        let mut swapped = words.clone();
+        swapped.swap(10, 11);
+        assert_ne!(hash(&swapped), whole);
+        assert_ne!(hash(&words[..999]), whole);
+        assert_ne!(hash(&[0]), hash(&[0, 0]));
     }
 }

@@ -216,6 +216,25 @@ fn describe(accuracies: &[(usize, f64)]) -> String {
         .join(" ")
 }
 
+/// The training inputs as a checkpoint records them: a resumed run must train on the same
+/// values, not only on files of the same names and shapes.
+struct TrainingData {
+    /// `--train-x` as given.
+    x_spec: String,
+    /// `--train-y` as given.
+    y_spec: String,
+    /// [`crate::data::ContentHash`] of every embedding of the file (as f32).
+    x_hash: u64,
+    /// Hash of every label of the file.
+    y_hash: u64,
+}
+
+impl TrainingData {
+    fn to_json(&self) -> Value {
+        json!({"x": format!("{:016x}", self.x_hash), "y": format!("{:016x}", self.y_hash)})
+    }
+}
+
 /// Everything a run carries from epoch to epoch (what a checkpoint holds).
 struct State {
     head: FusedHead,
@@ -223,7 +242,15 @@ struct State {
     history: Vec<Value>,
 }
 
-fn save_checkpoint(path: &Path, state: &State, settings: &Value) -> CliResult<()> {
+/// A checkpoint holds the parameters, the AdamW moments, the history, the settings that define
+/// the run (`fingerprint`) and the content hashes of the training data (`training_data`,
+/// [`TrainingData`]).
+fn save_checkpoint(
+    path: &Path,
+    state: &State,
+    settings: &Value,
+    data: &TrainingData,
+) -> CliResult<()> {
     let (weight, bias) = (&state.head.weight, &state.head.bias);
     let (classes, dimension) = (bias.len(), weight.len() / bias.len());
     let moments = state.optimiser.moments();
@@ -263,6 +290,7 @@ fn save_checkpoint(path: &Path, state: &State, settings: &Value) -> CliResult<()
         Value::Array(state.history.clone()).to_string(),
     );
     metadata.insert("fingerprint".into(), fingerprint(settings).to_string());
+    metadata.insert("training_data".into(), data.to_json().to_string());
     let bytes = safetensors::serialise(&tensors, &metadata);
     write_bytes_atomically(path, &bytes).map_err(|e| {
         CliError(format!(
@@ -272,7 +300,12 @@ fn save_checkpoint(path: &Path, state: &State, settings: &Value) -> CliResult<()
     })
 }
 
-fn load_checkpoint(path: &Path, state: &mut State, settings: &Value) -> CliResult<()> {
+fn load_checkpoint(
+    path: &Path,
+    state: &mut State,
+    settings: &Value,
+    data: &TrainingData,
+) -> CliResult<()> {
     let name = path.display().to_string();
     let file =
         std::fs::File::open(path).map_err(|e| CliError(format!("{name}: cannot resume: {e}")))?;
@@ -294,6 +327,30 @@ fn load_checkpoint(path: &Path, state: &mut State, settings: &Value) -> CliResul
     differing_settings("", &stored, &fingerprint(settings), &mut differences);
     if !differences.is_empty() {
         fail!("{name}: the checkpoint was written with other settings: {}; resume with the same data and options (--epochs included: the schedule depends on it); only --threads, --metrics, --plot and --quiet may change", differences.join("; "));
+    }
+    // Same files and shapes can still hold other values: compare the contents' hashes.
+    // Checkpoints written before the hashes were stored resume with a note.
+    match header.metadata.get("training_data") {
+        None => crate::say!(
+            "note: {name} predates the training-data fingerprint in checkpoints: cannot check that {} and {} are unchanged since it was written",
+            data.x_spec, data.y_spec
+        ),
+        Some(text) => {
+            let stored: Value = serde_json::from_str(text)
+                .map_err(|e| CliError(format!("{name}: bad training_data: {e}")))?;
+            let current = data.to_json();
+            for (key, spec, what) in [
+                ("x", &data.x_spec, "training embeddings"),
+                ("y", &data.y_spec, "training labels"),
+            ] {
+                if stored[key] != current[key] {
+                    fail!(
+                        "{name}: the {what} {spec} changed since the checkpoint was written (content hash {} then, {} now): resume with the data the run started with, or train afresh without --resume",
+                        stored[key], current[key]
+                    );
+                }
+            }
+        }
     }
     let read = |tensor: &str, len: usize| -> CliResult<Vec<f32>> {
         let spec = format!("{name}:{tensor}");
@@ -570,6 +627,12 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         );
     }
 
+    let training_data = TrainingData {
+        x_spec: args.train_x.clone(),
+        y_spec: args.train_y.clone(),
+        x_hash: train.rows.content_hash()?,
+        y_hash: train.labels_hash(),
+    };
     let device = Cpu::default();
     let initial = RuntimeLinear::<f32>::new(&device, dimension, classes, args.seed)?;
     let mut state = State {
@@ -589,7 +652,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     };
     let checkpoint = checkpoint_path(&args.out);
     if args.resume {
-        load_checkpoint(&checkpoint, &mut state, &settings)?;
+        load_checkpoint(&checkpoint, &mut state, &settings, &training_data)?;
         if !args.quiet {
             crate::say!(
                 "resuming from {} after epoch {}",
@@ -747,7 +810,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             crate::say!("{line}");
         }
         state.history.push(record);
-        save_checkpoint(&checkpoint, &state, &settings)?;
+        save_checkpoint(&checkpoint, &state, &settings, &training_data)?;
     }
 
     if last_epoch < args.epochs {

@@ -1115,3 +1115,90 @@ fn stop_after_names_the_outputs_not_written() {
     assert!(output.status.success());
     assert!(Path::new(&metrics).exists() && Path::new(&plot).exists());
 }
+
+/// The checkpoint records hashes of the training embeddings and labels: a resume on files of the
+/// same names and shapes but other values is refused, naming the file. A checkpoint from before
+/// the hashes (no `training_data`) resumes with a note.
+#[test]
+fn resume_refuses_changed_training_data() {
+    let dir = scratch("resume-data");
+    let x = write(&dir, "x.npy", &std::fs::read(data("X_train.npy")).unwrap());
+    let y = write(&dir, "y.npy", &std::fs::read(data("y_train.npy")).unwrap());
+    let train = |extra: &[&str]| {
+        let mut command = train_with(&dir, &x, &y, &["--epochs", "3"]);
+        command.args(extra);
+        run(&mut command)
+    };
+    assert!(train(&["--stop-after", "1"]).status.success());
+    let original_x = std::fs::read(&x).unwrap();
+    let original_y = std::fs::read(&y).unwrap();
+    // One embedding changed (the last byte of the data: a float32 of the last row), same shape.
+    let mut changed = original_x.clone();
+    *changed.last_mut().unwrap() ^= 0x40;
+    std::fs::write(&x, &changed).unwrap();
+    let output = train(&["--resume"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the training embeddings {x} changed since the checkpoint"
+        )),
+        "{stderr}"
+    );
+    std::fs::write(&x, &original_x).unwrap();
+    let labels = difftopk_io::read_labels(&y).unwrap();
+    let mut labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    labels.swap(0, 1);
+    assert_ne!(labels[0], labels[1], "the swap changes the labels");
+    std::fs::write(&y, npy_i64_bytes(&labels)).unwrap();
+    let output = train(&["--resume"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the training labels {y} changed since the checkpoint"
+        )),
+        "{stderr}"
+    );
+    std::fs::write(&y, &original_y).unwrap();
+    // The checkpoint as an older version wrote it: the same file without `training_data`.
+    let checkpoint = path(&dir, "head.safetensors.checkpoint");
+    let file = std::fs::File::open(&checkpoint).unwrap();
+    let len = file.metadata().unwrap().len();
+    let header = difftopk_io::read_safetensors_header(&checkpoint, &file, len).unwrap();
+    let mut metadata = header.metadata.clone();
+    assert!(metadata.remove("training_data").is_some());
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = header
+        .tensors
+        .iter()
+        .map(|(name, entry)| {
+            let values = parameters(&checkpoint, name)
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (name.clone(), entry.shape.clone(), values)
+        })
+        .collect();
+    let to_write: Vec<_> = tensors
+        .iter()
+        .map(
+            |(name, shape, values)| difftopk_io::safetensors::TensorToWrite {
+                name,
+                shape: shape.clone(),
+                values,
+            },
+        )
+        .collect();
+    std::fs::write(
+        &checkpoint,
+        difftopk_io::safetensors::serialise(&to_write, &metadata),
+    )
+    .unwrap();
+    let output = train(&["--resume"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("predates the training-data fingerprint"),
+        "{stderr}"
+    );
+}
