@@ -1,4 +1,5 @@
 //! Atomic file replacement: write a temporary file beside the target, flush it to disk, rename.
+//! The new file keeps the permission bits of the file it replaces (Unix).
 //! Several outputs that belong together are [staged](stage_bytes) first and
 //! [committed](commit_all) as a set, so that a failure in any leaves all the old files.
 //!
@@ -92,6 +93,20 @@ fn open_standard_stream(_: StandardStream) -> io::Result<File> {
     unreachable!("standard_stream names no stream off Unix")
 }
 
+/// Creates the temporary file for `target`. When `target` exists, the temporary file gets its
+/// permission bits (on Unix; set before anything is written, and not subject to the umask), so
+/// that replacing a file keeps its mode: a `chmod 600` output stays private.
+fn create_temporary(temporary: &Path, target: &Path) -> io::Result<File> {
+    let file = File::create(temporary)?;
+    #[cfg(unix)]
+    if let Ok(meta) = fs::metadata(target) {
+        file.set_permissions(meta.permissions())?;
+    }
+    #[cfg(not(unix))]
+    let _ = target;
+    Ok(file)
+}
+
 /// Writes `path` atomically: `write` fills a temporary file, which is synced and renamed over
 /// `path` (over a symbolic link's target) only when everything succeeded; on any error the
 /// temporary file is removed and an existing `path` is untouched. An existing special file
@@ -112,7 +127,7 @@ pub fn write_atomically(
     let path = path.as_path();
     let temporary = temporary_path(path);
     let result = (|| {
-        let mut writer = BufWriter::new(File::create(&temporary)?);
+        let mut writer = BufWriter::new(create_temporary(&temporary, path)?);
         write(&mut writer)?;
         writer.flush()?;
         writer.get_ref().sync_all()?;
@@ -167,10 +182,10 @@ pub fn stage_bytes(path: &Path, bytes: &[u8]) -> io::Result<StagedFile> {
         path: path.to_path_buf(),
         pending: Pending::Rename {
             temporary: temporary.clone(),
-            target,
+            target: target.clone(),
         },
     };
-    let mut writer = BufWriter::new(File::create(&temporary)?);
+    let mut writer = BufWriter::new(create_temporary(&temporary, &target)?);
     writer.write_all(bytes)?;
     writer.flush()?;
     writer.get_ref().sync_all()?;
@@ -284,6 +299,37 @@ mod tests {
         std::os::unix::fs::symlink("created.csv", &dangling).unwrap();
         write_bytes_atomically(&dangling, b"made").unwrap();
         assert_eq!(fs::read(directory.join("created.csv")).unwrap(), b"made");
+        fs::remove_dir_all(directory).unwrap();
+    }
+
+    /// Replacing a file keeps its permission bits (they came back as the umask's 644).
+    #[cfg(unix)]
+    #[test]
+    fn replacing_keeps_the_permission_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let directory = scratch("mode");
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        for (name, bits) in [("private.json", 0o600), ("shared.json", 0o664)] {
+            let path = directory.join(name);
+            fs::write(&path, b"old").unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(bits)).unwrap();
+            write_bytes_atomically(&path, b"new").unwrap();
+            assert_eq!(mode(&path), bits, "{name} by write_atomically");
+            fs::set_permissions(&path, fs::Permissions::from_mode(bits)).unwrap();
+            commit_all(vec![stage_bytes(&path, b"staged").unwrap()]).unwrap();
+            assert_eq!(mode(&path), bits, "{name} by stage_bytes");
+            assert_eq!(fs::read(&path).unwrap(), b"staged");
+        }
+        // Through a symbolic link: the target's bits, and the link stays a link.
+        let target = directory.join("private.json");
+        let link = directory.join("link.json");
+        std::os::unix::fs::symlink("private.json", &link).unwrap();
+        write_bytes_atomically(&link, b"linked").unwrap();
+        assert_eq!(mode(&target), 0o600);
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         fs::remove_dir_all(directory).unwrap();
     }
 
