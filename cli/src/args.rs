@@ -124,7 +124,7 @@ pub struct TrainArgs {
     /// Passes over the training set.
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
-    /// Rows per step.
+    /// Rows per step (at most the training rows: a larger value takes all of them each step).
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// AdamW learning rate (default 0.05).
@@ -194,7 +194,7 @@ pub struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Worker threads.
+    /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -229,7 +229,7 @@ pub struct PredictArgs {
     /// Write here (atomically) instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Worker threads.
+    /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
 }

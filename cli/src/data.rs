@@ -202,12 +202,16 @@ impl LabelledSet {
     /// Splits off a random `fraction` of the rows (seeded) as a validation set.
     pub fn split_off_validation(&mut self, fraction: f64, seed: u64) -> CliResult<LabelledSet> {
         if !(fraction > 0.0 && fraction < 1.0) {
-            fail!("--val-fraction must be strictly between 0 and 1, got {fraction}");
+            fail!(
+                "--val-fraction must be strictly between 0 and 1, got {}",
+                crate::error::number(fraction)
+            );
         }
         let count = ((self.len() as f64) * fraction).round() as usize;
         if count == 0 || count == self.len() {
             fail!(
-                "--val-fraction {fraction} of {} rows leaves an empty training or validation set",
+                "--val-fraction {} of {} rows leaves an empty training or validation set",
+                crate::error::number(fraction),
                 self.len()
             );
         }

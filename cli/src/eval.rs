@@ -40,7 +40,8 @@ pub fn run_eval(args: &EvalArgs) -> CliResult<()> {
         object.insert("rows".into(), json!(set.len()));
         text += &format!("{}\n", Value::Object(object));
     } else {
-        text += &format!("{} rows, {} classes\n", set.len(), head.classes);
+        let rows = if set.len() == 1 { "row" } else { "rows" };
+        text += &format!("{} {rows}, {} classes\n", set.len(), head.classes);
         text += &format!("{:>6}  {:>9}\n", "k", "accuracy");
         for (k, a) in &accuracies {
             text += &format!("{k:>6}  {:>8.2}%\n", 100.0 * a);

@@ -81,9 +81,22 @@ impl Head {
             fail!("{path}: the file is empty, not a head");
         }
         let header = read_safetensors_header(path, &file, len).map_err(|e| {
-            CliError(format!(
-                "{e} (a head is a .safetensors file written by difftopk train)"
-            ))
+            // An embeddings or labels file given as the head: say what it is.
+            let mut magic = [0u8; 6];
+            // The header was read with positional reads: the cursor is still at the start.
+            let what = match std::io::Read::read_exact(&mut &file, &mut magic) {
+                Ok(()) if &magic == b"\x93NUMPY" => Some("a .npy array"),
+                Ok(()) if magic.starts_with(b"PK\x03\x04") => Some("a .npz (zip) archive"),
+                _ => None,
+            };
+            match what {
+                Some(what) => CliError(format!(
+                    "{path}: {what}, not a head (a head is the .safetensors file written by difftopk train --out)"
+                )),
+                None => CliError(format!(
+                    "{e} (a head is a .safetensors file written by difftopk train)"
+                )),
+            }
         })?;
         // A difftopk file of another format version would be misread; files from other tools
         // (safetensors' own `"format": "pt"`, or none) are taken as plain weight and bias.

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::args::{Device, LossKind, Schedule, TrainArgs};
 use crate::data::LabelledSet;
-use crate::error::{CliError, CliResult};
+use crate::error::{core_message, number, CliError, CliResult};
 use crate::fail;
 use crate::fused::{FusedHead, StepLoss};
 use crate::head::{read_class_names, read_finite_values, top_k_accuracies, Head};
@@ -66,9 +66,13 @@ fn relaxation_flags(args: &TrainArgs) -> CliResult<Relaxation> {
             args.distribution
         ))
     })?;
-    relaxation
-        .validate()
-        .map_err(|e| CliError(format!("--art-lambda {}: {e}", args.art_lambda)))?;
+    relaxation.validate().map_err(|e| {
+        CliError(format!(
+            "--art-lambda {}: {}",
+            number(args.art_lambda),
+            core_message(&e)
+        ))
+    })?;
     Ok(relaxation)
 }
 
@@ -108,29 +112,34 @@ fn topk_config(args: &TrainArgs, classes: usize) -> CliResult<TopkLossConfig> {
                 if classes >= 3 { ".5,.5" } else { "1" }
             )),
             (text, e) => CliError(format!(
-                "--p-k {} with {classes} classes: {e}",
-                text.as_deref().unwrap_or(DEFAULT_P_K)
+                "--p-k {} with {classes} classes: {}",
+                text.as_deref().unwrap_or(DEFAULT_P_K),
+                core_message(&e)
             )),
         })?
         .with_inverse_temperature(args.inverse_temperature)
         .map_err(|e| {
             CliError(format!(
-                "--inverse-temperature {}: {e}",
-                args.inverse_temperature
+                "--inverse-temperature {}: {}",
+                number(args.inverse_temperature),
+                core_message(&e)
             ))
         })?
         .with_relaxation(relaxation)
         .map_err(|e| {
             CliError(format!(
-                "--art-lambda {} (with --inverse-temperature {}): {e}",
-                args.art_lambda, args.inverse_temperature
+                "--art-lambda {} (with --inverse-temperature {}): {}",
+                number(args.art_lambda),
+                number(args.inverse_temperature),
+                core_message(&e)
             ))
         })?
         .with_preselection(m)
         .map_err(|e| {
             CliError(format!(
-                "--m {}: {e} (with {classes} classes and P_K of length {})",
+                "--m {}: {} (with {classes} classes and P_K of length {})",
                 m.map_or("all".into(), |m| m.to_string()),
+                core_message(&e),
                 p_k.len()
             ))
         })?
@@ -321,8 +330,12 @@ fn load_checkpoint(
             .cloned()
             .ok_or_else(|| CliError(format!("{name}: not a difftopk checkpoint (no {key})")))
     };
-    let stored: Value = serde_json::from_str(&meta("fingerprint")?)
+    let mut stored: Value = serde_json::from_str(&meta("fingerprint")?)
         .map_err(|e| CliError(format!("{name}: {e}")))?;
+    // Checkpoints written before "m": "all" stored every class sorted as "m": null.
+    if let Some(m) = stored.pointer_mut("/topk/m").filter(|m| m.is_null()) {
+        *m = json!("all");
+    }
     let mut differences = Vec::new();
     differing_settings("", &stored, &fingerprint(settings), &mut differences);
     if !differences.is_empty() {
@@ -471,17 +484,26 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     };
     if !(learning_rate.is_finite() && learning_rate > 0.0) {
         match (args.lr, args.nloglr) {
-            (Some(lr), _) => fail!("--lr {lr}: the learning rate must be positive and finite"),
-            (None, Some(x)) => fail!(
-                "--nloglr {x}: the learning rate 10^(-{x}) = {learning_rate} must be positive and finite"
+            (Some(lr), _) => fail!(
+                "--lr {}: the learning rate must be positive and finite",
+                number(lr)
             ),
-            (None, None) => fail!("the learning rate must be positive and finite, got {learning_rate}"),
+            (None, Some(x)) => fail!(
+                "--nloglr {}: the learning rate 10^{} = {} must be positive and finite",
+                number(x),
+                number(-x),
+                number(learning_rate)
+            ),
+            (None, None) => fail!(
+                "the learning rate must be positive and finite, got {}",
+                number(learning_rate)
+            ),
         }
     }
     if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
         fail!(
-            "--weight-decay must be non-negative, got {}",
-            args.weight_decay
+            "--weight-decay must be non-negative and finite, got {}",
+            number(args.weight_decay)
         );
     }
     let budget = args.max_memory_mib.saturating_mul(1 << 20);
@@ -600,7 +622,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             "art_lambda": args.art_lambda,
             "inverse_temperature": c.inverse_temperature(),
             "p_k": c.topk_distribution(),
-            "m": c.preselection(),
+            "m": c.preselection().map_or(json!("all"), |m| json!(m)),
             "top1_mode": c.top1_mode().name(),
         })),
         "optimizer": {"name": "AdamW", "lr": learning_rate, "schedule": match args.schedule { Schedule::Cosine => "cosine", Schedule::Constant => "constant" }, "weight_decay": args.weight_decay, "betas": [0.9, 0.999], "eps": 1e-8},
@@ -619,6 +641,21 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
             crate::say!(
                 "note: --distribution and --art-lambda do not apply to --method {} (it has no comparators); only --inverse-temperature does",
                 args.method
+            );
+        }
+        if let Some(m) = args.m.as_deref().and_then(|m| m.parse::<usize>().ok()) {
+            if config.is_some() && m >= classes {
+                crate::say!(
+                    "note: --m {m} is not below the {classes} classes: every class is sorted (m \"all\")"
+                );
+            }
+        }
+        if args.batch_size > train.len() {
+            crate::say!(
+                "note: --batch-size {} is more than the {} training row{}: each step takes all of them (one step per epoch)",
+                args.batch_size,
+                train.len(),
+                if train.len() == 1 { "" } else { "s" }
             );
         }
         crate::say!(
@@ -880,12 +917,11 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
                 .map(|v| format!(" {set} {v}"))
                 .unwrap_or_default()
         };
+        let scores = summary("val") + &summary("test");
         crate::say!(
-            "wrote {} (the head after epoch {}:{}{})",
+            "wrote {} (the head after epoch {last_epoch}{}{scores})",
             args.out.display(),
-            last_epoch,
-            summary("val"),
-            summary("test")
+            if scores.is_empty() { "" } else { ":" }
         );
         if final_block["val"].is_object() {
             crate::say!(

@@ -1168,6 +1168,10 @@ fn resume_refuses_changed_training_data() {
     let header = difftopk_io::read_safetensors_header(&checkpoint, &file, len).unwrap();
     let mut metadata = header.metadata.clone();
     assert!(metadata.remove("training_data").is_some());
+    // Older versions also stored every class sorted as "m": null (now "all").
+    let fingerprint = metadata.get_mut("fingerprint").unwrap();
+    assert!(fingerprint.contains("\"m\":\"all\""), "{fingerprint}");
+    *fingerprint = fingerprint.replace("\"m\":\"all\"", "\"m\":null");
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = header
         .tensors
         .iter()
@@ -1201,4 +1205,85 @@ fn resume_refuses_changed_training_data() {
         stderr.contains("predates the training-data fingerprint"),
         "{stderr}"
     );
+}
+
+/// Messages from a review of the printed output: no stray colon, short numbers, signs, plurals,
+/// what a .npy given as the head is, the m in effect, the defaults of --threads, a batch larger
+/// than the training set.
+#[test]
+fn printed_messages_read_well() {
+    let dir = scratch("messages");
+    let (x, y) = (data("X_train.npy"), data("y_train.npy"));
+    let metrics = path(&dir, "metrics.json");
+    let mut args = train_args(&dir);
+    args.retain(|a| a != "--quiet");
+    let output = run(binary().args(&args).args([
+        "--m",
+        "10",
+        "--batch-size",
+        "100000",
+        "--metrics",
+        &metrics,
+    ]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(the head after epoch 3)\n"),
+        "no colon without val/test scores: {stderr}"
+    );
+    assert!(
+        stderr.contains("note: --m 10 is not below the 10 classes: every class is sorted"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("note: --batch-size 100000 is more than the 1257 training rows"),
+        "{stderr}"
+    );
+    assert_eq!(json_file(&metrics)["settings"]["topk"]["m"], "all");
+    assert!(run(&mut train_with(
+        &dir,
+        &x,
+        &y,
+        &["--m", "8", "--metrics", &metrics]
+    ))
+    .status
+    .success());
+    assert_eq!(json_file(&metrics)["settings"]["topk"]["m"], 8);
+
+    let output = run(&mut train_with(
+        &dir,
+        &x,
+        &y,
+        &["--inverse-temperature", "1e-200"],
+    ));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: --inverse-temperature 1e-200: inverse temperature (beta) is 1e-200,"
+        ) && stderr.len() < 200,
+        "{stderr}"
+    );
+    assert_fails(
+        &mut train_with(&dir, &x, &y, &["--nloglr", "-400"]),
+        &["--nloglr -400: the learning rate 10^400 = inf"],
+    );
+
+    let head = write_head(&dir, "zero.safetensors", 10, None);
+    let one_x = write(&dir, "one_x.npy", &npy_f32_bytes(&[1, 64], &[0.5; 64]));
+    let one_y = write(&dir, "one_y.npy", &npy_i64_bytes(&[3]));
+    let output = run(binary().args(["eval", "--head", &head, "--x", &one_x, "--y", &one_y]));
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.starts_with("1 row, 10 classes\n"), "{table}");
+    assert_fails(
+        binary().args(["eval", "--head", &one_x, "--x", &one_x, "--y", &one_y]),
+        &[&format!("{one_x}: a .npy array, not a head")],
+    );
+    for command in ["eval", "predict"] {
+        let help = run(binary().args([command, "--help"]));
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(
+            help.contains("Worker threads (default: all cores)"),
+            "{help}"
+        );
+    }
 }
