@@ -161,7 +161,8 @@ pub struct TrainArgs {
     /// Draw loss and accuracy per epoch (.svg or .png).
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Continue from the checkpoint written beside --out (OUT.checkpoint) after each epoch.
+    /// Continue from the checkpoint written beside --out (OUT.checkpoint) after each epoch (it
+    /// is removed when a run has written its outputs).
     #[arg(long)]
     pub resume: bool,
     /// Stop after this many epochs of this invocation (the checkpoint allows --resume later, with

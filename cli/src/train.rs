@@ -886,29 +886,48 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     // The outputs are replaced as a set: each is written to its temporary file first, and
     // only when all of them are written are they renamed into place. On an error the staged
     // files are dropped (their temporary files removed) and every old output stays.
-    let mut staged = vec![head.stage(&args.out)?];
-    if let Some(path) = &args.metrics {
-        let document = json!({"settings": settings, "epochs": state.history, "final": final_block});
-        let text = serde_json::to_string_pretty(&document).expect("JSON") + "\n";
-        staged.push(
-            stage_bytes(path, text.as_bytes()).map_err(|e| {
+    let write_outputs = || -> CliResult<()> {
+        let mut staged = vec![head.stage(&args.out)?];
+        if let Some(path) = &args.metrics {
+            let document =
+                json!({"settings": settings, "epochs": state.history, "final": final_block});
+            let text = serde_json::to_string_pretty(&document).expect("JSON") + "\n";
+            staged.push(stage_bytes(path, text.as_bytes()).map_err(|e| {
                 CliError(format!("{}: cannot write the metrics: {e}", path.display()))
-            })?,
-        );
-    }
-    if let Some(path) = &args.plot {
-        staged.push(stage_plot(path, &state.history, &ks)?);
-    }
-    difftopk_io::commit_all(staged).map_err(|(path, e)| {
-        let what = if path == args.out {
-            "the head"
-        } else if Some(&path) == args.metrics.as_ref() {
-            "the metrics"
-        } else {
-            "the plot"
-        };
-        CliError(format!("{}: cannot write {what}: {e}", path.display()))
+            })?);
+        }
+        if let Some(path) = &args.plot {
+            staged.push(stage_plot(path, &state.history, &ks)?);
+        }
+        difftopk_io::commit_all(staged).map_err(|(path, e)| {
+            let what = if path == args.out {
+                "the head"
+            } else if Some(&path) == args.metrics.as_ref() {
+                "the metrics"
+            } else {
+                "the plot"
+            };
+            CliError(format!("{}: cannot write {what}: {e}", path.display()))
+        })
+    };
+    // The checkpoint of the last epoch stays until the outputs are written: the same command
+    // with --resume then writes them without training again.
+    write_outputs().map_err(|CliError(message)| {
+        CliError(format!(
+            "{message} (the checkpoint {} is kept: after fixing this, the same command with --resume writes the outputs without training again)",
+            checkpoint.display()
+        ))
     })?;
+    // The run is complete: its checkpoint has no further use (--resume of a finished run
+    // would only write the same outputs again).
+    if let Err(e) = std::fs::remove_file(&checkpoint) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            crate::say!(
+                "note: {}: cannot remove the checkpoint of the finished run: {e}",
+                checkpoint.display()
+            );
+        }
+    }
     if !args.quiet {
         let summary = |set: &str| {
             last_record

@@ -315,9 +315,18 @@ fn resume_continues_exactly() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // Other settings cannot resume that checkpoint.
+    // A finished run removes its checkpoint; a stopped one keeps it, and other settings cannot
+    // resume it.
+    assert!(!resumed.join("head.safetensors.checkpoint").exists());
+    let stopped = scratch("stopped");
+    assert!(run(binary()
+        .args(train_args(&stopped))
+        .args(["--epochs", "4", "--stop-after", "2"]))
+    .status
+    .success());
+    assert!(stopped.join("head.safetensors.checkpoint").exists());
     let output = run(binary()
-        .args(train_args(&resumed))
+        .args(train_args(&stopped))
         .args(["--epochs", "4", "--resume", "--lr", "0.2"]));
     assert_eq!(output.status.code(), Some(2));
     let message = String::from_utf8_lossy(&output.stderr);
@@ -965,7 +974,13 @@ fn a_failing_output_replaces_none_of_the_others() {
         binary()
             .args(train_args(&dir))
             .args(["--metrics", &metrics, "--plot", &plot]),
-        &[&plot, "cannot write the plot", "No space left on device"],
+        &[
+            &plot,
+            "cannot write the plot",
+            "No space left on device",
+            "checkpoint",
+            "with --resume writes the outputs without training again",
+        ],
     );
     assert!(
         std::fs::read(&head).unwrap() == b"earlier head",
@@ -981,6 +996,23 @@ fn a_failing_output_replaces_none_of_the_others() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The checkpoint was kept: with the plot writable, --resume writes the outputs.
+    std::fs::remove_file(&plot).unwrap();
+    let output = run(binary().args(train_args(&dir)).args([
+        "--metrics",
+        &metrics,
+        "--plot",
+        &plot,
+        "--resume",
+    ]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(std::fs::read_to_string(&plot).unwrap().starts_with("<svg"));
+    assert!(std::fs::read(&head).unwrap() != b"earlier head");
+    assert!(!dir.join("head.safetensors.checkpoint").exists());
 }
 
 /// With the class count taken from the labels, an absurd test label is reported against the
