@@ -884,8 +884,10 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         metadata,
     };
     // The outputs are replaced as a set: each is written to its temporary file first, and
-    // only when all of them are written are they renamed into place. On an error the staged
-    // files are dropped (their temporary files removed) and every old output stays.
+    // only when all of them are written are they renamed into place. On an error while writing,
+    // the staged files are dropped (their temporary files removed) and every old output stays;
+    // a rename failing during the commit (rare: the directory changed meanwhile) leaves the
+    // outputs renamed before it replaced, and the message lists which were and which were not.
     let write_outputs = || -> CliResult<()> {
         let mut staged = vec![head.stage(&args.out)?];
         if let Some(path) = &args.metrics {
@@ -899,22 +901,23 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         if let Some(path) = &args.plot {
             staged.push(stage_plot(path, &state.history, &ks)?);
         }
-        difftopk_io::commit_all(staged).map_err(|(path, e)| {
-            let what = if path == args.out {
-                "the head"
-            } else if Some(&path) == args.metrics.as_ref() {
-                "the metrics"
-            } else {
-                "the plot"
-            };
-            CliError(format!("{}: cannot write {what}: {e}", path.display()))
+        difftopk_io::commit_all(staged).map_err(|failure| {
+            CliError(commit_failure(&failure, |path| {
+                if path == args.out {
+                    "the head"
+                } else if Some(path) == args.metrics.as_deref() {
+                    "the metrics"
+                } else {
+                    "the plot"
+                }
+            }))
         })
     };
     // The checkpoint of the last epoch stays until the outputs are written: the same command
     // with --resume then writes them without training again.
     write_outputs().map_err(|CliError(message)| {
         CliError(format!(
-            "{message} (the checkpoint {} is kept: after fixing this, the same command with --resume writes the outputs without training again)",
+            "{message} (the checkpoint {} is kept: after fixing this, the same command with --resume writes all the outputs without training again)",
             checkpoint.display()
         ))
     })?;
@@ -950,6 +953,36 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+/// The message for a failed commit of the run's outputs, each output named by its `role` (`the
+/// metrics`) and path: the output that failed and why, and, when renames before it succeeded,
+/// which outputs already hold this run's content and which still the earlier run's.
+fn commit_failure(
+    failure: &difftopk_io::CommitError,
+    role: impl Fn(&Path) -> &'static str,
+) -> String {
+    let mut message = format!(
+        "{}: cannot write {}: {}",
+        failure.path.display(),
+        role(&failure.path),
+        failure.error
+    );
+    if !failure.replaced.is_empty() {
+        let list = |paths: &[PathBuf]| {
+            paths
+                .iter()
+                .map(|path| format!("{} ({})", role(path), path.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        message += &format!(
+            "; already replaced: {}; not replaced: {}",
+            list(&failure.replaced),
+            list(&failure.not_replaced)
+        );
+    }
+    message
 }
 
 /// The error for logits out of range at the first step, before any update: the head is the
@@ -1140,5 +1173,36 @@ impl CudaTraining {
             .optimiser
             .restore(steps, vec![weight_moments, bias_moments]);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rename failing in the middle of the set: the message names the output that failed,
+    /// the outputs already replaced and those not; with none replaced, only the failure.
+    #[test]
+    fn commit_failure_lists_the_replaced_outputs() {
+        let role = |path: &Path| match path.to_str() {
+            Some("h.safetensors") => "the head",
+            Some("m.json") => "the metrics",
+            _ => "the plot",
+        };
+        let mut failure = difftopk_io::CommitError {
+            path: "m.json".into(),
+            error: std::io::Error::new(std::io::ErrorKind::IsADirectory, "Is a directory"),
+            replaced: vec!["h.safetensors".into()],
+            not_replaced: vec!["m.json".into(), "p.svg".into()],
+        };
+        assert_eq!(
+            commit_failure(&failure, role),
+            "m.json: cannot write the metrics: Is a directory; already replaced: the head (h.safetensors); not replaced: the metrics (m.json), the plot (p.svg)"
+        );
+        failure.replaced.clear();
+        assert_eq!(
+            commit_failure(&failure, role),
+            "m.json: cannot write the metrics: Is a directory"
+        );
     }
 }

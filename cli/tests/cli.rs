@@ -979,7 +979,7 @@ fn a_failing_output_replaces_none_of_the_others() {
             "cannot write the plot",
             "No space left on device",
             "checkpoint",
-            "with --resume writes the outputs without training again",
+            "with --resume writes all the outputs without training again",
         ],
     );
     assert!(

@@ -1,7 +1,9 @@
 //! Atomic file replacement: write a temporary file beside the target, flush it to disk, rename.
 //! The new file keeps the permission bits of the file it replaces (Unix).
 //! Several outputs that belong together are [staged](stage_bytes) first and
-//! [committed](commit_all) as a set, so that a failure in any leaves all the old files.
+//! [committed](commit_all) as a set, so that a failure in writing any of them leaves all the old
+//! files (a rename that fails during the commit itself is reported with the outputs already
+//! replaced and those not).
 //!
 //! A symbolic link is written through (its target is replaced, the link stays); a special file
 //! that exists (a FIFO, a terminal, `/dev/null`) is written into directly, since renaming over it
@@ -231,18 +233,79 @@ impl Drop for StagedFile {
     }
 }
 
+/// Why [`commit_all`] failed: the output whose commit failed, the error, and which outputs of
+/// the set were put in place before it and which were not.
+#[derive(Debug)]
+pub struct CommitError {
+    /// The output that failed, as given to [`stage_bytes`].
+    pub path: PathBuf,
+    /// What went wrong.
+    pub error: io::Error,
+    /// Outputs put in place before the failure (renamed over the old file, or written into the
+    /// special file): they hold the new content.
+    pub replaced: Vec<PathBuf>,
+    /// Outputs not put in place: the one that failed, then those after it. Their old files are
+    /// untouched and their temporary files removed.
+    pub not_replaced: Vec<PathBuf>,
+}
+
+impl std::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |paths: &[PathBuf]| {
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        write!(f, "{}: {}", self.path.display(), self.error)?;
+        if self.replaced.is_empty() {
+            write!(f, " (no output of the set was replaced)")
+        } else {
+            write!(
+                f,
+                "; already replaced: {}; not replaced: {}",
+                list(&self.replaced),
+                list(&self.not_replaced)
+            )
+        }
+    }
+}
+
+impl std::error::Error for CommitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
 /// Commits staged outputs as a set: first the special files (whose writes can fail, a full
-/// disk behind `/dev/stdout`, and cannot be undone), then the renames, which only fail in
-/// exceptional cases (the directory removed or made read-only meanwhile). On the first error the
-/// remaining temporary files are removed and the error comes back with the path of the output
-/// that failed; outputs committed before it stay committed.
-pub fn commit_all(files: Vec<StagedFile>) -> Result<(), (PathBuf, io::Error)> {
+/// disk behind `/dev/stdout`, and cannot be undone), then the renames. Every file was written
+/// when it was staged, so the renames only fail in exceptional cases (the directory removed or
+/// made read-only meanwhile, a directory put in the way); then the outputs renamed before the
+/// failure hold the new content and the others the old. On the first error the remaining
+/// temporary files are removed and the [`CommitError`] names the output that failed, the outputs
+/// already replaced and those not.
+pub fn commit_all(files: Vec<StagedFile>) -> Result<(), CommitError> {
     let (direct, renamed): (Vec<StagedFile>, Vec<StagedFile>) = files
         .into_iter()
         .partition(|file| matches!(file.pending, Pending::Direct(_)));
-    for file in direct.into_iter().chain(renamed) {
+    let mut replaced = Vec::new();
+    let mut files = direct.into_iter().chain(renamed);
+    while let Some(file) = files.next() {
         let path = file.path.clone();
-        file.commit().map_err(|error| (path, error))?;
+        if let Err(error) = file.commit() {
+            // Dropping the rest removes their temporary files.
+            let not_replaced = std::iter::once(path.clone())
+                .chain(files.map(|rest| rest.path.clone()))
+                .collect();
+            return Err(CommitError {
+                path,
+                error,
+                replaced,
+                not_replaced,
+            });
+        }
+        replaced.push(path);
     }
     Ok(())
 }
@@ -396,11 +459,54 @@ mod tests {
             stage_bytes(&regular, b"new").unwrap(),
             stage_bytes(&full, b"never fits").unwrap(),
         ];
-        let (path, error) = commit_all(set).unwrap_err();
-        assert_eq!(path, full);
-        assert_eq!(error.raw_os_error(), Some(28), "ENOSPC: {error}");
+        let failure = commit_all(set).unwrap_err();
+        assert_eq!(failure.path, full);
+        assert_eq!(failure.error.raw_os_error(), Some(28), "ENOSPC: {failure}");
+        assert!(failure.replaced.is_empty(), "{failure}");
+        assert_eq!(failure.not_replaced, [full.clone(), regular.clone()]);
         assert_eq!(fs::read(&regular).unwrap(), b"old");
         assert_eq!(names(&directory), ["head.bin", "plot.svg"]);
+        fs::remove_dir_all(directory).unwrap();
+    }
+
+    /// A rename that fails in the middle of a set (the second member's target became a
+    /// non-empty directory after staging): the first output is already replaced, the others keep
+    /// their old content, no temporary file is left, and the error lists both groups.
+    #[test]
+    fn a_rename_failing_in_the_middle_lists_what_was_replaced() {
+        let directory = scratch("staged-middle");
+        let [head, metrics, plot] = ["head.bin", "metrics.json", "plot.svg"].map(|name| {
+            let path = directory.join(name);
+            fs::write(&path, format!("old {name}")).unwrap();
+            path
+        });
+        let set = vec![
+            stage_bytes(&head, b"new head").unwrap(),
+            stage_bytes(&metrics, b"new metrics").unwrap(),
+            stage_bytes(&plot, b"new plot").unwrap(),
+        ];
+        fs::remove_file(&metrics).unwrap();
+        fs::create_dir(&metrics).unwrap();
+        fs::write(metrics.join("inside"), b"keeps the directory non-empty").unwrap();
+        let failure = commit_all(set).unwrap_err();
+        assert_eq!(failure.path, metrics);
+        assert_eq!(failure.replaced, std::slice::from_ref(&head));
+        assert_eq!(failure.not_replaced, [metrics.clone(), plot.clone()]);
+        let message = failure.to_string();
+        assert!(
+            message.starts_with(&format!("{}: ", metrics.display()))
+                && message.ends_with(&format!(
+                    "; already replaced: {}; not replaced: {}, {}",
+                    head.display(),
+                    metrics.display(),
+                    plot.display()
+                )),
+            "{message}"
+        );
+        assert_eq!(fs::read(&head).unwrap(), b"new head");
+        assert_eq!(fs::read(&plot).unwrap(), b"old plot.svg");
+        assert!(metrics.join("inside").exists());
+        assert_eq!(names(&directory), ["head.bin", "metrics.json", "plot.svg"]);
         fs::remove_dir_all(directory).unwrap();
     }
 

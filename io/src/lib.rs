@@ -28,7 +28,7 @@ pub mod safetensors;
 pub use array::{read_safetensors_header, split_spec, ArrayFile};
 pub use atomic::{
     commit_all, replaced_file, stage_bytes, temporary_path, write_atomically,
-    write_bytes_atomically, StagedFile,
+    write_bytes_atomically, CommitError, StagedFile,
 };
 pub use dtype::Dtype;
 pub use error::{DataError, Problem};
