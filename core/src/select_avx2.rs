@@ -37,7 +37,7 @@
 use core::mem::MaybeUninit;
 
 use core::arch::x86_64::{
-    __m256, _mm256_add_epi32, _mm256_and_ps, _mm256_blendv_ps, _mm256_castps_si256,
+    __m256, __m256i, _mm256_add_epi32, _mm256_and_ps, _mm256_blendv_ps, _mm256_castps_si256,
     _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmpgt_epi32, _mm256_cvtepu8_epi32, _mm256_loadu_ps,
     _mm256_loadu_si256, _mm256_max_ps, _mm256_min_ps, _mm256_movemask_ps,
     _mm256_permutevar8x32_epi32, _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_set1_ps,
@@ -268,10 +268,13 @@ fn outcome(selected: bool) -> Outcome {
 /// `values.len() ≥ 64`), from the maxima of 64 disjoint groups (lane l of every eighth block,
 /// so that eight running maxima are independent and the pass runs at load speed): each lane's
 /// eight group maxima sorted by a 19-comparator network, and the `rank`-th largest of the J
-/// largest of each lane (J = ⌈rank/8⌉ + 1 up to rank 24, 8 beyond; see [`largest_with_rank`]): those are distinct
-/// entries, so at least `rank` entries reach it. For 16 of 1000 normal logits it leaves about
-/// 20 (27 at the 99th percentile; the smallest of the lanes' second maxima, the previous bound,
-/// left 37 and 71). NaN entries are passed over; `None` where the bound is not finite.
+/// largest of each lane, or beyond rank 8 almost always that (J = ⌈rank/8⌉ + 1 up to rank 24,
+/// 8 beyond; see [`largest_with_rank`]): those are distinct entries, so at least `rank` entries
+/// reach it. For 16 of 1000 normal logits it leaves about 20 (27 at the 99th percentile, with
+/// every entry tried as the threshold; the smallest of the lanes' second maxima, the previous
+/// bound, left 37 and 71). NaN entries are passed over; `None` where the bound is not finite,
+/// or before the pass where `rank` or the row does not fit (the range check `check` has then
+/// seen nothing; else it sees every entry).
 #[inline(always)]
 unsafe fn group_maxima_bound<const CHECK: bool>(
     values: &[f32],
@@ -335,7 +338,8 @@ unsafe fn group_maxima_bound<const CHECK: bool>(
         maxima[upper] = _mm256_max_ps(a, b);
         maxima[lower] = _mm256_min_ps(a, b);
     }
-    // The rank-th largest of the J largest group maxima of each lane, J = ⌈rank/8⌉ + 1 (8 beyond rank 24).
+    // The bound from the J largest group maxima of each lane, J = ⌈rank/8⌉ + 1 (8 beyond
+    // rank 24).
     let bound = match rank.div_ceil(8) {
         1 => largest_with_rank::<2>(&[maxima[0], maxima[1]], rank),
         2 => largest_with_rank::<3>(&[maxima[0], maxima[1], maxima[2]], rank),
@@ -490,11 +494,12 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
 /// A value with at least `rank` entries of `values` at or above it, from one pass: each of
 /// the 8 lanes keeps the `J` largest entries it sees (lane l of every block, the last block
 /// padded with −∞, NaN taken as −∞), and the bound is the `rank`-th largest of those 8·`J`
-/// entries (the largest of them with `rank` of them at or above it). They are distinct entries
-/// of the row, so at least `rank` entries of the row reach it. With `J` = ⌈rank/8⌉ + 1 it
-/// leaves few entries above the `rank`-th largest: for 16 of 100 or 1000 normal logits 16–17
-/// on average, 21–22 at the 99th percentile. `None` where the bound is −∞ (too few ordered
-/// entries).
+/// entries, or beyond rank 8 almost always that ([`largest_with_rank`]): one of them with
+/// `rank` of them at or above it. They are distinct entries of the row, so at least `rank`
+/// entries of the row reach it. With `J` = ⌈rank/8⌉ + 1 it leaves few entries above the
+/// `rank`-th largest: for 16 of 100 normal logits about 18 on average. `None` where the bound
+/// is −∞ (fewer than `rank` ordered entries among the 8·`J`). The range check `check` sees
+/// every entry of the row.
 #[inline(always)]
 unsafe fn column_tops_bound<const J: usize, const CHECK: bool>(
     values: &[f32],
@@ -536,24 +541,41 @@ unsafe fn column_tops_bound<const J: usize, const CHECK: bool>(
 /// comment below); `None` where that is −∞.
 #[inline(always)]
 unsafe fn largest_with_rank<const J: usize>(tops: &[__m256; J], rank: usize) -> Option<f32> {
-    let lowest = _mm256_set1_ps(f32::NEG_INFINITY);
     let mut listed = [[0f32; 8]; J];
     for (lanes, top) in listed.iter_mut().zip(tops) {
         _mm256_storeu_ps(lanes.as_mut_ptr(), *top);
     }
     let needed = _mm256_set1_epi32(rank as i32 - 1);
-    let mut bound = lowest;
     // Beyond rank 8 the lanes' largest entries are left out as thresholds (they are still
     // counted): a third fewer comparisons for 16 of 24. The bound is then the largest of the
     // other entries with `rank` at or above it, still a valid bound and almost always the
     // same one (for 16 of 100 normal logits 17.9 entries reach it on average, 17.6 with every
     // entry as a threshold).
+    // (Where none of those qualifies, on rows with few ordered entries, the lanes' largest
+    // are tried after all, so that the bound is −∞ exactly where the r-th largest is.)
     let first = usize::from(rank > 8 && J > 2);
-    for top in &tops[first..] {
+    let mut bound = thresholds_reaching(&tops[first..], &listed, needed);
+    if bound == f32::NEG_INFINITY && first == 1 {
+        bound = thresholds_reaching(&tops[..1], &listed, needed);
+    }
+    (bound > f32::NEG_INFINITY).then_some(bound)
+}
+
+/// The largest entry of `candidates` with more than `needed` (per lane, all equal) of the
+/// entries in `listed` at or above it, or −∞.
+#[inline(always)]
+unsafe fn thresholds_reaching<const J: usize>(
+    candidates: &[__m256],
+    listed: &[[f32; 8]; J],
+    needed: __m256i,
+) -> f32 {
+    let lowest = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut bound = lowest;
+    for top in candidates {
         let mut at_or_above = _mm256_setzero_si256();
         // (Nested loops of constant length: a flattened iterator was left as a loop with
         // branches.)
-        for row in &listed {
+        for row in listed {
             for &other in row {
                 let reaches = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_set1_ps(other), *top);
                 at_or_above = _mm256_sub_epi32(at_or_above, _mm256_castps_si256(reaches));
@@ -564,10 +586,9 @@ unsafe fn largest_with_rank<const J: usize>(tops: &[__m256; J], rank: usize) -> 
     }
     let mut lanes = [0f32; 8];
     _mm256_storeu_ps(lanes.as_mut_ptr(), bound);
-    let bound = lanes
+    lanes
         .iter()
-        .fold(f32::NEG_INFINITY, |high, &value| high.max(value));
-    (bound > f32::NEG_INFINITY).then_some(bound)
+        .fold(f32::NEG_INFINITY, |high, &value| high.max(value))
 }
 
 /// [`column_tops_bound`] with `J` = ⌈rank/8⌉ + 1 entries per lane up to rank 24, 8 beyond.
@@ -706,5 +727,28 @@ unsafe fn rank_candidates<const TIES_HIGH: bool>(
     for (slot, rank) in out.iter_mut().zip(&ranked) {
         // SAFETY: the ranks of the `len ≥ count` candidates are a permutation of 0..len.
         *slot = rank.assume_init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A short row where no lane's second or third entry reaches rank 10 of the 24 kept (8 of
+    /// them are at or above any of those): the lanes' largest are tried after all, and the
+    /// path selects instead of declining, with the indices of a sort.
+    #[test]
+    fn the_lanes_largest_are_tried_where_no_lower_entry_qualifies() {
+        if !(crate::cpu::has_avx2() && crate::cpu::has_popcnt()) {
+            return;
+        }
+        let values: [f32; 12] = [
+            10.0, 11.0, 12.0, 13.0, 0.0, 1.0, 2.0, 3.0, 20.0, 21.0, 22.0, 23.0,
+        ];
+        let mut out = [0u32; 10];
+        // SAFETY: the CPU supports AVX2 and POPCNT, checked above.
+        let selected = unsafe { largest_indices_f32::<false>(&values, None, &mut out) };
+        assert!(selected, "declined");
+        assert_eq!(out, [11, 10, 9, 8, 3, 2, 1, 0, 7, 6]);
     }
 }

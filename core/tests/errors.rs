@@ -264,8 +264,19 @@ fn preselected_rows_are_checked_in_the_selection_pass() {
             2e32,
             -2e32,
             1.5e38,
+            f32::NAN,
         ];
-        let columns = [0, 5, 8, classes / 2, classes - 3, classes - 1];
+        // (At n = 1003 column 970 lies in the group-maxima pass's last, partial round of
+        // blocks.)
+        let columns = [
+            0,
+            5,
+            8,
+            classes / 2,
+            970 % classes,
+            classes - 3,
+            classes - 1,
+        ];
         for (case, (&value, &column)) in bad_values.iter().zip(&columns).enumerate() {
             for row in [0, 3, 9] {
                 let mut logits = fresh();
