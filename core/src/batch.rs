@@ -423,7 +423,7 @@ fn finite_maximum<F: Real>(z: &[F]) -> Option<F> {
 #[inline(always)]
 fn exponentials<F: Real>(z: &[F], shift: F, out: &mut [F]) {
     for (o, &v) in out.iter_mut().zip(z) {
-        *o = (v - shift).exp();
+        *o = (v - shift).exp_nonpositive();
     }
 }
 

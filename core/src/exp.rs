@@ -115,6 +115,67 @@ pub fn exp_f64(x: f64) -> f64 {
     }
 }
 
+/// `eˣ` for `x ≤ 0` in single precision: the same bits as [`exp_f32`] there (the tests check
+/// every f32 in [−104, 0]), with less work. There `n = round(x·log₂e)` lies in [−126, 0] once
+/// the flush has replaced arguments below ln 2⁻¹²⁶, so `2ⁿ` is one normal number: a single
+/// scaling, exact like `exp_f32`'s two (`p·2^⌊n/2⌋` is exact, so both round `p·2ⁿ` once), and
+/// no clamp at the overflow end. Every exponential of the loss takes a value less the row's
+/// maximum, or `−β|·|`: all `≤ 0`. For `x > 0` the result is unspecified (not `eˣ`).
+#[inline(always)]
+pub fn exp_nonpositive_f32(x: f32) -> f32 {
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    const SHIFTER: f32 = 12_582_912.0;
+    const LN2_HI: f32 = f32::from_bits(0x3f31_7200);
+    const LN2_LO: f32 = (core::f64::consts::LN_2 - 0.693_145_751_953_125) as f32;
+    let flush = x < LOWEST_NORMAL_ARGUMENT_F32;
+    let x = if flush { 0.0 } else { x };
+    let shifted = x * LOG2E + SHIFTER;
+    let n = shifted - SHIFTER;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = INVERSE_FACTORIALS_F32[0];
+    for &c in &INVERSE_FACTORIALS_F32[1..] {
+        p = c + r * p;
+    }
+    // (n + 127) << 23 from the low bits of `shifted` (the wrapping arithmetic of `exp_f32`).
+    let biased = (shifted.to_bits() as i32)
+        .wrapping_sub(SHIFTER.to_bits() as i32)
+        .wrapping_add(127);
+    let result = p * f32::from_bits((biased as u32) << 23);
+    if flush {
+        0.0
+    } else {
+        result
+    }
+}
+
+/// `eˣ` for `x ≤ 0` in double precision: the same bits as [`exp_f64`] there, as
+/// [`exp_nonpositive_f32`] (`n` in [−1022, 0]).
+#[inline(always)]
+pub fn exp_nonpositive_f64(x: f64) -> f64 {
+    const LOG2E: f64 = core::f64::consts::LOG2_E;
+    const SHIFTER: f64 = 6_755_399_441_055_744.0;
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    let flush = x < LOWEST_NORMAL_ARGUMENT_F64;
+    let x = if flush { 0.0 } else { x };
+    let shifted = x * LOG2E + SHIFTER;
+    let n = shifted - SHIFTER;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = INVERSE_FACTORIALS_F64[0];
+    for &c in &INVERSE_FACTORIALS_F64[1..] {
+        p = c + r * p;
+    }
+    let biased = (shifted.to_bits() as i64)
+        .wrapping_sub(SHIFTER.to_bits() as i64)
+        .wrapping_add(1023);
+    let result = p * f64::from_bits((biased as u64) << 52);
+    if flush {
+        0.0
+    } else {
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +207,53 @@ mod tests {
         assert!(exp_f32(-87.336).is_normal());
         assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
         assert!(exp_f32(f32::NAN).is_nan());
+    }
+
+    /// The non-positive forms give `exp`'s bits: every 61st f32 bit pattern in [−104, 0] (both
+    /// zeros included) and every one in [−88, −87] around the flush threshold, and f64
+    /// arguments across [−745, 0], densely near the flush threshold and 0.
+    #[test]
+    fn nonpositive_forms_are_bit_identical() {
+        let same = |x: f32| {
+            assert_eq!(
+                exp_nonpositive_f32(x).to_bits(),
+                exp_f32(x).to_bits(),
+                "f32 {x:e}"
+            );
+        };
+        let mut bits = 0x8000_0000u32; // −0.0, then ever more negative
+        while f32::from_bits(bits) >= -104.0 {
+            same(f32::from_bits(bits));
+            bits += 61;
+        }
+        let mut bits = (-87.0f32).to_bits();
+        while f32::from_bits(bits) >= -88.0 {
+            same(f32::from_bits(bits));
+            bits += 1;
+        }
+        assert_eq!(exp_nonpositive_f32(0.0).to_bits(), 1.0f32.to_bits());
+        assert_eq!(exp_nonpositive_f32(f32::NEG_INFINITY), 0.0);
+        let mut random = crate::test_random::Xorshift::seeded(7);
+        for _ in 0..2_000_000 {
+            let x = -random.uniform() * 745.0;
+            assert_eq!(
+                exp_nonpositive_f64(x).to_bits(),
+                exp_f64(x).to_bits(),
+                "f64 {x:e}"
+            );
+        }
+        for centre in [LOWEST_NORMAL_ARGUMENT_F64, 0.0, -1.0] {
+            for step in 0..200_000 {
+                let x = (centre + (step as f64 - 100_000.0) * 1e-9).min(0.0);
+                assert_eq!(
+                    exp_nonpositive_f64(x).to_bits(),
+                    exp_f64(x).to_bits(),
+                    "f64 {x:e}"
+                );
+            }
+        }
+        assert_eq!(exp_nonpositive_f64(-0.0).to_bits(), 1.0f64.to_bits());
+        assert_eq!(exp_nonpositive_f64(f64::NEG_INFINITY), 0.0);
     }
 
     #[test]

@@ -36,6 +36,14 @@ pub trait Real:
     fn as_f64(self) -> f64;
     /// eˣ.
     fn exp(self) -> Self;
+    /// `eˣ` for `x ≤ 0`: the same value as [`Real::exp`] there, computed with less work where
+    /// the type allows (every exponential of the loss has a non-positive argument). For
+    /// `x > 0` the result is unspecified.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn exp_nonpositive(self) -> Self {
+        self.exp()
+    }
     /// Whether [`Real::exp`] gives exactly +0 here (below the normal range: the crate's `exp`
     /// flushes those results; `false` where unknown). Lets a caller skip whole blocks of
     /// exponentials whose results are 0 anyway.
@@ -157,6 +165,10 @@ impl Real for f32 {
         crate::exp::exp_f32(self)
     }
     #[inline(always)]
+    fn exp_nonpositive(self) -> Self {
+        crate::exp::exp_nonpositive_f32(self)
+    }
+    #[inline(always)]
     fn exp_flushes(self) -> bool {
         self < crate::exp::LOWEST_NORMAL_ARGUMENT_F32
     }
@@ -258,6 +270,10 @@ impl Real for f64 {
     #[inline(always)]
     fn exp(self) -> Self {
         crate::exp::exp_f64(self)
+    }
+    #[inline(always)]
+    fn exp_nonpositive(self) -> Self {
+        crate::exp::exp_nonpositive_f64(self)
     }
     #[inline(always)]
     fn exp_flushes(self) -> bool {
