@@ -50,9 +50,16 @@ pub fn check_outputs(inputs: &[(&str, &str)], outputs: &[(&str, &Path)]) -> CliR
             Err(e) => fail!("{}: {flag}: {e}", path.display()),
         };
         if let Some(file) = &replaced {
-            // The temporary file goes beside the file replaced: try creating it now.
+            // The temporary file goes beside the file replaced: try creating it now, as the
+            // writer does (a leftover of a killed run under the same name, read-only or a
+            // symbolic link, is removed rather than opened).
             let probe = difftopk_io::temporary_path(file);
-            match std::fs::File::create(&probe) {
+            let _ = std::fs::remove_file(&probe);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+            {
                 Ok(_) => {
                     let _ = std::fs::remove_file(&probe);
                 }
@@ -78,4 +85,36 @@ pub fn check_outputs(inputs: &[(&str, &str)], outputs: &[(&str, &Path)]) -> CliR
         seen.push((flag, output));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The up-front check creates the temporary file as a probe: a leftover of a killed run
+    /// under the same name (same process id) is removed, not opened. A read-only one failed
+    /// the check with "Permission denied" (for a user other than root); a symbolic link there
+    /// had its target truncated.
+    #[cfg(unix)]
+    #[test]
+    fn the_probe_replaces_a_leftover_temporary_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let directory =
+            std::env::temp_dir().join(format!("difftopk-outputs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&directory);
+        std::fs::create_dir_all(&directory).unwrap();
+        let out = directory.join("head.safetensors");
+        let temporary = difftopk_io::temporary_path(&out);
+        std::fs::write(&temporary, b"left over").unwrap();
+        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o444)).unwrap();
+        check_outputs(&[], &[("--out", &out)]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!temporary.exists());
+        let victim = directory.join("victim.txt");
+        std::fs::write(&victim, b"untouched").unwrap();
+        std::os::unix::fs::symlink("victim.txt", &temporary).unwrap();
+        check_outputs(&[], &[("--out", &out)]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+        assert!(std::fs::symlink_metadata(&temporary).is_err());
+        std::fs::remove_dir_all(directory).unwrap();
+    }
 }

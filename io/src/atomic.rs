@@ -1,5 +1,6 @@
 //! Atomic file replacement: write a temporary file beside the target, flush it to disk, rename.
-//! The new file keeps the permission bits of the file it replaces (Unix).
+//! The new file keeps the permission bits of the file it replaces (Unix: created with them, then
+//! set exactly where the filesystem allows chmod).
 //! Several outputs that belong together are [staged](stage_bytes) first and
 //! [committed](commit_all) as a set, so that a failure in writing any of them leaves all the old
 //! files (a rename that fails during the commit itself is reported with the outputs already
@@ -95,18 +96,46 @@ fn open_standard_stream(_: StandardStream) -> io::Result<File> {
     unreachable!("standard_stream names no stream off Unix")
 }
 
-/// Creates the temporary file for `target`. When `target` exists, the temporary file gets its
-/// permission bits (on Unix; set before anything is written, and not subject to the umask), so
-/// that replacing a file keeps its mode: a `chmod 600` output stays private.
+/// Creates the temporary file for `target`. A file left under the same name by a killed run is
+/// removed first: opening it would keep its mode (read-only when it was copied from a read-only
+/// target, so that writing failed with "Permission denied") or follow a symbolic link there.
+///
+/// When `target` exists, the temporary file gets its permission bits (on Unix), so that
+/// replacing a file keeps its mode: a `chmod 600` output stays private. The file is created with
+/// those bits (the umask can only narrow them), so it is never readable more widely than the
+/// target, not even before the bits are set exactly; setting them is best effort, since a
+/// filesystem that refuses chmod must still get its files written.
 fn create_temporary(temporary: &Path, target: &Path) -> io::Result<File> {
-    let file = File::create(temporary)?;
+    // Not found is the usual case; any other failure shows up as the creation's error.
+    let _ = fs::remove_file(temporary);
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
-    if let Ok(meta) = fs::metadata(target) {
-        file.set_permissions(meta.permissions())?;
+    let permissions = fs::metadata(target).ok().map(|meta| meta.permissions());
+    #[cfg(unix)]
+    if let Some(permissions) = &permissions {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(permissions.mode() & 0o777);
     }
     #[cfg(not(unix))]
     let _ = target;
+    let file = options.open(temporary)?;
+    #[cfg(unix)]
+    if let Some(permissions) = permissions {
+        let _ = set_permissions(&file, permissions);
+    }
     Ok(file)
+}
+
+/// Sets the permission bits of an open file (in tests it can be made to fail, as on a
+/// filesystem that refuses chmod).
+#[cfg(unix)]
+fn set_permissions(file: &File, permissions: fs::Permissions) -> io::Result<()> {
+    #[cfg(test)]
+    if tests::REFUSE_CHMOD.with(std::cell::Cell::get) {
+        return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+    }
+    file.set_permissions(permissions)
 }
 
 /// Writes `path` atomically: `write` fills a temporary file, which is synced and renamed over
@@ -314,6 +343,11 @@ pub fn commit_all(files: Vec<StagedFile>) -> Result<(), CommitError> {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// Makes [`set_permissions`] fail on this thread, as on a filesystem that refuses chmod.
+        pub(super) static REFUSE_CHMOD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     fn scratch(name: &str) -> PathBuf {
         let directory =
             std::env::temp_dir().join(format!("difftopk-atomic-{name}-{}", std::process::id()));
@@ -383,16 +417,103 @@ mod tests {
             assert_eq!(mode(&path), bits, "{name} by stage_bytes");
             assert_eq!(fs::read(&path).unwrap(), b"staged");
         }
-        // Through a symbolic link: the target's bits, and the link stays a link.
+        // Through a symbolic link: the target's bits, and the link stays a link, for both
+        // writers.
         let target = directory.join("private.json");
         let link = directory.join("link.json");
         std::os::unix::fs::symlink("private.json", &link).unwrap();
         write_bytes_atomically(&link, b"linked").unwrap();
         assert_eq!(mode(&target), 0o600);
+        assert_eq!(fs::read(&target).unwrap(), b"linked");
+        commit_all(vec![stage_bytes(&link, b"staged link").unwrap()]).unwrap();
+        assert_eq!(mode(&target), 0o600, "by stage_bytes through the link");
+        assert_eq!(fs::read(&target).unwrap(), b"staged link");
         assert!(fs::symlink_metadata(&link)
             .unwrap()
             .file_type()
             .is_symlink());
+        fs::remove_dir_all(directory).unwrap();
+    }
+
+    /// On a filesystem that refuses chmod (simulated) the file is still written, and it has the
+    /// target's bits all the same, since it was created with them: never more open than the
+    /// target, not even between its creation and the chmod.
+    #[cfg(unix)]
+    #[test]
+    fn a_refused_chmod_still_writes_with_the_targets_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let directory = scratch("refused-chmod");
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let path = directory.join("private.json");
+        fs::write(&path, b"old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        REFUSE_CHMOD.with(|refuse| refuse.set(true));
+        write_bytes_atomically(&path, b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(mode(&path), 0o600, "by write_atomically");
+        let staged = stage_bytes(&path, b"staged").unwrap();
+        assert_eq!(
+            mode(&temporary_path(&path)),
+            0o600,
+            "the staged temporary file"
+        );
+        commit_all(vec![staged]).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"staged");
+        assert_eq!(mode(&path), 0o600, "by stage_bytes");
+        REFUSE_CHMOD.with(|refuse| refuse.set(false));
+        fs::remove_dir_all(directory).unwrap();
+    }
+
+    /// A temporary file left by a killed run under the same name (same process id) is replaced,
+    /// not reused: a read-only one (copied from a read-only target) made every later write fail
+    /// with "Permission denied" (for a user other than root) or kept its mode, and a symbolic link
+    /// there was written through.
+    #[cfg(unix)]
+    #[test]
+    fn a_leftover_temporary_file_is_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+        let directory = scratch("leftover");
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        // The mode a new file gets here (the umask's).
+        let fresh = directory.join("fresh");
+        File::create(&fresh).unwrap();
+        let fresh_mode = mode(&fresh);
+        fs::remove_file(&fresh).unwrap();
+        let victim = directory.join("victim.txt");
+        fs::write(&victim, b"untouched").unwrap();
+        type Writer = fn(&Path, &[u8]);
+        let writers: [(&str, Writer); 2] = [
+            ("write_atomically", |path, bytes| {
+                write_bytes_atomically(path, bytes).unwrap()
+            }),
+            ("stage_bytes", |path, bytes| {
+                commit_all(vec![stage_bytes(path, bytes).unwrap()]).unwrap()
+            }),
+        ];
+        for (writer, write) in writers {
+            let path = directory.join(format!("{writer}.json"));
+            let temporary = temporary_path(&path);
+            // A read-only leftover, the target not there (yet).
+            fs::write(&temporary, b"left over").unwrap();
+            fs::set_permissions(&temporary, fs::Permissions::from_mode(0o444)).unwrap();
+            write(&path, b"new");
+            assert_eq!(fs::read(&path).unwrap(), b"new", "{writer}");
+            assert_eq!(mode(&path), fresh_mode, "{writer}: the leftover's 444 kept");
+            // A read-only target and its read-only leftover.
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
+            fs::write(&temporary, b"left over").unwrap();
+            fs::set_permissions(&temporary, fs::Permissions::from_mode(0o444)).unwrap();
+            write(&path, b"newer");
+            assert_eq!(fs::read(&path).unwrap(), b"newer", "{writer}");
+            assert_eq!(mode(&path), 0o444, "{writer}");
+            // A symbolic link left there is removed, not written through.
+            std::os::unix::fs::symlink("victim.txt", &temporary).unwrap();
+            write(&path, b"newest");
+            assert_eq!(fs::read(&path).unwrap(), b"newest", "{writer}");
+            assert!(fs::symlink_metadata(&path).unwrap().is_file(), "{writer}");
+            assert_eq!(fs::read(&victim).unwrap(), b"untouched", "{writer}");
+            assert!(fs::symlink_metadata(&temporary).is_err(), "{writer}");
+        }
         fs::remove_dir_all(directory).unwrap();
     }
 
