@@ -89,6 +89,30 @@ pub(crate) fn largest_indices_ties_high_of_preselected<F: Real>(values: &[F], ou
     let n = values.len();
     debug_assert!(out.len() <= n);
     let label = values[0];
+    // Without ties among the list's first k + 1 (a run from the k-th on would be read
+    // reversed), index 0 goes at p = #{1 ≤ i ≤ k: values[i] ≥ label}, the list's first k in
+    // order around it. Branch-free but for the tie test (which rows rarely fail).
+    let k = out.len();
+    if values[1..(k + 2).min(n)]
+        .windows(2)
+        .all(|pair| pair[0] > pair[1])
+    {
+        let mut at_or_above = 0u32;
+        for &value in &values[1..(k + 1).min(n)] {
+            at_or_above += u32::from(value >= label);
+        }
+        for (position, slot) in out.iter_mut().enumerate() {
+            let position = position as u32;
+            *slot = if position < at_or_above {
+                position + 1
+            } else if position == at_or_above {
+                0
+            } else {
+                position
+            };
+        }
+        return;
+    }
     let mut label_placed = false;
     let mut written = 0;
     let mut start = 1;
