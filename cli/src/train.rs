@@ -468,6 +468,15 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     .filter_map(|(flag, spec)| Some((flag, spec?.as_str())))
     .collect();
     crate::outputs::check_outputs(&inputs, &outputs)?;
+    // A finished run removes its checkpoint: with the head there and no checkpoint, the run
+    // being resumed has finished (say so before reading any data).
+    if args.resume && !checkpoint_file.exists() && args.out.is_file() {
+        fail!(
+            "{}: cannot resume: the checkpoint does not exist and the head {} does: the run finished (a finished run removes its checkpoint), so there is nothing to resume; train without --resume to start a new run",
+            checkpoint_file.display(),
+            args.out.display()
+        );
+    }
     if args.epochs == 0 {
         fail!("--epochs must be at least 1");
     }

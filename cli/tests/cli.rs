@@ -336,6 +336,29 @@ fn resume_continues_exactly() {
     );
 }
 
+/// --resume after a finished run (which removed its checkpoint) says that the run finished and
+/// there is nothing to resume (it said "OUT.checkpoint: cannot resume: No such file or
+/// directory"), and leaves the head as it was.
+#[test]
+fn resume_after_a_finished_run() {
+    let dir = scratch("resume-finished");
+    assert!(run(binary().args(train_args(&dir))).status.success());
+    let head = path(&dir, "head.safetensors");
+    let before = std::fs::read(&head).unwrap();
+    assert!(!dir.join("head.safetensors.checkpoint").exists());
+    assert_fails(
+        binary().args(train_args(&dir)).arg("--resume"),
+        &[
+            &format!("{head}.checkpoint: cannot resume"),
+            &format!("the head {head} does"),
+            "the run finished",
+            "nothing to resume",
+            "without --resume",
+        ],
+    );
+    assert!(std::fs::read(&head).unwrap() == before);
+}
+
 /// The raw bytes of one tensor of a head file.
 fn parameters(head: &str, tensor: &str) -> Vec<u8> {
     let array = difftopk_io::ArrayFile::open(&format!("{head}:{tensor}")).unwrap();
