@@ -785,12 +785,14 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
                 let out_of_range = ["non-finite", "NaN", "logit beyond"]
                     .iter()
                     .any(|needle| error.0.contains(needle));
+                // At a later step, a batch holding huge embeddings is the cause, whatever the
+                // head: named rather than blamed on --lr.
                 match out_of_range {
                     false => error,
                     true if global_step == 0 => initial_logits_error(&train, &args.train_x, "the logits of the initial head are already non-finite or beyond ±1e32"),
-                    true => CliError(format!(
+                    true => huge_batch_error(&train, batch, &args.train_x, &format!("the logits became non-finite or beyond ±1e32 at epoch {epoch}, step {step}")).unwrap_or_else(|| CliError(format!(
                         "training diverged at epoch {epoch}, step {step} (the logits became non-finite or beyond ±1e32): lower --lr"
-                    )),
+                    ))),
                 }
             })?;
             if !value.is_finite() {
@@ -800,6 +802,14 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
                         &args.train_x,
                         &format!("the loss of the initial head is already {value}"),
                     ));
+                }
+                if let Some(error) = huge_batch_error(
+                    &train,
+                    batch,
+                    &args.train_x,
+                    &format!("the training loss became {value} at epoch {epoch}, step {step}"),
+                ) {
+                    return Err(error);
                 }
                 fail!("the training loss became {value} at epoch {epoch}, step {step}: lower --lr");
             }
@@ -1018,6 +1028,40 @@ fn initial_logits_error(train: &LabelledSet, train_x: &str, what: &str) -> CliEr
     CliError(format!(
         "{train_x}: {what} at epoch 1, step 0, before any update: the training embeddings reach magnitude {largest:e} (row {row}, column {column}); normalise them (e.g. scale each row to unit length)"
     ))
+}
+
+/// Embeddings beyond this magnitude are out of any embedding model's scale: when logits go out
+/// of range on a batch holding one, the input is named, not the learning rate (AdamW's steps are
+/// about --lr in size whatever the gradient, so a lower --lr does not tame such inputs).
+const HUGE_EMBEDDING: f32 = 1e15;
+
+/// The error for logits out of range (`what`, with where) on a batch (`positions` in the
+/// training set) whose embeddings reach beyond [`HUGE_EMBEDDING`]: it names the largest value,
+/// its row and column, and suggests normalising instead of lowering --lr. `None` when the batch's
+/// embeddings are not huge (the run diverged); an error reading the batch comes back as is.
+fn huge_batch_error(
+    train: &LabelledSet,
+    positions: &[usize],
+    train_x: &str,
+    what: &str,
+) -> Option<CliError> {
+    let (mut x, mut labels) = (Vec::new(), Vec::new());
+    if let Err(error) = train.gather(positions, &mut x, &mut labels) {
+        return Some(error);
+    }
+    let (at, value) = x
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))?;
+    if value.abs() <= HUGE_EMBEDDING {
+        return None;
+    }
+    let dimension = train.dimension();
+    let (row, column) = (train.selection[positions[at / dimension]], at % dimension);
+    Some(CliError(format!(
+        "{train_x}: {what}: the batch holds the embedding value {value:e} (row {row}, column {column}), beyond any embedding's usual scale; normalise the embeddings (e.g. scale each row to unit length) instead of lowering --lr"
+    )))
 }
 
 /// Whether `--plot` asks for PNG (else SVG); an error for other extensions.

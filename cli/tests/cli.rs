@@ -1140,6 +1140,35 @@ fn non_finite_logits_before_and_after_updates() {
     );
 }
 
+/// Logits out of range at a later step of epoch 1 on a batch holding a huge embedding (-1e36 at
+/// row 7, which the seed puts in step 3 of batches of 2): the value, its row and column are
+/// named and normalising is suggested instead of lowering --lr (it said "training diverged ...
+/// lower --lr", checking the inputs only at step 0).
+#[test]
+fn a_huge_embedding_in_a_later_batch_is_named() {
+    let dir = scratch("later-huge");
+    let mut values: Vec<f32> = (0..40).map(|i| (i % 7) as f32 / 7.0).collect();
+    values[7 * 4 + 2] = -1e36;
+    let x = write(&dir, "x.npy", &npy_f32_bytes(&[10, 4], &values));
+    let y = write(
+        &dir,
+        "y.npy",
+        &npy_i64_bytes(&[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]),
+    );
+    let mut command = train_with(&dir, &x, &y, &["--p-k", ".5,.5", "--batch-size", "2"]);
+    assert_fails(
+        &mut command,
+        &[
+            &format!("{x}: "),
+            "at epoch 1, step 3",
+            "-1e36 (row 7, column 2)",
+            "normalise the embeddings",
+            "instead of lowering --lr",
+        ],
+    );
+    assert!(!dir.join("head.safetensors").exists());
+}
+
 /// A run ended by --stop-after says which requested outputs it has not written yet (it said
 /// nothing about --metrics and --plot, even without --quiet); the resumed run writes them.
 #[test]
