@@ -242,38 +242,47 @@ impl TopkLossConfig {
     }
 
     /// The method.
+    #[inline]
     pub fn method(&self) -> Method {
         self.method
     }
     /// The relaxation of the sorting networks' comparators.
+    #[inline]
     pub fn relaxation(&self) -> Relaxation {
         self.relaxation
     }
     /// β.
+    #[inline]
     pub fn inverse_temperature(&self) -> f64 {
         self.inverse_temperature
     }
     /// P_K(1..=K).
+    #[inline]
     pub fn topk_distribution(&self) -> &[f64] {
         &self.topk_distribution[..self.k]
     }
     /// K = len(P_K).
+    #[inline]
     pub fn k(&self) -> usize {
         self.k
     }
     /// m, when set.
+    #[inline]
     pub fn preselection(&self) -> Option<usize> {
         self.preselection
     }
     /// The top-1 mode.
+    #[inline]
     pub fn top1_mode(&self) -> Top1Mode {
         self.top1_mode
     }
     /// n, the number of classes.
+    #[inline]
     pub fn classes(&self) -> usize {
         self.classes
     }
     /// The number of values that are sorted: m when preselecting, else n.
+    #[inline]
     pub fn sorted_inputs(&self) -> usize {
         self.preselection.unwrap_or(self.classes)
     }

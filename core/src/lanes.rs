@@ -553,11 +553,16 @@ fn top1_and_mixture_lanes<F: Real>(
         sum = normalise_lanes(probabilities);
     }
     let mut q_adjoints = [F::zero(); LANES];
-    for lane in 0..rows {
-        let mut q = F::zero();
-        for (rank, m) in mass.iter().take(k).enumerate() {
-            q += F::of(config.rank_weight(rank)) * m[lane];
+    // q = Σ_ρ w_ρ mass_ρ, summed in rank order per lane as `loss::mixture` does.
+    let mut q = [F::zero(); LANES];
+    for (rank, m) in mass.iter().take(k).enumerate() {
+        let weight = F::of(config.rank_weight(rank));
+        for lane in 0..LANES {
+            q[lane] += weight * m[lane];
         }
+    }
+    for lane in 0..rows {
+        let q = q[lane];
         let label = sorted_labels[lane];
         let log_partition = if mode == crate::Top1Mode::SoftmaxCrossEntropy {
             maximum[lane] + sum[lane].ln()

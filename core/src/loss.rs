@@ -448,8 +448,9 @@ pub(crate) fn mixture<F: Real>(
 
 /// The end of step 3–4 once `q = Σ_ρ w_ρ mass_ρ` is known: the top-1 term by the mode (the
 /// label's softmax probability in `sm`, log Σ exp s′ and the label's logit in `smce`), the
-/// clamp and the log. Returns `(loss, ∂loss/∂q)`.
-#[inline]
+/// clamp and the log. Returns `(loss, ∂loss/∂q)`. (Inlined: the lanes call it per row, and
+/// its reads of the configuration then leave the loop.)
+#[inline(always)]
 pub(crate) fn mixture_finish<F: Real>(
     config: &TopkLossConfig,
     mut q: F,
