@@ -126,6 +126,8 @@ pub(crate) struct LaneBuffers<F> {
     /// NeuralSort: the sorted order and running sums of c and c̄.
     order: OrderLanes<F>,
     work: alloc::vec::Vec<F>,
+    /// With m: the scaled gradient of each row's selected logits, `gradient_rows[r·n′ + i]`.
+    gradient_rows: alloc::vec::Vec<F>,
 }
 
 impl<F: Real> LaneBuffers<F> {
@@ -145,6 +147,7 @@ impl<F: Real> LaneBuffers<F> {
             deviations: vec![[F::zero(); LANES]; if relaxed_rows > 0 { inputs } else { 0 }],
             order: OrderLanes::new(if relaxed_rows > 0 { inputs } else { 0 }),
             work: vec![F::zero(); inputs],
+            gradient_rows: vec![F::zero(); LANES * inputs],
         }
     }
 }
@@ -363,7 +366,28 @@ fn loss_lanes_body<F: Real>(
     );
     let direct = config.preselection().is_none()
         && out_of_lanes(&buffers.x[..n], rows, gradient_scale, gradient, classes);
-    if !direct {
+    // With m, a full group's scaled adjoints come out of the lanes by transposes into one
+    // contiguous row each, then are scattered through the selection (as `write_gradient`:
+    // zeros, then `scale · x` at the selected classes; the same products).
+    let transposed = !direct
+        && config.preselection().is_some()
+        && out_of_lanes(
+            &buffers.x[..n],
+            rows,
+            gradient_scale,
+            &mut buffers.gradient_rows,
+            n,
+        );
+    if transposed {
+        for (lane, row_gradient) in gradient.chunks_exact_mut(classes).take(rows).enumerate() {
+            row_gradient.iter_mut().for_each(|g| *g = F::zero());
+            let selection = &buffers.selection[lane * n..(lane + 1) * n];
+            let scaled = &buffers.gradient_rows[lane * n..(lane + 1) * n];
+            for (&class, &value) in selection.iter().zip(scaled) {
+                row_gradient[class as usize] = value;
+            }
+        }
+    } else if !direct {
         for lane in 0..rows {
             for (wire, w) in buffers.work.iter_mut().enumerate() {
                 *w = buffers.x[wire][lane];

@@ -14,7 +14,9 @@ fn check<F: Real>(loss: &TopkLoss, logits: &[F], labels: &[usize]) {
     let classes = loss.config().classes();
     let batch = labels.len();
     let scale = F::one() / F::of(batch as f64);
-    let mut gradient = vec![F::zero(); logits.len()];
+    // NaN before the call: every entry must be written (the classes the preselection leaves
+    // out get zeros).
+    let mut gradient = vec![F::of(f64::NAN); logits.len()];
     loss.forward_backward(logits, labels, Some(&mut gradient))
         .unwrap();
     let mut losses = vec![F::zero(); batch];
