@@ -115,12 +115,14 @@ pub fn exp_f64(x: f64) -> f64 {
     }
 }
 
-/// `eˣ` for `x ≤ 0` in single precision: the same bits as [`exp_f32`] there (the tests check
-/// every f32 in [−104, 0]), with less work. There `n = round(x·log₂e)` lies in [−126, 0] once
-/// the flush has replaced arguments below ln 2⁻¹²⁶, so `2ⁿ` is one normal number: a single
-/// scaling, exact like `exp_f32`'s two (`p·2^⌊n/2⌋` is exact, so both round `p·2ⁿ` once), and
-/// no clamp at the overflow end. Every exponential of the loss takes a value less the row's
-/// maximum, or `−β|·|`: all `≤ 0`. For `x > 0` the result is unspecified (not `eˣ`).
+/// `eˣ` for `x ≤ 0` in single precision: the same bits as [`exp_f32`] there (the test checks
+/// every 61st f32 in [−104, 0] and every one in [−88, −87]), with less work. There
+/// `n = round(x·log₂e)` lies in [−126, 0] once the flush has replaced arguments below
+/// ln 2⁻¹²⁶, so `2ⁿ` is one normal number: a single scaling, exact like `exp_f32`'s two
+/// (`p·2^⌊n/2⌋` is exact, so both round `p·2ⁿ` once), and no clamp at the overflow end.
+/// Every exponential of the loss takes a value less the row's maximum, or `−β|·|`: all `≤ 0`
+/// (the plain softmax cross-entropy uses this form). For `x > 0` the result is unspecified
+/// (not `eˣ`).
 #[inline(always)]
 pub fn exp_nonpositive_f32(x: f32) -> f32 {
     const LOG2E: f32 = core::f32::consts::LOG2_E;
