@@ -51,17 +51,14 @@ pub(crate) const LOWEST_NORMAL_ARGUMENT_F32: f32 = -87.336_54;
 /// ln 2⁻¹⁰²² = −708.396418…: below it [`exp_f64`] returns +0.
 pub(crate) const LOWEST_NORMAL_ARGUMENT_F64: f64 = -708.396_418_532_264_1;
 
-/// `eˣ` in single precision.
+/// The range reduction and polynomial of `eˣ` in single precision, for an `x` already flushed
+/// and clamped: `n = round(x·log₂e)` and `p ≈ e^(x − n·ln 2)`, so that `eˣ = p·2ⁿ`.
 #[inline(always)]
-pub fn exp_f32(x: f32) -> f32 {
+fn reduced_f32(x: f32) -> (i32, f32) {
     const LOG2E: f32 = core::f32::consts::LOG2_E;
     const SHIFTER: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
     const LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 0.693145751953125, 16 significant bits
     const LN2_LO: f32 = (core::f64::consts::LN_2 - 0.693_145_751_953_125) as f32;
-    // Below ln 2⁻¹²⁶ eˣ is subnormal, flushed to 0 (see the module docs).
-    let flush = x < LOWEST_NORMAL_ARGUMENT_F32;
-    let x = if flush { 0.0 } else { x };
-    let x = if x > 89.0 { 89.0 } else { x };
     let shifted = x * LOG2E + SHIFTER;
     let n = shifted - SHIFTER;
     let r = (x - n * LN2_HI) - n * LN2_LO;
@@ -71,7 +68,36 @@ pub fn exp_f32(x: f32) -> f32 {
     }
     // The integer n sits in the low mantissa bits of `shifted` (|n| < 2²²): no float-to-int
     // conversion, which would not vectorise.
-    let n = shifted.to_bits() as i32 - SHIFTER.to_bits() as i32;
+    (shifted.to_bits() as i32 - SHIFTER.to_bits() as i32, p)
+}
+
+/// [`reduced_f32`] in double precision.
+#[inline(always)]
+fn reduced_f64(x: f64) -> (i64, f64) {
+    const LOG2E: f64 = core::f64::consts::LOG2_E;
+    const SHIFTER: f64 = 6_755_399_441_055_744.0; // 1.5 · 2⁵²
+                                                  // fdlibm's split of ln 2: the high part has 32 significant bits, so n·LN2_HI is exact.
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    let shifted = x * LOG2E + SHIFTER;
+    let n = shifted - SHIFTER;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    // Horner on 1/12!, 1/11!, …, 1/1!, 1 (a fixed-length loop: unrolled, branch-free).
+    let mut p = INVERSE_FACTORIALS_F64[0];
+    for &c in &INVERSE_FACTORIALS_F64[1..] {
+        p = c + r * p;
+    }
+    (shifted.to_bits() as i64 - SHIFTER.to_bits() as i64, p)
+}
+
+/// `eˣ` in single precision.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    // Below ln 2⁻¹²⁶ eˣ is subnormal, flushed to 0 (see the module docs).
+    let flush = x < LOWEST_NORMAL_ARGUMENT_F32;
+    let x = if flush { 0.0 } else { x };
+    let x = if x > 89.0 { 89.0 } else { x };
+    let (n, p) = reduced_f32(x);
     let half = n >> 1;
     let first = f32::from_bits(((half + 127) as u32) << 23);
     let second = f32::from_bits(((n - half + 127) as u32) << 23);
@@ -86,24 +112,11 @@ pub fn exp_f32(x: f32) -> f32 {
 /// `eˣ` in double precision.
 #[inline(always)]
 pub fn exp_f64(x: f64) -> f64 {
-    const LOG2E: f64 = core::f64::consts::LOG2_E;
-    const SHIFTER: f64 = 6_755_399_441_055_744.0; // 1.5 · 2⁵²
-                                                  // fdlibm's split of ln 2: the high part has 32 significant bits, so n·LN2_HI is exact.
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     // Below ln 2⁻¹⁰²² eˣ is subnormal, flushed to 0 (see the module docs).
     let flush = x < LOWEST_NORMAL_ARGUMENT_F64;
     let x = if flush { 0.0 } else { x };
     let x = if x > 710.0 { 710.0 } else { x };
-    let shifted = x * LOG2E + SHIFTER;
-    let n = shifted - SHIFTER;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    // Horner on 1/12!, 1/11!, …, 1/1!, 1 (a fixed-length loop: unrolled, branch-free).
-    let mut p = INVERSE_FACTORIALS_F64[0];
-    for &c in &INVERSE_FACTORIALS_F64[1..] {
-        p = c + r * p;
-    }
-    let n = shifted.to_bits() as i64 - SHIFTER.to_bits() as i64;
+    let (n, p) = reduced_f64(x);
     let half = n >> 1;
     let first = f64::from_bits(((half + 1023) as u64) << 52);
     let second = f64::from_bits(((n - half + 1023) as u64) << 52);
@@ -125,24 +138,10 @@ pub fn exp_f64(x: f64) -> f64 {
 /// (not `eˣ`).
 #[inline(always)]
 pub fn exp_nonpositive_f32(x: f32) -> f32 {
-    const LOG2E: f32 = core::f32::consts::LOG2_E;
-    const SHIFTER: f32 = 12_582_912.0;
-    const LN2_HI: f32 = f32::from_bits(0x3f31_7200);
-    const LN2_LO: f32 = (core::f64::consts::LN_2 - 0.693_145_751_953_125) as f32;
     let flush = x < LOWEST_NORMAL_ARGUMENT_F32;
     let x = if flush { 0.0 } else { x };
-    let shifted = x * LOG2E + SHIFTER;
-    let n = shifted - SHIFTER;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let mut p = INVERSE_FACTORIALS_F32[0];
-    for &c in &INVERSE_FACTORIALS_F32[1..] {
-        p = c + r * p;
-    }
-    // (n + 127) << 23 from the low bits of `shifted` (the wrapping arithmetic of `exp_f32`).
-    let biased = (shifted.to_bits() as i32)
-        .wrapping_sub(SHIFTER.to_bits() as i32)
-        .wrapping_add(127);
-    let result = p * f32::from_bits((biased as u32) << 23);
+    let (n, p) = reduced_f32(x);
+    let result = p * f32::from_bits(((n + 127) as u32) << 23);
     if flush {
         0.0
     } else {
@@ -154,23 +153,10 @@ pub fn exp_nonpositive_f32(x: f32) -> f32 {
 /// [`exp_nonpositive_f32`] (`n` in [−1022, 0]).
 #[inline(always)]
 pub fn exp_nonpositive_f64(x: f64) -> f64 {
-    const LOG2E: f64 = core::f64::consts::LOG2_E;
-    const SHIFTER: f64 = 6_755_399_441_055_744.0;
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     let flush = x < LOWEST_NORMAL_ARGUMENT_F64;
     let x = if flush { 0.0 } else { x };
-    let shifted = x * LOG2E + SHIFTER;
-    let n = shifted - SHIFTER;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let mut p = INVERSE_FACTORIALS_F64[0];
-    for &c in &INVERSE_FACTORIALS_F64[1..] {
-        p = c + r * p;
-    }
-    let biased = (shifted.to_bits() as i64)
-        .wrapping_sub(SHIFTER.to_bits() as i64)
-        .wrapping_add(1023);
-    let result = p * f64::from_bits((biased as u64) << 52);
+    let (n, p) = reduced_f64(x);
+    let result = p * f64::from_bits(((n + 1023) as u64) << 52);
     if flush {
         0.0
     } else {

@@ -246,8 +246,20 @@ pub(crate) fn check_row<F: Real>(
     logits: &[F],
     label: usize,
 ) -> Result<(), Error> {
+    check_shape(config, row, logits.len(), label)?;
+    check_values(row, logits)
+}
+
+/// The first part of [`check_row`]: the row's length and its label.
+#[inline]
+fn check_shape(
+    config: &TopkLossConfig,
+    row: usize,
+    length: usize,
+    label: usize,
+) -> Result<(), Error> {
     let classes = config.classes();
-    Error::check_length("logits", classes, logits.len())?;
+    Error::check_length("logits", classes, length)?;
     if label >= classes {
         return Err(Error::LabelOutOfRange {
             row,
@@ -255,7 +267,7 @@ pub(crate) fn check_row<F: Real>(
             classes,
         });
     }
-    check_values(row, logits)
+    Ok(())
 }
 
 /// Every value finite and within ±[`MAX_LOGIT`]: the row check of the loss and the operators
@@ -366,15 +378,7 @@ pub(crate) fn check_and_preselect<F: Real>(
     #[cfg(target_arch = "x86_64")]
     if config.preselection().is_some() && crate::cpu::has_avx2() && crate::cpu::has_popcnt() {
         if let Some(values) = F::as_f32_slice(logits) {
-            let classes = config.classes();
-            Error::check_length("logits", classes, logits.len())?;
-            if label >= classes {
-                return Err(Error::LabelOutOfRange {
-                    row,
-                    label,
-                    classes,
-                });
-            }
+            check_shape(config, row, logits.len(), label)?;
             let n = config.sorted_inputs();
             // SAFETY: the CPU supports AVX2 and POPCNT, checked above.
             let outcome = unsafe {

@@ -134,7 +134,8 @@ pub(crate) unsafe fn largest_indices_within(
 /// has `|v| ≤ limit` (an ordered compare: false for NaN). Without `CHECK` it does nothing.
 struct RangeCheck<const CHECK: bool> {
     within: __m256,
-    limit: __m256,
+    limit: f32,
+    limits: __m256,
     magnitude: __m256,
     tail_within: bool,
 }
@@ -144,7 +145,8 @@ impl<const CHECK: bool> RangeCheck<CHECK> {
     unsafe fn new(limit: f32) -> Self {
         Self {
             within: _mm256_castsi256_ps(_mm256_set1_epi32(-1)),
-            limit: _mm256_set1_ps(limit),
+            limit,
+            limits: _mm256_set1_ps(limit),
             magnitude: _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff)),
             tail_within: true,
         }
@@ -157,15 +159,16 @@ impl<const CHECK: bool> RangeCheck<CHECK> {
             let absolute = _mm256_and_ps(values, self.magnitude);
             self.within = _mm256_and_ps(
                 self.within,
-                _mm256_cmp_ps::<_CMP_LE_OQ>(absolute, self.limit),
+                _mm256_cmp_ps::<_CMP_LE_OQ>(absolute, self.limits),
             );
         }
     }
 
     /// Checks the entries past the last whole block.
     #[inline(always)]
-    fn tail(&mut self, values: &[f32], limit: f32) {
+    fn tail(&mut self, values: &[f32]) {
         if CHECK {
+            let limit = self.limit;
             self.tail_within = values.iter().all(|v| v.abs() <= limit);
         }
     }
@@ -174,6 +177,16 @@ impl<const CHECK: bool> RangeCheck<CHECK> {
     #[inline(always)]
     unsafe fn passed(&self) -> bool {
         !CHECK || (_mm256_movemask_ps(self.within) == 0xff && self.tail_within)
+    }
+
+    /// After a bound's pass over the row: `OutOfRange` where the check failed, else the bound,
+    /// or `Declined` where there is none.
+    #[inline(always)]
+    unsafe fn bound_or_outcome(&self, bound: Option<f32>) -> Result<f32, Outcome> {
+        if !self.passed() {
+            return Err(Outcome::OutOfRange);
+        }
+        bound.ok_or(Outcome::Declined)
     }
 }
 
@@ -200,12 +213,10 @@ unsafe fn select_checked<const TIES_HIGH: bool, const CHECK: bool>(
     // ≈ 176 against 252 ns a row, 15 of 300 in 315 against 375).
     if values.len() < 32 * (count + 1) {
         let rank = count + usize::from(skip.is_some());
-        let threshold = rank_bound(values, rank, &mut check, limit);
-        if !check.passed() {
-            return Outcome::OutOfRange;
-        }
-        let Some(threshold) = threshold else {
-            return Outcome::Declined;
+        let threshold = rank_bound(values, rank, &mut check);
+        let threshold = match check.bound_or_outcome(threshold) {
+            Ok(threshold) => threshold,
+            Err(outcome) => return outcome,
         };
         return outcome(select_among::<TIES_HIGH>(
             values, None, skip, out, threshold,
@@ -214,12 +225,10 @@ unsafe fn select_checked<const TIES_HIGH: bool, const CHECK: bool>(
     // A long row: only entries at or above a lower bound of the count(+1)-th largest can
     // qualify (typically a few dozen of 1000).
     let rank = count + usize::from(skip.is_some());
-    let bound = group_maxima_bound(values, rank, &mut check, limit);
-    if !check.passed() {
-        return Outcome::OutOfRange;
-    }
-    let Some(bound) = bound else {
-        return Outcome::Declined;
+    let bound = group_maxima_bound(values, rank, &mut check);
+    let bound = match check.bound_or_outcome(bound) {
+        Ok(bound) => bound,
+        Err(outcome) => return outcome,
     };
     let mut candidates = Candidates::<{ BOUNDED + OVERRUN }>::new();
     if !candidates.list_at_or_above::<false, false>(values, &[], bound, BOUNDED) {
@@ -241,7 +250,7 @@ unsafe fn select_checked<const TIES_HIGH: bool, const CHECK: bool>(
         Outcome::Selected
     } else {
         let mut unchecked = RangeCheck::<false>::new(limit);
-        let Some(threshold) = rank_bound(listed_values, count, &mut unchecked, limit) else {
+        let Some(threshold) = rank_bound(listed_values, count, &mut unchecked) else {
             return Outcome::Declined;
         };
         outcome(select_among::<TIES_HIGH>(
@@ -280,7 +289,6 @@ unsafe fn group_maxima_bound<const CHECK: bool>(
     values: &[f32],
     rank: usize,
     check: &mut RangeCheck<CHECK>,
-    limit: f32,
 ) -> Option<f32> {
     let blocks = values.len() / 8;
     if rank == 0 || rank > 64 || blocks < 8 {
@@ -306,7 +314,7 @@ unsafe fn group_maxima_bound<const CHECK: bool>(
         check.block(block_values);
         maxima[group] = _mm256_max_ps(block_values, maxima[group]);
     }
-    check.tail(&values[blocks * 8..], limit);
+    check.tail(&values[blocks * 8..]);
     // The last partial block's entries join the groups of block 0's lanes.
     let mut tail = [f32::NAN; 8];
     tail[..values.len() - blocks * 8].copy_from_slice(&values[blocks * 8..]);
@@ -505,14 +513,13 @@ unsafe fn column_tops_bound<const J: usize, const CHECK: bool>(
     values: &[f32],
     rank: usize,
     check: &mut RangeCheck<CHECK>,
-    limit: f32,
 ) -> Option<f32> {
     let lowest = _mm256_set1_ps(f32::NEG_INFINITY);
     let mut tops = [lowest; J];
     let blocks = values.len() / 8;
     let mut tail = [f32::NEG_INFINITY; 8];
     tail[..values.len() - blocks * 8].copy_from_slice(&values[blocks * 8..]);
-    check.tail(&values[blocks * 8..], limit);
+    check.tail(&values[blocks * 8..]);
     for block in 0..=blocks {
         let source = if block < blocks {
             values.as_ptr().add(block * 8)
@@ -597,13 +604,12 @@ unsafe fn rank_bound<const CHECK: bool>(
     values: &[f32],
     rank: usize,
     check: &mut RangeCheck<CHECK>,
-    limit: f32,
 ) -> Option<f32> {
     match rank.div_ceil(8) {
-        0 | 1 => column_tops_bound::<2, CHECK>(values, rank, check, limit),
-        2 => column_tops_bound::<3, CHECK>(values, rank, check, limit),
-        3 => column_tops_bound::<4, CHECK>(values, rank, check, limit),
-        _ => column_tops_bound::<8, CHECK>(values, rank, check, limit),
+        0 | 1 => column_tops_bound::<2, CHECK>(values, rank, check),
+        2 => column_tops_bound::<3, CHECK>(values, rank, check),
+        3 => column_tops_bound::<4, CHECK>(values, rank, check),
+        _ => column_tops_bound::<8, CHECK>(values, rank, check),
     }
 }
 
