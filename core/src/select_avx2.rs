@@ -320,7 +320,16 @@ unsafe fn group_maxima_bound<const CHECK: bool>(
     tail[..values.len() - blocks * 8].copy_from_slice(&values[blocks * 8..]);
     maxima[0] = _mm256_max_ps(_mm256_loadu_ps(tail.as_ptr()), maxima[0]);
     // Per lane, descending: maxima[0] ≥ maxima[1] ≥ … ≥ maxima[7].
-    const NETWORK: [(usize, usize); 19] = [
+    // (Written out: as a loop over a table of pairs the network stayed a loop, its registers
+    // going through the stack, an eighth of a long row's selection.)
+    macro_rules! compare_exchange {
+        ($(($upper:literal, $lower:literal)),*) => {$(
+            let (a, b) = (maxima[$upper], maxima[$lower]);
+            maxima[$upper] = _mm256_max_ps(a, b);
+            maxima[$lower] = _mm256_min_ps(a, b);
+        )*};
+    }
+    compare_exchange!(
         (0, 2),
         (1, 3),
         (4, 6),
@@ -339,13 +348,8 @@ unsafe fn group_maxima_bound<const CHECK: bool>(
         (3, 6),
         (1, 2),
         (3, 4),
-        (5, 6),
-    ];
-    for (upper, lower) in NETWORK {
-        let (a, b) = (maxima[upper], maxima[lower]);
-        maxima[upper] = _mm256_max_ps(a, b);
-        maxima[lower] = _mm256_min_ps(a, b);
-    }
+        (5, 6)
+    );
     // The bound from the J largest group maxima of each lane, J = ⌈rank/8⌉ + 1 (8 beyond
     // rank 24).
     let bound = match rank.div_ceil(8) {
