@@ -519,31 +519,61 @@ unsafe fn column_tops_bound<const J: usize, const CHECK: bool>(
     check: &mut RangeCheck<CHECK>,
 ) -> Option<f32> {
     let lowest = _mm256_set1_ps(f32::NEG_INFINITY);
-    let mut tops = [lowest; J];
+    // Two lists per lane, for the even and the odd blocks, merged at the end: two insertion
+    // chains side by side (one chain ran at the latency of its compare-and-selects).
+    let (mut even, mut odd) = ([lowest; J], [lowest; J]);
     let blocks = values.len() / 8;
     let mut tail = [f32::NEG_INFINITY; 8];
     tail[..values.len() - blocks * 8].copy_from_slice(&values[blocks * 8..]);
     check.tail(&values[blocks * 8..]);
-    for block in 0..=blocks {
-        let source = if block < blocks {
-            values.as_ptr().add(block * 8)
-        } else {
-            tail.as_ptr()
-        };
-        let block_values = _mm256_loadu_ps(source);
-        if block < blocks {
-            check.block(block_values);
-        }
-        // max(x, −∞) is x, and −∞ for NaN (the second operand is returned where one is NaN).
-        let mut entering = _mm256_max_ps(block_values, lowest);
-        // Insertion into each lane's descending list: the larger stays, the smaller moves on.
-        for top in tops.iter_mut() {
-            let larger = _mm256_max_ps(entering, *top);
-            entering = _mm256_min_ps(entering, *top);
-            *top = larger;
-        }
+    let pointer = values.as_ptr();
+    let mut block = 0;
+    while block + 2 <= blocks {
+        let first = _mm256_loadu_ps(pointer.add(block * 8));
+        let second = _mm256_loadu_ps(pointer.add(block * 8 + 8));
+        check.block(first);
+        check.block(second);
+        insert_descending(&mut even, first);
+        insert_descending(&mut odd, second);
+        block += 2;
     }
-    largest_with_rank(&tops, rank)
+    if block < blocks {
+        let last = _mm256_loadu_ps(pointer.add(block * 8));
+        check.block(last);
+        insert_descending(&mut even, last);
+    }
+    insert_descending(&mut odd, _mm256_loadu_ps(tail.as_ptr()));
+    largest_with_rank(&merged_largest(&even, &odd), rank)
+}
+
+/// Inserts a block into each lane's descending list of its `J` largest: the larger stays, the
+/// smaller moves on. NaN enters as −∞ (`max(x, −∞)` returns the second operand where one is
+/// NaN).
+#[inline(always)]
+unsafe fn insert_descending<const J: usize>(tops: &mut [__m256; J], values: __m256) {
+    let mut entering = _mm256_max_ps(values, _mm256_set1_ps(f32::NEG_INFINITY));
+    for top in tops.iter_mut() {
+        let larger = _mm256_max_ps(entering, *top);
+        entering = _mm256_min_ps(entering, *top);
+        *top = larger;
+    }
+}
+
+/// Per lane, the `J` largest of two descending lists of `J`, descending: the k-th largest of
+/// the union is the largest, over the ways to take i entries from `a` and k + 1 − i from `b`,
+/// of the smaller of the last ones taken, `max(a[k], b[k], max_{1 ≤ i ≤ k} min(a[i−1], b[k−i]))`
+/// (the same values as one list over all the entries: ties included, as a multiset).
+#[inline(always)]
+unsafe fn merged_largest<const J: usize>(a: &[__m256; J], b: &[__m256; J]) -> [__m256; J] {
+    let mut merged = *a;
+    for k in 0..J {
+        let mut largest = _mm256_max_ps(a[k], b[k]);
+        for i in 1..=k {
+            largest = _mm256_max_ps(largest, _mm256_min_ps(a[i - 1], b[k - i]));
+        }
+        merged[k] = largest;
+    }
+    merged
 }
 
 /// The largest of the 8·`J` entries in `tops` (each lane's entries descending) with at least
