@@ -5,7 +5,9 @@
 //! fresh rows of normal logits, 15 selected beside the label, three runs alternating with the
 //! previous version, which bisected for the threshold: 2.5–2.6× at n = 100 and 2.5–2.8× at
 //! n = 1000 in those runs): 3.4–3.8× faster than the portable code at n = 100 (≈ 170–200 ns a
-//! row) and 2.8–3.5× at n = 1000 (≈ 530–610 ns, the rows mostly outside the cache).
+//! row) and 2.8–3.5× at n = 1000 (≈ 530–610 ns, the rows mostly outside the cache); five runs
+//! at commit `c270969` (the long rows' network written out, the short rows' two insertion
+//! chains), in a slower phase of the machine: 3.2–4.2× (170–204 ns) and 3.7–4.8× (408–511 ns).
 //!
 //! The steps, each as whole-register work:
 //! 1. one pass keeps, in each of the 8 lanes, the `J` largest entries that lane sees (`J` =
