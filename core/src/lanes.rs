@@ -640,20 +640,20 @@ fn softsort_rows_lanes<F: Real>(
     // As `softsort::softsort_rows`: row k−1 (centre L, the lowest) holds the shared
     // exponentials, every other row their products with its factor e^(−β|s_(ρ) − L|).
     let selected = &buffers.selected_lanes;
-    let center_lanes = |rank: usize| {
-        let mut center = [F::zero(); LANES];
+    // The centres s_(ρ) of every lane, gathered once (each is read in k + 1 places below).
+    let mut centers = [[F::zero(); LANES]; crate::MAX_K];
+    for (center, rank_top) in centers.iter_mut().zip(top.iter()).take(k) {
         for lane in 0..LANES {
-            center[lane] = selected[top[rank][lane] as usize][lane];
+            center[lane] = selected[rank_top[lane] as usize][lane];
         }
-        center
-    };
-    let lowest = center_lanes(k - 1);
+    }
+    let lowest = centers[k - 1];
     let (upper, last) = buffers.rows[..k * n].split_at_mut((k - 1) * n);
     for (r, values) in last.iter_mut().zip(selected.iter()) {
         *r = softsort_exponentials(values, &lowest, beta);
     }
     for (rank, row) in upper.chunks_exact_mut(n).enumerate() {
-        let factor = softsort_exponentials(&center_lanes(rank), &lowest, beta);
+        let factor = softsort_exponentials(&centers[rank], &lowest, beta);
         let mut threshold = [F::zero(); LANES];
         for lane in 0..LANES {
             threshold[lane] = F::MIN_POSITIVE / factor[lane];
@@ -664,12 +664,9 @@ fn softsort_rows_lanes<F: Real>(
     }
     // The scores above L, with their own exponentials in every row.
     for above in 0..k - 1 {
-        let mut values = [F::zero(); LANES];
-        for lane in 0..LANES {
-            values[lane] = selected[top[above][lane] as usize][lane];
-        }
+        let values = centers[above];
         for rank in 0..k {
-            let own = softsort_exponentials(&values, &center_lanes(rank), beta);
+            let own = softsort_exponentials(&values, &centers[rank], beta);
             for lane in 0..rows {
                 if values[lane] > lowest[lane] {
                     buffers.rows[rank * n + top[above][lane] as usize][lane] = own[lane];
