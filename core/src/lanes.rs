@@ -123,6 +123,9 @@ pub(crate) struct LaneBuffers<F> {
     rows: alloc::vec::Vec<Lanes<F>>,
     /// NeuralSort: c, then c̄.
     deviations: alloc::vec::Vec<Lanes<F>>,
+    /// SoftSort: the exponentials of the top K − 1 scores about every centre,
+    /// `own_exponentials[a·K + ρ]`.
+    own_exponentials: alloc::vec::Vec<Lanes<F>>,
     /// NeuralSort: the sorted order and running sums of c and c̄.
     order: OrderLanes<F>,
     work: alloc::vec::Vec<F>,
@@ -145,6 +148,7 @@ impl<F: Real> LaneBuffers<F> {
             probability_lanes: vec![[F::zero(); LANES]; inputs],
             rows: vec![[F::zero(); LANES]; relaxed_rows * inputs],
             deviations: vec![[F::zero(); LANES]; if relaxed_rows > 0 { inputs } else { 0 }],
+            own_exponentials: vec![[F::zero(); LANES]; relaxed_rows * relaxed_rows],
             order: OrderLanes::new(if relaxed_rows > 0 { inputs } else { 0 }),
             work: vec![F::zero(); inputs],
             gradient_rows: vec![F::zero(); LANES * inputs],
@@ -652,8 +656,20 @@ fn softsort_rows_lanes<F: Real>(
     for (r, values) in last.iter_mut().zip(selected.iter()) {
         *r = softsort_exponentials(values, &lowest, beta);
     }
+    // own[a][ρ] = e^(−β|s_(a) − s_(ρ)|) for the scores above L (a < K − 1) and every centre:
+    // symmetric (s − c and c − s are exact negations, so both orders give the same bits), and
+    // for ρ = K − 1 it is row a's factor: (K − 1)K/2 exponentials instead of (K − 1)K.
+    let own = &mut buffers.own_exponentials[..k * k];
+    for above in 0..k - 1 {
+        own[above * k + k - 1] = softsort_exponentials(&centers[above], &lowest, beta);
+        for rank in above..k - 1 {
+            let exponentials = softsort_exponentials(&centers[above], &centers[rank], beta);
+            own[above * k + rank] = exponentials;
+            own[rank * k + above] = exponentials;
+        }
+    }
     for (rank, row) in upper.chunks_exact_mut(n).enumerate() {
-        let factor = softsort_exponentials(&centers[rank], &lowest, beta);
+        let factor = own[rank * k + k - 1];
         let mut threshold = [F::zero(); LANES];
         for lane in 0..LANES {
             threshold[lane] = F::MIN_POSITIVE / factor[lane];
@@ -663,10 +679,9 @@ fn softsort_rows_lanes<F: Real>(
         }
     }
     // The scores above L, with their own exponentials in every row.
-    for above in 0..k - 1 {
+    for (above, own) in own.chunks_exact(k).enumerate().take(k - 1) {
         let values = centers[above];
-        for rank in 0..k {
-            let own = softsort_exponentials(&values, &centers[rank], beta);
+        for (rank, own) in own.iter().enumerate() {
             for lane in 0..rows {
                 if values[lane] > lowest[lane] {
                     buffers.rows[rank * n + top[above][lane] as usize][lane] = own[lane];
