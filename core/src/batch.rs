@@ -151,13 +151,15 @@ impl TopkLoss {
             return Ok(());
         }
         let (reals, indices) = (&mut buffers.reals, &mut buffers.indices);
+        // (A network's loss takes this path where K is beyond the lanes' largest.)
+        let network = self.network.as_ref().map(|network| network.as_ref());
         for (offset, (row_logits, &label)) in logits.chunks_exact(n).zip(labels).enumerate() {
             let row_gradient = gradient
                 .as_deref_mut()
                 .map(|g| &mut g[offset * n..(offset + 1) * n]);
             losses[offset] = sample_loss(
                 &self.config,
-                None,
+                network.as_ref(),
                 first_row + offset,
                 row_logits,
                 label,

@@ -21,6 +21,12 @@ pub const LANES: usize = 8;
 /// One value per lane.
 pub type Lanes<F> = [F; LANES];
 
+/// The largest K (= len(P_K)) the lanes take; a larger K runs one row at a time (the same
+/// bits). Per-rank arrays are sized by it, and zeroed for every group of rows: sized by
+/// [`crate::MAX_K`] (64) they had cost 8 KB of `memset` a group, more than the gradient rows
+/// themselves at n = 100.
+const LANES_MAX_K: usize = 16;
+
 /// [`crate::sweep::forward_with_mass`] on [`LANES`] rows: values `x` and mass `v` (one entry
 /// per wire), recording `[α, f', f'·(a − b), f'·(v_a − v_b)]` per comparator in `tape`
 /// (`tape.len() ≥ 4 · comparators.len()`).
@@ -160,6 +166,9 @@ impl<F: Real> LaneBuffers<F> {
 /// [`crate::neuralsort::DIRECT_MAX`] sorted inputs, where its order is counted over all pairs;
 /// SoftSort always).
 pub(crate) fn lanes_support(config: &crate::TopkLossConfig) -> bool {
+    if config.k() > LANES_MAX_K {
+        return false;
+    }
     match config.method().family() {
         Family::SortingNetwork | Family::SoftSort => true,
         Family::NeuralSort => config.sorted_inputs() <= crate::neuralsort::DIRECT_MAX,
@@ -289,8 +298,8 @@ fn loss_lanes_body<F: Real>(
     }
     // 2. The label's mass at the top K ranks: `mass[ρ][lane]`.
     let beta = F::of(config.inverse_temperature());
-    let mut mass = [[F::zero(); LANES]; crate::MAX_K];
-    let mut top = [[0u32; LANES]; crate::MAX_K];
+    let mut mass = [[F::zero(); LANES]; LANES_MAX_K];
+    let mut top = [[0u32; LANES]; LANES_MAX_K];
     match family {
         Family::SortingNetwork => {
             for wire in 0..n {
@@ -326,7 +335,7 @@ fn loss_lanes_body<F: Real>(
         return Ok(());
     };
     // Backward into buffers.x (the adjoints of the selected logits).
-    let mut mass_adjoint = [[F::zero(); LANES]; crate::MAX_K];
+    let mut mass_adjoint = [[F::zero(); LANES]; LANES_MAX_K];
     for (rank, adjoint) in mass_adjoint.iter_mut().take(k).enumerate() {
         let weight = F::of(config.rank_weight(rank));
         for lane in 0..rows {
@@ -546,7 +555,7 @@ fn gather_label_mass<F: Real>(
     k: usize,
     sorted_labels: &[usize; LANES],
     rows: usize,
-    mass: &mut [Lanes<F>; crate::MAX_K],
+    mass: &mut [Lanes<F>; LANES_MAX_K],
 ) {
     for (rank, m) in mass.iter_mut().take(k).enumerate() {
         for lane in 0..rows {
@@ -563,7 +572,7 @@ fn gather_label_mass<F: Real>(
 fn top1_and_mixture_lanes<F: Real>(
     config: &crate::TopkLossConfig,
     buffers: &mut LaneBuffers<F>,
-    mass: &[Lanes<F>; crate::MAX_K],
+    mass: &[Lanes<F>; LANES_MAX_K],
     sorted_labels: &[usize; LANES],
     rows: usize,
     losses: &mut [F],
@@ -626,10 +635,10 @@ fn softsort_rows_lanes<F: Real>(
     k: usize,
     beta: F,
     rows: usize,
-    top: &mut [[u32; LANES]; crate::MAX_K],
+    top: &mut [[u32; LANES]; LANES_MAX_K],
     preselected: bool,
 ) {
-    let mut indices = [0u32; crate::MAX_K];
+    let mut indices = [0u32; LANES_MAX_K];
     for lane in 0..rows {
         let values = &buffers.selected[lane * n..(lane + 1) * n];
         if preselected {
@@ -645,7 +654,7 @@ fn softsort_rows_lanes<F: Real>(
     // exponentials, every other row their products with its factor e^(−β|s_(ρ) − L|).
     let selected = &buffers.selected_lanes;
     // The centres s_(ρ) of every lane, gathered once (each is read in k + 1 places below).
-    let mut centers = [[F::zero(); LANES]; crate::MAX_K];
+    let mut centers = [[F::zero(); LANES]; LANES_MAX_K];
     for (center, rank_top) in centers.iter_mut().zip(top.iter()).take(k) {
         for lane in 0..LANES {
             center[lane] = selected[rank_top[lane] as usize][lane];
@@ -1060,9 +1069,9 @@ fn softsort_backward_lanes<F: Real>(
     k: usize,
     beta: F,
     rows: usize,
-    top: &[[u32; LANES]; crate::MAX_K],
+    top: &[[u32; LANES]; LANES_MAX_K],
     sorted_labels: &[usize; LANES],
-    mass_adjoint: &[Lanes<F>; crate::MAX_K],
+    mass_adjoint: &[Lanes<F>; LANES_MAX_K],
 ) {
     let gx = &mut buffers.x;
     gx.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
@@ -1247,7 +1256,7 @@ fn neuralsort_backward_lanes<F: Real>(
     k: usize,
     beta: F,
     label_positions: &[usize; LANES],
-    mass_adjoint: &[Lanes<F>; crate::MAX_K],
+    mass_adjoint: &[Lanes<F>; LANES_MAX_K],
 ) {
     // ḡ and c̄ in sorted order (as the rows), ḡ in `v` (unused by NeuralSort otherwise).
     let gx = &mut buffers.v;

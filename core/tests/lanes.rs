@@ -147,3 +147,30 @@ proptest! {
         check_f64_and_f32(&loss, &values, &labels);
     }
 }
+
+/// K = 16, the largest K the lanes take, and K = 17, which runs one row at a time through the
+/// batch API: both equal the one-row kernel, for every family and with and without m.
+#[test]
+fn the_largest_k_in_lanes_and_beyond_equal_the_one_row_kernel() {
+    for k in [16usize, 17] {
+        let distribution: Vec<f64> = (0..k).map(|_| 1.0 / k as f64).collect();
+        for method in [
+            Method::SplitterSelection,
+            Method::NeuralSort,
+            Method::SoftSort,
+        ] {
+            for m in [None, Some(k + 3)] {
+                let classes = k + 9;
+                let config = TopkLossConfig::new(method, classes, &distribution)
+                    .unwrap()
+                    .with_preselection(m)
+                    .unwrap();
+                let loss = TopkLoss::new(config).unwrap();
+                let batch = 11;
+                let values = random_logits(batch * classes, 7 + k as u64, 5);
+                let labels: Vec<usize> = (0..batch).map(|b| (b * 3) % classes).collect();
+                check_f64_and_f32(&loss, &values, &labels);
+            }
+        }
+    }
+}
