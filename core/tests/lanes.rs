@@ -1,5 +1,6 @@
 //! The batch API runs rows side by side in SIMD lanes (`LANES` rows at once, with an AVX2 build
-//! chosen at run time): every network method, SoftSort, and NeuralSort up to 256 sorted inputs. It
+//! chosen at run time): for K = len(P_K) up to 16, every network method, SoftSort, and NeuralSort
+//! up to 256 sorted inputs (beyond, one row at a time, also checked here). It
 //! must give, row for row, exactly the bits of the one-row kernel `loss::sample_loss`, for every
 //! method, relaxation, top-1 mode, m and batch size (including batches that do not fill the last
 //! group of lanes).
