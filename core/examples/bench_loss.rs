@@ -136,7 +136,7 @@ fn main() {
                     } else {
                         None
                     };
-                    println!(
+                    emit(&format!(
                         "{{\"method\":\"{}\",\"n\":{n},\"m\":{},\"batch\":{batch},\"threads\":{threads},\"median_us\":{us:.1},\"softmax_ce_us\":{ce_us:.1},\"ratio_to_softmax_ce\":{:.2}{}}}",
                         method.name(),
                         m.map_or("null".to_string(), |m| m.to_string()),
@@ -145,9 +145,19 @@ fn main() {
                             ",\"reference_ms\":{r},\"speedup_vs_reference\":{:.0}",
                             r * 1000.0 / us
                         ))
-                    );
+                    ));
                 }
             }
         }
+    }
+}
+
+/// Writes one line to standard output; a closed pipe (`| head`) ends the run quietly instead of
+/// panicking as `println!` does.
+fn emit(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
     }
 }

@@ -55,9 +55,19 @@ fn main() {
         let logits = rows(2048, n, n as u64);
         let fast = median_ns(&logits, n, budget, largest_indices);
         let portable = median_ns(&logits, n, budget, largest_indices_portable);
-        println!(
+        emit(&format!(
             "{{\"n\":{n},\"count\":15,\"largest_indices_ns\":{fast:.1},\"portable_ns\":{portable:.1},\"ratio\":{:.2}}}",
             portable / fast
-        );
+        ));
+    }
+}
+
+/// Writes one line to standard output; a closed pipe (`| head`) ends the run quietly instead of
+/// panicking as `println!` does.
+fn emit(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
     }
 }
