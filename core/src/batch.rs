@@ -151,7 +151,8 @@ impl TopkLoss {
             return Ok(());
         }
         let (reals, indices) = (&mut buffers.reals, &mut buffers.indices);
-        // (A network's loss takes this path where K is beyond the lanes' largest.)
+        // (Only NeuralSort beyond the lanes' 256 sorted inputs takes this path today; a network
+        // is passed all the same.)
         let network = self.network.as_ref().map(|network| network.as_ref());
         for (offset, (row_logits, &label)) in logits.chunks_exact(n).zip(labels).enumerate() {
             let row_gradient = gradient

@@ -21,11 +21,11 @@ pub const LANES: usize = 8;
 /// One value per lane.
 pub type Lanes<F> = [F; LANES];
 
-/// The largest K (= len(P_K)) the lanes take; a larger K runs one row at a time (the same
-/// bits). Per-rank arrays are sized by it, and zeroed for every group of rows: sized by
-/// [`crate::MAX_K`] (64) they had cost 6 KB (f32) to 10 KB (f64) of `memset` a group, more than
-/// the gradient rows themselves at n = 100.
-const LANES_MAX_K: usize = 16;
+/// The per-rank arrays of a group of rows hold `R` ranks: this many where K (= len(P_K)) fits,
+/// else [`crate::MAX_K`] (the lanes' code is compiled for both). They are zeroed for every
+/// group: sized by `MAX_K` (64) for every K they had cost 6 KB (f32) to 10 KB (f64) of `memset`
+/// a group, more than the gradient rows themselves at n = 100.
+const FEW_RANKS: usize = 16;
 
 /// [`crate::sweep::forward_with_mass`] on [`LANES`] rows: values `x` and mass `v` (one entry
 /// per wire), recording `[α, f', f'·(a − b), f'·(v_a − v_b)]` per comparator in `tape`
@@ -162,13 +162,10 @@ impl<F: Real> LaneBuffers<F> {
     }
 }
 
-/// Whether [`loss_lanes`] handles `config`: K up to [`LANES_MAX_K`], and then every network,
-/// NeuralSort up to [`crate::neuralsort::DIRECT_MAX`] sorted inputs (where its order is counted
-/// over all pairs), SoftSort always.
+/// Whether [`loss_lanes`] handles `config` (every network; NeuralSort up to
+/// [`crate::neuralsort::DIRECT_MAX`] sorted inputs, where its order is counted over all pairs;
+/// SoftSort always).
 pub(crate) fn lanes_support(config: &crate::TopkLossConfig) -> bool {
-    if config.k() > LANES_MAX_K {
-        return false;
-    }
     match config.method().family() {
         Family::SortingNetwork | Family::SoftSort => true,
         Family::NeuralSort => config.sorted_inputs() <= crate::neuralsort::DIRECT_MAX,
@@ -191,12 +188,53 @@ pub(crate) fn loss_lanes<F: Real>(
     losses: &mut [F],
     buffers: &mut LaneBuffers<F>,
 ) -> Result<(), crate::Error> {
+    if config.k() <= FEW_RANKS {
+        loss_lanes_with::<F, FEW_RANKS>(
+            config,
+            comparators,
+            first_row,
+            logits,
+            labels,
+            gradient,
+            gradient_scale,
+            losses,
+            buffers,
+        )
+    } else {
+        loss_lanes_with::<F, { crate::MAX_K }>(
+            config,
+            comparators,
+            first_row,
+            logits,
+            labels,
+            gradient,
+            gradient_scale,
+            losses,
+            buffers,
+        )
+    }
+}
+
+/// [`loss_lanes`] with per-rank arrays of `R ≥ K` ranks.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn loss_lanes_with<F: Real, const R: usize>(
+    config: &crate::TopkLossConfig,
+    comparators: &[Comparator],
+    first_row: usize,
+    logits: &[F],
+    labels: &[usize],
+    gradient: Option<&mut [F]>,
+    gradient_scale: F,
+    losses: &mut [F],
+    buffers: &mut LaneBuffers<F>,
+) -> Result<(), crate::Error> {
     #[cfg(target_arch = "x86_64")]
     {
         if crate::cpu::has_avx2() {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe {
-                loss_lanes_avx2(
+                loss_lanes_avx2::<F, R>(
                     config,
                     comparators,
                     first_row,
@@ -210,7 +248,7 @@ pub(crate) fn loss_lanes<F: Real>(
             };
         }
     }
-    loss_lanes_body(
+    loss_lanes_body::<F, R>(
         config,
         comparators,
         first_row,
@@ -228,7 +266,7 @@ pub(crate) fn loss_lanes<F: Real>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn loss_lanes_avx2<F: Real>(
+unsafe fn loss_lanes_avx2<F: Real, const R: usize>(
     config: &crate::TopkLossConfig,
     comparators: &[Comparator],
     first_row: usize,
@@ -239,7 +277,7 @@ unsafe fn loss_lanes_avx2<F: Real>(
     losses: &mut [F],
     buffers: &mut LaneBuffers<F>,
 ) -> Result<(), crate::Error> {
-    loss_lanes_body(
+    loss_lanes_body::<F, R>(
         config,
         comparators,
         first_row,
@@ -254,7 +292,7 @@ unsafe fn loss_lanes_avx2<F: Real>(
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn loss_lanes_body<F: Real>(
+fn loss_lanes_body<F: Real, const R: usize>(
     config: &crate::TopkLossConfig,
     comparators: &[Comparator],
     first_row: usize,
@@ -268,9 +306,7 @@ fn loss_lanes_body<F: Real>(
     use crate::loss::{check_and_preselect, write_gradient};
     let classes = config.classes();
     let (n, k) = (config.sorted_inputs(), config.k());
-    // The per-rank arrays below hold LANES_MAX_K ranks (`lanes_support` sends larger K to the
-    // one-row kernel; a release-mode `assert!` here made SoftSort 4 % slower).
-    debug_assert!(k <= LANES_MAX_K, "K beyond the lanes' per-rank arrays");
+    // (`loss_lanes` picks R ≥ K.)
     let rows = labels.len();
     let family = config.method().family();
     // 1. Checks and preselection, row by row; the selected logits side by side.
@@ -301,8 +337,8 @@ fn loss_lanes_body<F: Real>(
     }
     // 2. The label's mass at the top K ranks: `mass[ρ][lane]`.
     let beta = F::of(config.inverse_temperature());
-    let mut mass = [[F::zero(); LANES]; LANES_MAX_K];
-    let mut top = [[0u32; LANES]; LANES_MAX_K];
+    let mut mass = [[F::zero(); LANES]; R];
+    let mut top = [[0u32; LANES]; R];
     match family {
         Family::SortingNetwork => {
             for wire in 0..n {
@@ -338,7 +374,7 @@ fn loss_lanes_body<F: Real>(
         return Ok(());
     };
     // Backward into buffers.x (the adjoints of the selected logits).
-    let mut mass_adjoint = [[F::zero(); LANES]; LANES_MAX_K];
+    let mut mass_adjoint = [[F::zero(); LANES]; R];
     for (rank, adjoint) in mass_adjoint.iter_mut().take(k).enumerate() {
         let weight = F::of(config.rank_weight(rank));
         for lane in 0..rows {
@@ -552,13 +588,13 @@ fn cross_entropy_top1_term<F: Real>(
 
 /// `mass[ρ][lane] = rows[ρ·n + label(lane)][lane]`.
 #[inline(always)]
-fn gather_label_mass<F: Real>(
+fn gather_label_mass<F: Real, const R: usize>(
     relaxed_rows: &[Lanes<F>],
     n: usize,
     k: usize,
     sorted_labels: &[usize; LANES],
     rows: usize,
-    mass: &mut [Lanes<F>; LANES_MAX_K],
+    mass: &mut [Lanes<F>; R],
 ) {
     for (rank, m) in mass.iter_mut().take(k).enumerate() {
         for lane in 0..rows {
@@ -572,10 +608,10 @@ fn gather_label_mass<F: Real>(
 /// losses (the probabilities stay in `probability_lanes` for [`top1_gradient_lanes`]); returns
 /// ∂loss/∂q.
 #[inline(always)]
-fn top1_and_mixture_lanes<F: Real>(
+fn top1_and_mixture_lanes<F: Real, const R: usize>(
     config: &crate::TopkLossConfig,
     buffers: &mut LaneBuffers<F>,
-    mass: &[Lanes<F>; LANES_MAX_K],
+    mass: &[Lanes<F>; R],
     sorted_labels: &[usize; LANES],
     rows: usize,
     losses: &mut [F],
@@ -632,16 +668,16 @@ fn top1_and_mixture_lanes<F: Real>(
 /// `top[ρ][lane]`, then `rows[ρ·n + i] = softmax_i(−β |s_i − s_(ρ)|)` from shared
 /// exponentials, sum, scaling.
 #[inline(always)]
-fn softsort_rows_lanes<F: Real>(
+fn softsort_rows_lanes<F: Real, const R: usize>(
     buffers: &mut LaneBuffers<F>,
     n: usize,
     k: usize,
     beta: F,
     rows: usize,
-    top: &mut [[u32; LANES]; LANES_MAX_K],
+    top: &mut [[u32; LANES]; R],
     preselected: bool,
 ) {
-    let mut indices = [0u32; LANES_MAX_K];
+    let mut indices = [0u32; R];
     for lane in 0..rows {
         let values = &buffers.selected[lane * n..(lane + 1) * n];
         if preselected {
@@ -657,7 +693,7 @@ fn softsort_rows_lanes<F: Real>(
     // exponentials, every other row their products with its factor e^(−β|s_(ρ) − L|).
     let selected = &buffers.selected_lanes;
     // The centres s_(ρ) of every lane, gathered once (each is read in k + 1 places below).
-    let mut centers = [[F::zero(); LANES]; LANES_MAX_K];
+    let mut centers = [[F::zero(); LANES]; R];
     for (center, rank_top) in centers.iter_mut().zip(top.iter()).take(k) {
         for lane in 0..LANES {
             center[lane] = selected[rank_top[lane] as usize][lane];
@@ -1067,15 +1103,15 @@ fn deviation_sums_lanes<F: Real>(order: &mut OrderLanes<F>, n: usize, c: &mut [L
 /// `ḡ_i −= d_i`, the centre's adjoint `+= d_i`. Bit-identical to the one-row code.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn softsort_backward_lanes<F: Real>(
+fn softsort_backward_lanes<F: Real, const R: usize>(
     buffers: &mut LaneBuffers<F>,
     n: usize,
     k: usize,
     beta: F,
     rows: usize,
-    top: &[[u32; LANES]; LANES_MAX_K],
+    top: &[[u32; LANES]; R],
     sorted_labels: &[usize; LANES],
-    mass_adjoint: &[Lanes<F>; LANES_MAX_K],
+    mass_adjoint: &[Lanes<F>; R],
 ) {
     let gx = &mut buffers.x;
     gx.iter_mut().for_each(|w| *w = [F::zero(); LANES]);
@@ -1254,13 +1290,13 @@ fn one_hot_dot<F: Real>(
 /// `adjoint_avx2::neuralsort_adjoint_step`), never stored. The VJP of c then comes from the
 /// forward's order ([`signed_adjoint_sums_lanes`]). Bit-identical to the one-row code.
 #[inline(always)]
-fn neuralsort_backward_lanes<F: Real>(
+fn neuralsort_backward_lanes<F: Real, const R: usize>(
     buffers: &mut LaneBuffers<F>,
     n: usize,
     k: usize,
     beta: F,
     label_positions: &[usize; LANES],
-    mass_adjoint: &[Lanes<F>; LANES_MAX_K],
+    mass_adjoint: &[Lanes<F>; R],
 ) {
     // ḡ and c̄ in sorted order (as the rows), ḡ in `v` (unused by NeuralSort otherwise).
     let gx = &mut buffers.v;

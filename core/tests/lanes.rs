@@ -1,6 +1,5 @@
 //! The batch API runs rows side by side in SIMD lanes (`LANES` rows at once, with an AVX2 build
-//! chosen at run time): for K = len(P_K) up to 16, every network method, SoftSort, and NeuralSort
-//! up to 256 sorted inputs (beyond, one row at a time, also checked here). It
+//! chosen at run time): every network method, SoftSort, and NeuralSort up to 256 sorted inputs. It
 //! must give, row for row, exactly the bits of the one-row kernel `loss::sample_loss`, for every
 //! method, relaxation, top-1 mode, m and batch size (including batches that do not fill the last
 //! group of lanes).
@@ -149,8 +148,8 @@ proptest! {
     }
 }
 
-/// K = 16, the largest K the lanes take, and K = 17, which runs one row at a time through the
-/// batch API: both equal the one-row kernel, for every family and with and without m.
+/// K = 16, the largest K of the lanes' small per-rank arrays, and K = 17, which takes their
+/// `MAX_K`-sized build: both equal the one-row kernel, for every family and with and without m.
 #[test]
 fn the_largest_k_in_lanes_and_beyond_equal_the_one_row_kernel() {
     for k in [16usize, 17] {
