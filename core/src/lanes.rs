@@ -188,96 +188,68 @@ pub(crate) fn loss_lanes<F: Real>(
     losses: &mut [F],
     buffers: &mut LaneBuffers<F>,
 ) -> Result<(), crate::Error> {
+    let group = Group {
+        config,
+        comparators,
+        first_row,
+        logits,
+        labels,
+        gradient,
+        gradient_scale,
+        losses,
+    };
     if config.k() <= FEW_RANKS {
-        loss_lanes_with::<F, FEW_RANKS>(
-            config,
-            comparators,
-            first_row,
-            logits,
-            labels,
-            gradient,
-            gradient_scale,
-            losses,
-            buffers,
-        )
+        loss_lanes_with::<F, FEW_RANKS>(group, buffers)
     } else {
-        loss_lanes_with::<F, { crate::MAX_K }>(
-            config,
-            comparators,
-            first_row,
-            logits,
-            labels,
-            gradient,
-            gradient_scale,
-            losses,
-            buffers,
-        )
+        loss_lanes_with::<F, { crate::MAX_K }>(group, buffers)
     }
 }
 
+/// The arguments of [`loss_lanes`] for one group of rows, passed on as one value.
+struct Group<'a, F> {
+    config: &'a crate::TopkLossConfig,
+    comparators: &'a [Comparator],
+    first_row: usize,
+    logits: &'a [F],
+    labels: &'a [usize],
+    gradient: Option<&'a mut [F]>,
+    gradient_scale: F,
+    losses: &'a mut [F],
+}
+
 /// [`loss_lanes`] with per-rank arrays of `R ≥ K` ranks.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn loss_lanes_with<F: Real, const R: usize>(
-    config: &crate::TopkLossConfig,
-    comparators: &[Comparator],
-    first_row: usize,
-    logits: &[F],
-    labels: &[usize],
-    gradient: Option<&mut [F]>,
-    gradient_scale: F,
-    losses: &mut [F],
+    group: Group<'_, F>,
     buffers: &mut LaneBuffers<F>,
 ) -> Result<(), crate::Error> {
     #[cfg(target_arch = "x86_64")]
     {
         if crate::cpu::has_avx2() {
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe {
-                loss_lanes_avx2::<F, R>(
-                    config,
-                    comparators,
-                    first_row,
-                    logits,
-                    labels,
-                    gradient,
-                    gradient_scale,
-                    losses,
-                    buffers,
-                )
-            };
+            return unsafe { loss_lanes_avx2::<F, R>(group, buffers) };
         }
     }
-    loss_lanes_body::<F, R>(
-        config,
-        comparators,
-        first_row,
-        logits,
-        labels,
-        gradient,
-        gradient_scale,
-        losses,
-        buffers,
-    )
+    loss_lanes_body::<F, R>(group, buffers)
 }
 
 /// [`loss_lanes_body`] compiled for AVX2 (8 f32 or 4 f64 lanes per instruction). Rust never
 /// contracts `a·b + c` into FMA, so the results are bit-identical to the baseline build.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn loss_lanes_avx2<F: Real, const R: usize>(
-    config: &crate::TopkLossConfig,
-    comparators: &[Comparator],
-    first_row: usize,
-    logits: &[F],
-    labels: &[usize],
-    gradient: Option<&mut [F]>,
-    gradient_scale: F,
-    losses: &mut [F],
+    group: Group<'_, F>,
     buffers: &mut LaneBuffers<F>,
 ) -> Result<(), crate::Error> {
-    loss_lanes_body::<F, R>(
+    loss_lanes_body::<F, R>(group, buffers)
+}
+
+#[inline(always)]
+fn loss_lanes_body<F: Real, const R: usize>(
+    group: Group<'_, F>,
+    buffers: &mut LaneBuffers<F>,
+) -> Result<(), crate::Error> {
+    let Group {
         config,
         comparators,
         first_row,
@@ -286,27 +258,11 @@ unsafe fn loss_lanes_avx2<F: Real, const R: usize>(
         gradient,
         gradient_scale,
         losses,
-        buffers,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn loss_lanes_body<F: Real, const R: usize>(
-    config: &crate::TopkLossConfig,
-    comparators: &[Comparator],
-    first_row: usize,
-    logits: &[F],
-    labels: &[usize],
-    gradient: Option<&mut [F]>,
-    gradient_scale: F,
-    losses: &mut [F],
-    buffers: &mut LaneBuffers<F>,
-) -> Result<(), crate::Error> {
+    } = group;
     use crate::loss::{check_and_preselect, write_gradient};
     let classes = config.classes();
-    let (n, k) = (config.sorted_inputs(), config.k());
     // (`loss_lanes` picks R ≥ K.)
+    let (n, k) = (config.sorted_inputs(), config.k());
     let rows = labels.len();
     let family = config.method().family();
     // 1. Checks and preselection, row by row; the selected logits side by side.
