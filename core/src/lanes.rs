@@ -137,6 +137,8 @@ pub(crate) struct LaneBuffers<F> {
     work: alloc::vec::Vec<F>,
     /// With m: the scaled gradient of each row's selected logits, `gradient_rows[r·n′ + i]`.
     gradient_rows: alloc::vec::Vec<F>,
+    /// With m: the selection's guess for the next row (see `select::SelectionHint`).
+    selection_hint: crate::select::SelectionHint,
 }
 
 impl<F: Real> LaneBuffers<F> {
@@ -158,6 +160,7 @@ impl<F: Real> LaneBuffers<F> {
             order: OrderLanes::new(if relaxed_rows > 0 { inputs } else { 0 }),
             work: vec![F::zero(); inputs],
             gradient_rows: vec![F::zero(); LANES * inputs],
+            selection_hint: crate::select::SelectionHint::NONE,
         }
     }
 }
@@ -276,6 +279,7 @@ fn loss_lanes_body<F: Real, const R: usize>(
             label,
             &mut buffers.selection[lane * n..(lane + 1) * n],
             &mut buffers.selected[lane * n..(lane + 1) * n],
+            &mut buffers.selection_hint,
         )?;
     }
     if !into_lanes(&buffers.selected, n, rows, &mut buffers.selected_lanes[..n]) {

@@ -374,6 +374,7 @@ pub(crate) fn check_and_preselect<F: Real>(
     label: usize,
     selection: &mut [u32],
     selected: &mut [F],
+    hint: &mut crate::select::SelectionHint,
 ) -> Result<usize, Error> {
     #[cfg(target_arch = "x86_64")]
     if config.preselection().is_some() && crate::cpu::has_avx2() && crate::cpu::has_popcnt() {
@@ -387,6 +388,7 @@ pub(crate) fn check_and_preselect<F: Real>(
                     Some(label),
                     &mut selection[1..n],
                     MAX_LOGIT as f32,
+                    hint,
                 )
             };
             match outcome {
