@@ -569,7 +569,7 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
         capacity: usize,
         check: &mut RangeCheck<CHECK>,
     ) -> bool {
-        const STRETCH: usize = 512;
+        const STRETCH: usize = 128;
         assert!(capacity + OVERRUN <= SLOTS);
         let listed_values = self.values.as_mut_ptr().cast::<f32>();
         let listed_indices = self.indices.as_mut_ptr().cast::<u32>();
@@ -587,8 +587,10 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
                 check.block(block_values);
                 *mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(block_values, bound)) as u8;
             }
-            // (A shorter last stretch: the masks past it are zero from here on.)
-            masks[stretch..].iter_mut().for_each(|mask| *mask = 0);
+            // (A shorter last stretch: the masks past it up to a whole word are zero.)
+            masks[stretch..stretch.next_multiple_of(32)]
+                .iter_mut()
+                .for_each(|mask| *mask = 0);
             for word in 0..stretch.div_ceil(32) {
                 let bytes = _mm256_loadu_si256(masks.as_ptr().add(word * 32).cast());
                 let empty = _mm256_cmpeq_epi8(bytes, _mm256_setzero_si256());
