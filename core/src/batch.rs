@@ -16,6 +16,8 @@ use alloc::vec;
 pub struct TopkLoss {
     config: TopkLossConfig,
     network: Option<SortingNetwork>,
+    /// The working memory `forward_backward` reuses between calls.
+    kept: crate::workspace::KeptWorkspaces,
 }
 
 impl TopkLoss {
@@ -30,7 +32,11 @@ impl TopkLoss {
             Method::SplitterSelection => Some(SortingNetwork::splitter_selection(n, config.k())?),
             Method::NeuralSort | Method::SoftSort => None,
         };
-        Ok(TopkLoss { config, network })
+        Ok(TopkLoss {
+            config,
+            network,
+            kept: crate::workspace::KeptWorkspaces::new(),
+        })
     }
 
     /// The configuration.
@@ -173,16 +179,19 @@ impl TopkLoss {
     }
 
     /// Mean loss over the batch; when `gradient` is given it receives ∂mean/∂logits.
-    /// `logits` is row-major `(B, n)` with `B = labels.len()`. Single-threaded; allocates its
-    /// working memory on each call (see [`TopkLoss::forward_backward_with`] for a loop that
-    /// allocates nothing).
+    /// `logits` is row-major `(B, n)` with `B = labels.len()`. Single-threaded. The loss keeps
+    /// its working memory between calls (for `f32` and `f64`), so a training loop allocates
+    /// only on its first call; a call made while another thread's call holds that memory
+    /// allocates its own. [`TopkLoss::forward_backward_with`] takes the working memory from
+    /// the caller instead (the same bits).
     pub fn forward_backward<F: Real>(
         &self,
         logits: &[F],
         labels: &[usize],
         gradient: Option<&mut [F]>,
     ) -> Result<F, Error> {
-        self.forward_backward_with(&mut Workspace::new(), logits, labels, gradient)
+        self.kept
+            .with(|workspace| self.forward_backward_with(workspace, logits, labels, gradient))
     }
 
     /// A workspace for [`TopkLoss::forward_backward_with`], sized for this loss (the per-row

@@ -20,7 +20,9 @@
 //! * [`neuralsort`], [`softsort`]: the two other relaxations of the paper (top rows only).
 //! * [`loss`]: the top-k cross-entropy loss of one sample, allocation-free; [`TopkLoss`] and
 //!   [`softmax_cross_entropy`] for batches (feature `alloc`), in parallel with feature `rayon`;
-//!   a reused [`Workspace`] makes a training loop's calls allocation-free.
+//!   `TopkLoss::forward_backward` keeps its working memory between calls, and a reused
+//!   [`Workspace`] puts it in the caller's hands: a training loop's calls allocate nothing
+//!   after the first.
 //! * [`smooth_topk`]: the smooth top-k SVM losses of Berrada et al. (the paper's baseline).
 //!
 //! ```

@@ -366,6 +366,7 @@ pub(crate) fn preselect<F: Real>(
 /// [`check_row`], then [`preselect`]; with m, for `f32` rows on x86-64 with AVX2, the range
 /// check runs inside the selection's pass over the row (`select_avx2::largest_indices_within`)
 /// instead of a pass of its own. The same result and the same errors as the two calls.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn check_and_preselect<F: Real>(
     config: &TopkLossConfig,
@@ -376,6 +377,9 @@ pub(crate) fn check_and_preselect<F: Real>(
     selected: &mut [F],
     hint: &mut crate::select::SelectionHint,
 ) -> Result<usize, Error> {
+    // (Only the AVX2 selection takes the hint.)
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = hint;
     #[cfg(target_arch = "x86_64")]
     if config.preselection().is_some() && crate::cpu::has_avx2() && crate::cpu::has_popcnt() {
         if let Some(values) = F::as_f32_slice(logits) {

@@ -688,6 +688,7 @@ pub(crate) struct SelectionHint {
 
 impl SelectionHint {
     /// No guess yet.
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
     pub(crate) const NONE: Self = Self { bound: f32::NAN };
 
     /// The next guess from a row's selection `out` (in rank order) over `values`. (Only the

@@ -93,3 +93,86 @@ impl<F: Real> RowBuffers<F> {
         self.shape = Some(shape);
     }
 }
+
+/// The workspaces a [`crate::TopkLoss`] keeps between calls of its `forward_backward`, one for
+/// `f32` and one for `f64`, lent to one call at a time: a call takes them by setting a flag
+/// and gives them back when it returns; a call that finds them taken (another thread's call
+/// in flight) works with a workspace of its own, as before. So the second and later calls of
+/// a training loop allocate nothing, without a workspace argument. Results never depend on
+/// whether a call found them (a workspace carries no state between calls).
+pub(crate) struct KeptWorkspaces {
+    #[cfg(target_has_atomic = "8")]
+    taken: core::sync::atomic::AtomicBool,
+    #[cfg(target_has_atomic = "8")]
+    single: core::cell::UnsafeCell<Option<Workspace<f32>>>,
+    #[cfg(target_has_atomic = "8")]
+    double: core::cell::UnsafeCell<Option<Workspace<f64>>>,
+}
+
+// SAFETY: the workspaces are reached only by the call that set `taken` (an acquire exchange)
+// until it clears it (a release store); `Workspace` is `Send`.
+unsafe impl Sync for KeptWorkspaces {}
+
+impl KeptWorkspaces {
+    /// None kept yet.
+    pub(crate) fn new() -> Self {
+        KeptWorkspaces {
+            #[cfg(target_has_atomic = "8")]
+            taken: core::sync::atomic::AtomicBool::new(false),
+            #[cfg(target_has_atomic = "8")]
+            single: core::cell::UnsafeCell::new(None),
+            #[cfg(target_has_atomic = "8")]
+            double: core::cell::UnsafeCell::new(None),
+        }
+    }
+
+    /// Runs `work` with the kept workspace for `F` (`f32` or `f64`, made on first use), or,
+    /// where another call holds them or `F` is another type, with a new one.
+    pub(crate) fn with<F: Real, R>(&self, work: impl FnOnce(&mut Workspace<F>) -> R) -> R {
+        #[cfg(target_has_atomic = "8")]
+        {
+            use core::any::TypeId;
+            use core::sync::atomic::Ordering;
+            let kept = if TypeId::of::<F>() == TypeId::of::<f32>() {
+                self.single.get().cast::<Option<Workspace<F>>>()
+            } else if TypeId::of::<F>() == TypeId::of::<f64>() {
+                self.double.get().cast::<Option<Workspace<F>>>()
+            } else {
+                core::ptr::null_mut()
+            };
+            if !kept.is_null()
+                && self
+                    .taken
+                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // Gives the workspaces back even if `work` panics.
+                struct Release<'a>(&'a core::sync::atomic::AtomicBool);
+                impl Drop for Release<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(false, Ordering::Release);
+                    }
+                }
+                let _release = Release(&self.taken);
+                // SAFETY: `F` is the type of the cell `kept` points to (checked by TypeId), and
+                // this call alone holds the workspaces until `_release` clears the flag.
+                let workspace = unsafe { &mut *kept }.get_or_insert_with(Workspace::new);
+                return work(workspace);
+            }
+        }
+        work(&mut Workspace::new())
+    }
+}
+
+impl Clone for KeptWorkspaces {
+    /// A clone keeps workspaces of its own (none yet).
+    fn clone(&self) -> Self {
+        KeptWorkspaces::new()
+    }
+}
+
+impl core::fmt::Debug for KeptWorkspaces {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("KeptWorkspaces")
+    }
+}
