@@ -637,16 +637,18 @@ fn softsort_rows_lanes<F: Real, const R: usize>(
     top: &mut [[u32; LANES]; R],
     preselected: bool,
 ) {
-    let mut indices = [0u32; R];
-    for lane in 0..rows {
-        let values = &buffers.selected[lane * n..(lane + 1) * n];
-        if preselected {
-            crate::select::largest_indices_ties_high_of_preselected(values, &mut indices[..k]);
-        } else {
-            crate::select::largest_indices_ties_high_unchecked(values, None, &mut indices[..k]);
-        }
-        for rank in 0..k {
-            top[rank][lane] = indices[rank];
+    if !(preselected && preselected_tops_lanes(&buffers.selected_lanes[..n], k, rows, top)) {
+        let mut indices = [0u32; R];
+        for lane in 0..rows {
+            let values = &buffers.selected[lane * n..(lane + 1) * n];
+            if preselected {
+                crate::select::largest_indices_ties_high_of_preselected(values, &mut indices[..k]);
+            } else {
+                crate::select::largest_indices_ties_high_unchecked(values, None, &mut indices[..k]);
+            }
+            for rank in 0..k {
+                top[rank][lane] = indices[rank];
+            }
         }
     }
     // As `softsort::softsort_rows`: row k−1 (centre L, the lowest) holds the shared
@@ -701,6 +703,49 @@ fn softsort_rows_lanes<F: Real, const R: usize>(
     for rank in 0..k {
         normalise_lanes(&mut buffers.rows[rank * n..(rank + 1) * n]);
     }
+}
+
+/// The K largest of preselected rows (wire 0 the label's logit, wires 1.. descending) in
+/// every lane at once, as `select::largest_indices_ties_high_of_preselected` writes them where
+/// the first K + 1 listed values of every used lane are strictly decreasing: the label's wire
+/// goes at p = #{1 ≤ i ≤ K: s_i ≥ s_label}, the list's first K in order around it. `false`
+/// (and `top` unspecified) where some used lane has a tie there: the per-row merge then runs.
+#[inline(always)]
+fn preselected_tops_lanes<F: Real, const R: usize>(
+    selected: &[Lanes<F>],
+    k: usize,
+    rows: usize,
+    top: &mut [[u32; LANES]; R],
+) -> bool {
+    let listed = (k + 2).min(selected.len());
+    let mut decreasing = [true; LANES];
+    for pair in selected[1..listed].windows(2) {
+        for lane in 0..LANES {
+            decreasing[lane] &= pair[0][lane] > pair[1][lane];
+        }
+    }
+    if !decreasing[..rows].iter().all(|&strict| strict) {
+        return false;
+    }
+    let mut at_or_above = [0u32; LANES];
+    for values in &selected[1..(k + 1).min(selected.len())] {
+        for lane in 0..LANES {
+            at_or_above[lane] += u32::from(values[lane] >= selected[0][lane]);
+        }
+    }
+    for (position, slot) in top.iter_mut().take(k).enumerate() {
+        let position = position as u32;
+        for lane in 0..LANES {
+            slot[lane] = if position < at_or_above[lane] {
+                position + 1
+            } else if position == at_or_above[lane] {
+                0
+            } else {
+                position
+            };
+        }
+    }
+    true
 }
 
 /// `softsort::shared_product` per lane (a function of its own: written inline in the wire
