@@ -40,8 +40,9 @@
 //! Long rows (n ≥ 32·(count + 1)) first keep only the entries at or above a lower bound from the
 //! maxima of 64 groups (see [`group_maxima_bound`]), typically a few dozen of 1000, and select
 //! among those; the listing of a long row ([`Candidates::list_sparse_at_or_above`]) first
-//! keeps one comparison mask per block and then compresses only the blocks with a candidate. NaN entries are never selected (the portable code places them somewhere
-//! unspecified); infinite entries are ranked like any other. What this path does not handle
+//! keeps one comparison mask per block and then compresses only the blocks with a candidate.
+//! NaN entries are never selected (the portable code places them somewhere unspecified);
+//! infinite entries are ranked like any other. What this path does not handle
 //! (a bound of −∞, where fewer than `count` (+1 with a skip) entries lie above −∞; an infinite
 //! long-row bound; more than 256 or 128 candidates from ties at the bound) it declines, and the
 //! portable code runs instead.
@@ -49,13 +50,13 @@
 use core::mem::MaybeUninit;
 
 use core::arch::x86_64::{
-    __m256, __m256i, _mm256_add_epi32, _mm256_and_ps, _mm256_blendv_ps, _mm256_castps_si256,
+    __m256, __m256i, _mm256_add_epi32, _mm256_and_si256, _mm256_blendv_ps, _mm256_castps_si256,
     _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmpeq_epi8, _mm256_cmpgt_epi32,
-    _mm256_cvtepu8_epi32, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_max_ps, _mm256_min_ps,
-    _mm256_movemask_epi8, _mm256_movemask_ps, _mm256_permutevar8x32_epi32,
+    _mm256_cvtepu8_epi32, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_max_epu32, _mm256_max_ps,
+    _mm256_min_ps, _mm256_movemask_epi8, _mm256_movemask_ps, _mm256_permutevar8x32_epi32,
     _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32,
     _mm256_setzero_ps, _mm256_setzero_si256, _mm256_storeu_ps, _mm256_storeu_si256,
-    _mm256_sub_epi32, _mm_cvtsi64_si128, _CMP_GE_OQ, _CMP_GT_OQ, _CMP_LE_OQ,
+    _mm256_sub_epi32, _mm_cvtsi64_si128, _CMP_GE_OQ, _CMP_GT_OQ,
 };
 
 // The portable threshold selection's largest count: the same limit here.
@@ -126,13 +127,16 @@ pub(crate) enum Outcome {
     OutOfRange,
 }
 
-/// The range check folded into a pass over a row: per lane, whether every entry seen so far
-/// has `|v| ≤ limit` (an ordered compare: false for NaN). Without `CHECK` it does nothing.
+/// The range check folded into a pass over a row: whether every entry seen so far has
+/// `|v| ≤ limit`, from the largest magnitude bit pattern per lane (the bits of non-negative
+/// floats order as their values, NaN's lie above +∞'s: NaN fails). Without `CHECK` it does
+/// nothing.
 struct RangeCheck<const CHECK: bool> {
-    within: __m256,
+    /// Per lane, the largest magnitude bit pattern seen (`|v|`'s bits: ordered as the values,
+    /// and NaN above every finite value and ∞).
+    largest: __m256i,
     limit: f32,
-    limits: __m256,
-    magnitude: __m256,
+    magnitude: __m256i,
     tail_within: bool,
 }
 
@@ -140,23 +144,19 @@ impl<const CHECK: bool> RangeCheck<CHECK> {
     #[inline(always)]
     unsafe fn new(limit: f32) -> Self {
         Self {
-            within: _mm256_castsi256_ps(_mm256_set1_epi32(-1)),
+            largest: _mm256_setzero_si256(),
             limit,
-            limits: _mm256_set1_ps(limit),
-            magnitude: _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff)),
+            magnitude: _mm256_set1_epi32(0x7fff_ffff),
             tail_within: true,
         }
     }
 
-    /// Checks a block of 8 entries.
+    /// Checks a block of 8 entries: one AND and one unsigned maximum.
     #[inline(always)]
     unsafe fn block(&mut self, values: __m256) {
         if CHECK {
-            let absolute = _mm256_and_ps(values, self.magnitude);
-            self.within = _mm256_and_ps(
-                self.within,
-                _mm256_cmp_ps::<_CMP_LE_OQ>(absolute, self.limits),
-            );
+            let bits = _mm256_and_si256(_mm256_castps_si256(values), self.magnitude);
+            self.largest = _mm256_max_epu32(self.largest, bits);
         }
     }
 
@@ -169,10 +169,16 @@ impl<const CHECK: bool> RangeCheck<CHECK> {
         }
     }
 
-    /// Whether every entry checked is within the limit.
+    /// Whether every entry checked is within the limit (a non-negative `limit`, or +∞).
     #[inline(always)]
     unsafe fn passed(&self) -> bool {
-        !CHECK || (_mm256_movemask_ps(self.within) == 0xff && self.tail_within)
+        if !CHECK {
+            return true;
+        }
+        let mut largest = [0u32; 8];
+        _mm256_storeu_si256(largest.as_mut_ptr().cast(), self.largest);
+        let limit = self.limit.to_bits();
+        largest.iter().all(|&bits| bits <= limit) && self.tail_within
     }
 
     /// After a bound's pass over the row: `OutOfRange` where the check failed, else the bound,
@@ -311,7 +317,7 @@ const HINTED: usize = 64;
 
 /// [`largest_indices_f32`] (ties to the lower index) and, in the same pass over the row, the
 /// loss's row check: whether every entry has `|v| ≤ limit` (NaN has not). The check costs one
-/// AND, one compare and one more AND per 8 entries in the pass that reads the row anyway; as a
+/// AND and one unsigned maximum per 8 entries in the pass that reads the row anyway; as a
 /// pass of its own it had cost about 8 % of the top-k loss at n = 1000, m = 16.
 ///
 /// `hint` carries a guess from the previous row of a batch (see
@@ -1022,6 +1028,60 @@ unsafe fn place_ranked(ranks: &[MaybeUninit<i32>], indices: &[u32], out: &mut [u
 mod tests {
     use super::*;
     use alloc::{vec, vec::Vec};
+
+    /// The range check at its edges: ±limit, ±0 and the subnormals pass; the next float past
+    /// the limit, ±∞ and every kind of NaN fail, in any lane and in the tail.
+    #[test]
+    fn the_range_check_passes_exactly_the_entries_within_the_limit() {
+        if !(crate::cpu::has_avx2() && crate::cpu::has_popcnt()) {
+            return;
+        }
+        let limit = 1e32f32;
+        let above = f32::from_bits(limit.to_bits() + 1);
+        let inside = [
+            limit,
+            -limit,
+            0.0,
+            -0.0,
+            f32::from_bits(1),
+            -f32::MIN_POSITIVE,
+            3.5,
+        ];
+        let outside = [
+            above,
+            -above,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::from_bits(0x7f80_0001),
+            f32::from_bits(0xffc0_1234),
+            f32::MAX,
+        ];
+        for length in [8usize, 13, 24] {
+            for position in 0..length {
+                for (value, expected) in inside
+                    .iter()
+                    .map(|&v| (v, true))
+                    .chain(outside.iter().map(|&v| (v, false)))
+                {
+                    let mut row = vec![1.0f32; length];
+                    row[position] = value;
+                    // SAFETY: the CPU supports AVX2 and POPCNT, checked above.
+                    let passed = unsafe {
+                        let mut check = RangeCheck::<true>::new(limit);
+                        let blocks = length / 8;
+                        for block in 0..blocks {
+                            check.block(_mm256_loadu_ps(row.as_ptr().add(8 * block)));
+                        }
+                        check.tail(&row[8 * blocks..]);
+                        check.passed()
+                    };
+                    assert_eq!(passed, expected, "{value:e} at {position} of {length}");
+                }
+            }
+        }
+    }
 
     /// The `count` largest of `values` except `skip` by a sort (value descending, ties to the
     /// lower index, NaN never).
