@@ -677,19 +677,25 @@ fn dense_insertion<F: Real, const TIES_HIGH: bool>(
 /// `count` entries of the next row reach: the previous row's `count`-th largest (excluding
 /// its label) less the spread between it and that row's middle selected entry. Where the
 /// guess holds, the row is read once, its candidates listed straight away (no bound pass):
-/// for rows of similar scale, as the rows of one batch of logits are. Where it fails (too
-/// few or too many reach it), the row runs the unhinted selection, and the next guess comes
-/// from it. The result is the same either way: the hint only decides how it is found.
+/// for rows of similar scale, as the rows of one batch of logits are. Where too few reach
+/// it, a lower second guess is tried; where that fails too, or too many reach a guess, the
+/// row runs the unhinted selection. The next guess comes from the row's selection. The result is the same either way: the hint only decides how it is found.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SelectionHint {
     /// NaN: no guess.
     pub(crate) bound: f32,
+    /// A lower second guess, for a row that too few entries reach the first for (NaN with
+    /// the first): the previous row's lowest selected entry less three times the margin.
+    pub(crate) lower: f32,
 }
 
 impl SelectionHint {
     /// No guess yet.
     #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
-    pub(crate) const NONE: Self = Self { bound: f32::NAN };
+    pub(crate) const NONE: Self = Self {
+        bound: f32::NAN,
+        lower: f32::NAN,
+    };
 
     /// The next guess from a row's selection `out` (in rank order) over `values`. (Only the
     /// AVX2 selection takes a hint.)
@@ -697,15 +703,16 @@ impl SelectionHint {
     #[inline(always)]
     pub(crate) fn update(&mut self, values: &[f32], out: &[u32]) {
         let count = out.len();
-        self.bound = f32::NAN;
+        *self = Self::NONE;
         if count < HINTED_MIN_COUNT {
             return;
         }
         let lowest = values[out[count - 1] as usize];
         let middle = values[out[(count - 1) / 2] as usize];
-        let bound = lowest - (middle - lowest) * HINT_MARGIN;
-        if bound.is_finite() {
-            self.bound = bound;
+        let margin = (middle - lowest) * HINT_MARGIN;
+        let (bound, lower) = (lowest - margin, lowest - 3.0 * margin);
+        if bound.is_finite() && lower.is_finite() {
+            (self.bound, self.lower) = (bound, lower);
         }
     }
 }

@@ -344,7 +344,22 @@ pub(crate) unsafe fn largest_indices_within(
         && values.len() >= count + usize::from(skip.is_some());
     if fits && !hint.bound.is_nan() {
         let mut check = RangeCheck::<true>::new(limit);
-        match select_at_or_above::<false, true>(values, skip, out, hint.bound, HINTED, &mut check) {
+        let mut found =
+            select_at_or_above::<false, true>(values, skip, out, hint.bound, HINTED, &mut check);
+        if found == FromBound::TooFew {
+            // The first pass read the whole row and its range check passed: the second guess
+            // needs no check.
+            let mut unchecked = RangeCheck::<false>::new(limit);
+            found = select_at_or_above::<false, false>(
+                values,
+                skip,
+                out,
+                hint.lower,
+                HINTED,
+                &mut unchecked,
+            );
+        }
+        match found {
             FromBound::Selected => {
                 hint.update(values, out);
                 return Outcome::Selected;
@@ -357,7 +372,7 @@ pub(crate) unsafe fn largest_indices_within(
     if outcome == Outcome::Selected {
         hint.update(values, out);
     } else {
-        hint.bound = f32::NAN;
+        *hint = crate::select::SelectionHint::NONE;
     }
     outcome
 }
