@@ -597,25 +597,37 @@ fn top1_and_mixture_lanes<F: Real, const R: usize>(
             q[lane] += weight * m[lane];
         }
     }
-    for lane in 0..rows {
-        let q = q[lane];
+    // `loss::mixture_finish` per lane, in two halves around the logarithms, which the eight
+    // lanes take together (`Real::ln_lanes`: the bits of `ln`).
+    let mut clamped = [F::zero(); LANES];
+    let mut label_logits = [F::zero(); LANES];
+    for lane in 0..LANES {
         let label = sorted_labels[lane];
-        let log_partition = if mode == crate::Top1Mode::SoftmaxCrossEntropy {
-            maximum[lane] + sum[lane].ln()
-        } else {
-            F::zero()
-        };
         let label_probability = if mode == crate::Top1Mode::Softmax {
             probabilities[label][lane]
         } else {
             F::zero()
         };
-        let (loss, q_adjoint) = crate::loss::mixture_finish(
+        clamped[lane] = crate::loss::mixture_clamped(config, q[lane], label_probability);
+        label_logits[lane] = selected[label][lane];
+    }
+    let mut log_partition = [F::zero(); LANES];
+    if mode == crate::Top1Mode::SoftmaxCrossEntropy {
+        let mut log_sums = sum;
+        F::ln_lanes(&mut log_sums);
+        for lane in 0..LANES {
+            log_partition[lane] = maximum[lane] + log_sums[lane];
+        }
+    }
+    let mut log_clamped = clamped;
+    F::ln_lanes(&mut log_clamped);
+    for lane in 0..rows {
+        let (loss, q_adjoint) = crate::loss::mixture_from_log(
             config,
-            q,
-            label_probability,
-            log_partition,
-            selected[label][lane],
+            clamped[lane],
+            log_clamped[lane],
+            log_partition[lane],
+            label_logits[lane],
         );
         losses[lane] = loss;
         q_adjoints[lane] = q_adjoint;

@@ -68,6 +68,8 @@ mod exp;
 mod lanes;
 #[cfg(test)]
 mod libm_parity;
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+mod ln;
 pub mod loss;
 pub mod network;
 pub mod neuralsort;

@@ -463,30 +463,49 @@ pub(crate) fn mixture<F: Real>(
 #[inline(always)]
 pub(crate) fn mixture_finish<F: Real>(
     config: &TopkLossConfig,
-    mut q: F,
+    q: F,
     label_probability: F,
     log_partition: F,
     label_logit: F,
 ) -> (F, F) {
-    let p_first = F::of(config.topk_distribution()[0]);
+    let clamped = mixture_clamped(config, q, label_probability);
+    mixture_from_log(config, clamped, clamped.ln(), log_partition, label_logit)
+}
+
+/// The clamped mixture `c = q′·(1 − 2·10⁻⁷) + 10⁻⁷`, with `q′ = q + P_K[1]·p_label` in `sm`
+/// and `q′ = q` otherwise: the argument of the loss's logarithm (first half of
+/// [`mixture_finish`]).
+#[inline(always)]
+pub(crate) fn mixture_clamped<F: Real>(
+    config: &TopkLossConfig,
+    mut q: F,
+    label_probability: F,
+) -> F {
+    if config.top1_mode() == Top1Mode::Softmax {
+        q += F::of(config.topk_distribution()[0]) * label_probability;
+    }
+    q * F::of(CLAMP_SCALE) + F::of(CLAMP_SHIFT)
+}
+
+/// `(loss, ∂loss/∂q)` from the clamped mixture `clamped` and its logarithm `log_clamped`
+/// (second half of [`mixture_finish`]).
+#[inline(always)]
+pub(crate) fn mixture_from_log<F: Real>(
+    config: &TopkLossConfig,
+    clamped: F,
+    log_clamped: F,
+    log_partition: F,
+    label_logit: F,
+) -> (F, F) {
     let scale = F::of(CLAMP_SCALE);
-    let shift = F::of(CLAMP_SHIFT);
     match config.top1_mode() {
-        Top1Mode::Softmax => {
-            q += p_first * label_probability;
-            let clamped = q * scale + shift;
-            (-clamped.ln(), -scale / clamped)
-        }
-        Top1Mode::Sort => {
-            let clamped = q * scale + shift;
-            (-clamped.ln(), -scale / clamped)
-        }
+        Top1Mode::Softmax | Top1Mode::Sort => (-log_clamped, -scale / clamped),
         Top1Mode::SoftmaxCrossEntropy => {
+            let p_first = F::of(config.topk_distribution()[0]);
             let rest_weight = F::of(config.topk_distribution()[1..].iter().sum::<f64>());
             let cross_entropy = log_partition - label_logit;
-            let clamped = q * scale + shift;
             (
-                p_first * cross_entropy - rest_weight * clamped.ln(),
+                p_first * cross_entropy - rest_weight * log_clamped,
                 -rest_weight * scale / clamped,
             )
         }

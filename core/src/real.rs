@@ -54,6 +54,15 @@ pub trait Real:
     }
     /// Natural logarithm.
     fn ln(self) -> Self;
+    /// [`Real::ln`] of eight values in place, the same bits; computed for the eight at once
+    /// where the type allows.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn ln_lanes(values: &mut [Self; 8]) {
+        for value in values.iter_mut() {
+            *value = value.ln();
+        }
+    }
     /// `self` raised to a real power.
     fn powf(self, exponent: Self) -> Self;
     /// Square root.
@@ -175,6 +184,10 @@ impl Real for f32 {
     #[inline(always)]
     fn ln(self) -> Self {
         libm::logf(self)
+    }
+    #[inline(always)]
+    fn ln_lanes(values: &mut [Self; 8]) {
+        crate::ln::logf_lanes(values);
     }
     #[inline(always)]
     fn powf(self, exponent: Self) -> Self {
