@@ -27,11 +27,12 @@
 //!    first `count` ranks are the output.
 //!
 //! In the loss's batch path, a row may start from a guess carried over from the previous row
-//! ([`crate::select::SelectionHint`]): where a few more than `count` entries reach it (16–64),
-//! steps 1–2 (or the long rows' bound pass) are left out, and the row is read once. In
-//! alternating runs of the loss (SoftSort, batch 128, m = 16, normal logits, where 87 % of the
-//! rows keep the guess) with the ranking's no-tie pass and the long rows' sparse listing
-//! below: n = 100 42.1–42.4 → 37.4–37.8 µs, n = 1000 75.8–80.1 → 66.4–68.6 µs.
+//! ([`crate::select::SelectionHint`]): where `count` to 64 entries reach it (else a lower
+//! second guess is tried), steps 1–2 (or the long rows' bound pass) are left out, and the row
+//! is read once. With normal logits 87 % of the rows keep the first guess. In alternating runs
+//! of the loss (SoftSort, batch 128, m = 16, one thread), the guess with the ranking's no-tie
+//! pass and the long rows' sparse listing below took n = 100 from 42.3–42.7 to 37.7–44.5 µs
+//! and n = 1000 from 75.3–76.4 to 66.2–66.9 µs (commit `b54717c`).
 //!
 //! The loss's batch path also has the row's range check (every |v| ≤ 10³², no NaN) made in
 //! step 1's pass, or the long rows' first pass ([`largest_indices_within`]): the row is read
