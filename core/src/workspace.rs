@@ -12,8 +12,9 @@ use alloc::vec::Vec;
 /// scratch) and the per-row losses. It grows to the largest batch it has seen and is reused as
 /// it is afterwards: from the second step of a training loop on, the loss allocates nothing. A
 /// workspace made for one loss also works with another (it is rebuilt when the shapes differ,
-/// which allocates once). It carries no state between calls: results never depend on what it
-/// computed before.
+/// which allocates once). Results never depend on what it computed before: the only thing it
+/// carries from one call to the next is the preselection's guess for the next row (see
+/// `select::SelectionHint`), which decides how fast the selection runs, never what it selects.
 #[derive(Debug)]
 pub struct Workspace<F> {
     pub(crate) rows: RowBuffers<F>,
