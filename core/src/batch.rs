@@ -182,8 +182,9 @@ impl TopkLoss {
     /// `logits` is row-major `(B, n)` with `B = labels.len()`. Single-threaded. The loss keeps
     /// its working memory between calls (for `f32` and `f64`), so a training loop allocates
     /// only on its first call; a call made while another thread's call holds that memory
-    /// allocates its own. [`TopkLoss::forward_backward_with`] takes the working memory from
-    /// the caller instead (the same bits).
+    /// allocates its own. The memory kept is that of the largest batch seen (per float type)
+    /// and lives as long as the loss; [`TopkLoss::forward_backward_with`] takes the working
+    /// memory from the caller instead (the same bits).
     pub fn forward_backward<F: Real>(
         &self,
         logits: &[F],

@@ -598,7 +598,7 @@ fn top1_and_mixture_lanes<F: Real, const R: usize>(
         }
     }
     // `loss::mixture_finish` per lane, in two halves around the logarithms, which the eight
-    // lanes take together (`Real::ln_lanes`: the bits of `ln`).
+    // lanes take together (`Real::ln_lanes`: the bits of `Real::loss_ln`).
     let mut clamped = [F::zero(); LANES];
     let mut label_logits = [F::zero(); LANES];
     for lane in 0..LANES {

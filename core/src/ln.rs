@@ -1,8 +1,10 @@
-//! libm's single-precision logarithm (`libm::logf`, FreeBSD's `e_logf.c`) for eight values at
-//! once, as straight-line arithmetic so that the loop over the values vectorises: the same
-//! bits as `libm::logf` for every positive normal finite argument (a test compares every
-//! 97th f32 bit pattern of that range); any other argument (0, negative, subnormal, ∞, NaN)
-//! in the eight sends all eight through `libm::logf`.
+//! libm's single-precision logarithm (`libm::logf` 0.2.16, FreeBSD's `e_logf.c`) compiled
+//! into this crate as straight-line arithmetic, for one value ([`logf`]) or eight at once
+//! ([`logf_lanes`], whose loop vectorises): the same bits as `libm::logf` for every positive
+//! normal finite argument (a test compares every 97th f32 bit pattern of that range), and
+//! `libm::logf` itself for any other argument (0, negative, subnormal, ∞, NaN). The loss's
+//! one-row and lane paths both take their logarithms from here, so they agree bit for bit
+//! whatever libm version a build resolves.
 //!
 //! Method (Sun Microsystems 1993): `x = 2ᵏ·(1 + f)` with `1 + f` in [√2/2, √2],
 //! `s = f/(2 + f)`, `ln(1 + f) = f − f²/2 + s·(f²/2 + R(s²))` with the degree-4 polynomial
@@ -38,13 +40,25 @@ fn logf_positive_normal(x: f32) -> f32 {
     s * (hfsq + r) + dk * LN2_LO - hfsq + f + dk * LN2_HI
 }
 
-/// `libm::logf` of each of eight values, in place.
+/// The natural logarithm: [`logf_positive_normal`] for positive normal finite `x`, else
+/// `libm::logf` (0, negative, subnormal, ∞, NaN).
+#[inline(always)]
+pub(crate) fn logf(x: f32) -> f32 {
+    // (e_logf.c returns +0 for 1 before its arithmetic, which gives +0 there too: the test
+    // checks 1.)
+    if x.is_normal() && x > 0.0 {
+        logf_positive_normal(x)
+    } else {
+        libm::logf(x)
+    }
+}
+
+/// [`logf`] of each of eight values, in place: the eight at once where all are positive
+/// normal finite numbers, else one by one.
 #[inline(always)]
 pub(crate) fn logf_lanes(values: &mut [f32; 8]) {
     let mut ordinary = true;
     for &x in values.iter() {
-        // Positive normal finite. (e_logf.c returns +0 for 1 before its arithmetic, which
-        // gives +0 there too: the test checks 1.)
         ordinary &= x.is_normal() && x > 0.0;
     }
     if ordinary {
@@ -53,14 +67,14 @@ pub(crate) fn logf_lanes(values: &mut [f32; 8]) {
         }
     } else {
         for x in values.iter_mut() {
-            *x = libm::logf(*x);
+            *x = logf(*x);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{logf_lanes, logf_positive_normal};
+    use super::{logf, logf_lanes, logf_positive_normal};
 
     /// Every 97th bit pattern of the positive normal floats (and 1, the extremes): the bits
     /// of `libm::logf`.
@@ -92,7 +106,8 @@ mod tests {
         }
     }
 
-    /// Eight values with a special one among them: all eight still get libm's bits.
+    /// Eight values with a special one among them: all eight still get libm's bits, one by
+    /// one too.
     #[test]
     fn special_arguments_take_libm() {
         for special in [0.0f32, -0.0, -1.0, 1e-40, f32::INFINITY, f32::NAN] {
@@ -100,6 +115,10 @@ mod tests {
                 let mut values = [0.25f32, 1.0, 3.0, 1e-7, 0.999_999_8, 7.5, 1e30, 2.0];
                 values[position] = special;
                 let expected = values.map(libm::logf);
+                assert!(values
+                    .iter()
+                    .zip(&expected)
+                    .all(|(&x, e)| logf(x).to_bits() == e.to_bits() || e.is_nan()));
                 logf_lanes(&mut values);
                 for (got, want) in values.iter().zip(&expected) {
                     assert!(

@@ -439,7 +439,7 @@ pub(crate) fn mixture<F: Real>(
         let (maximum, sum) = softmax_unchecked(selected, probabilities);
         // log Σ exp s′ enters only the cross-entropy term (one `ln` saved in the other modes).
         if mode == Top1Mode::SoftmaxCrossEntropy {
-            log_partition = maximum + sum.ln();
+            log_partition = maximum + sum.loss_ln();
         }
     }
     let label_probability = if mode == Top1Mode::Softmax {
@@ -469,7 +469,13 @@ pub(crate) fn mixture_finish<F: Real>(
     label_logit: F,
 ) -> (F, F) {
     let clamped = mixture_clamped(config, q, label_probability);
-    mixture_from_log(config, clamped, clamped.ln(), log_partition, label_logit)
+    mixture_from_log(
+        config,
+        clamped,
+        clamped.loss_ln(),
+        log_partition,
+        label_logit,
+    )
 }
 
 /// The clamped mixture `c = q′·(1 − 2·10⁻⁷) + 10⁻⁷`, with `q′ = q + P_K[1]·p_label` in `sm`

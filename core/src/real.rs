@@ -54,13 +54,21 @@ pub trait Real:
     }
     /// Natural logarithm.
     fn ln(self) -> Self;
-    /// [`Real::ln`] of eight values in place, the same bits; computed for the eight at once
-    /// where the type allows.
+    /// The loss's logarithm: [`Real::ln`]'s value, from code compiled into this crate where
+    /// the type has it (f32: libm's `logf` algorithm in `ln.rs`), so that the one-row and
+    /// lane paths agree bit for bit whatever libm version a build resolves.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn loss_ln(self) -> Self {
+        self.ln()
+    }
+    /// [`Real::loss_ln`] of eight values in place, the same bits; computed for the eight at
+    /// once where the type allows.
     #[doc(hidden)]
     #[inline(always)]
     fn ln_lanes(values: &mut [Self; 8]) {
         for value in values.iter_mut() {
-            *value = value.ln();
+            *value = value.loss_ln();
         }
     }
     /// `self` raised to a real power.
@@ -184,6 +192,10 @@ impl Real for f32 {
     #[inline(always)]
     fn ln(self) -> Self {
         libm::logf(self)
+    }
+    #[inline(always)]
+    fn loss_ln(self) -> Self {
+        crate::ln::logf(self)
     }
     #[inline(always)]
     fn ln_lanes(values: &mut [Self; 8]) {

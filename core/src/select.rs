@@ -674,12 +674,14 @@ fn dense_insertion<F: Real, const TIES_HIGH: bool>(
 }
 
 /// A guess, carried from one row of a batch to the next, of a value that a few more than
-/// `count` entries of the next row reach: the previous row's `count`-th largest (excluding
-/// its label) less the spread between it and that row's middle selected entry. Where the
-/// guess holds, the row is read once, its candidates listed straight away (no bound pass):
-/// for rows of similar scale, as the rows of one batch of logits are. Where too few reach
-/// it, a lower second guess is tried; where that fails too, or too many reach a guess, the
-/// row runs the unhinted selection. The next guess comes from the row's selection. The result is the same either way: the hint only decides how it is found.
+/// `count` entries of the next row reach: the previous row's `count`-th largest (its label
+/// left out) less ¾ of the spread between it and that row's middle selected entry (no guess
+/// for selections of fewer than 8). Where the guess holds, the row is read once, its
+/// candidates listed straight away (no bound pass): for rows of similar scale, as the rows of
+/// one batch of logits are. Where too few reach it, a lower second guess is tried; where that
+/// fails too, or too many reach a guess, the row runs the unhinted selection. The next guess
+/// comes from the row's selection. The result is the same either way: the hint only decides
+/// how it is found.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SelectionHint {
     /// NaN: no guess.

@@ -27,9 +27,10 @@
 //!    first `count` ranks are the output.
 //!
 //! In the loss's batch path, a row may start from a guess carried over from the previous row
-//! ([`crate::select::SelectionHint`]): where `count` to 64 entries reach it (else a lower
-//! second guess is tried), steps 1–2 (or the long rows' bound pass) are left out, and the row
-//! is read once. With normal logits 87 % of the rows keep the first guess. In alternating runs
+//! ([`crate::select::SelectionHint`]): where `count` (besides the skipped entry) to 64 (the
+//! skipped one included) entries reach it, steps 1–2 (or the long rows' bound pass) are left
+//! out, and the row is read once; where too few reach it, a lower second guess is tried; where
+//! more than 64 reach either, the steps above run. With normal logits 87 % of the rows keep the first guess. In alternating runs
 //! of the loss (SoftSort, batch 128, m = 16, one thread), the guess with the ranking's no-tie
 //! pass and the long rows' sparse listing below took n = 100 from 42.3–42.7 to 37.7–44.5 µs
 //! and n = 1000 from 75.3–76.4 to 66.2–66.9 µs (commit `b54717c`).
@@ -271,11 +272,11 @@ unsafe fn select_at_or_above<const TIES_HIGH: bool, const CHECK: bool>(
 ) -> FromBound {
     let count = out.len();
     let mut candidates = Candidates::<{ BOUNDED + OVERRUN }>::new();
-    // Short rows list the values with the positions (a few dozen of a hundred qualify); long
-    // rows only the positions, the few values read back afterwards.
+    // Short rows list every block (most hold a candidate); long rows note each block's
+    // comparison first and compress only the blocks that hold one.
     let short = values.len() < SHORT_LISTING;
     let listed = if short {
-        candidates.list_at_or_above::<false, true, CHECK>(values, &[], bound, capacity, check)
+        candidates.list_at_or_above::<false, CHECK>(values, &[], bound, capacity, check)
     } else {
         candidates.list_sparse_at_or_above::<CHECK>(values, bound, capacity, check)
     };
@@ -323,9 +324,10 @@ const HINTED: usize = 64;
 ///
 /// `hint` carries a guess from the previous row of a batch (see
 /// [`crate::select::SelectionHint`]): where at least `out.len()` entries besides `skip`, and
-/// at most 64, reach it, the row is read once, listing those entries, and they are ranked;
-/// else the row takes the steps of the module docs. The indices are the same either way.
-/// The hint is then updated from this row's selection.
+/// at most 64 with it, reach it, the row is read once, listing those entries, and they are
+/// ranked; where too few reach it, its lower second guess is tried the same way; else the row
+/// takes the steps of the module docs. The indices are the same either way. The hint is then
+/// updated from this row's selection (reset where the row is declined or out of range).
 ///
 /// # Safety
 /// The CPU must support AVX2 and POPCNT.
@@ -366,7 +368,10 @@ pub(crate) unsafe fn largest_indices_within(
                 return Outcome::Selected;
             }
             FromBound::TooFew | FromBound::TooMany => {}
-            FromBound::OutOfRange => return Outcome::OutOfRange,
+            FromBound::OutOfRange => {
+                *hint = crate::select::SelectionHint::NONE;
+                return Outcome::OutOfRange;
+            }
         }
     }
     let outcome = select_checked::<false, true>(values, skip, out, limit);
@@ -495,19 +500,14 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
         }
     }
 
-    /// Lists the entries of `values` at or above `threshold` (their reported index:
-    /// `indices[p]` with `WITH_INDICES`, else p; their values only `WITH_VALUES`); `false`
-    /// when more than `capacity` qualify. Branch-free per block (a compress permutation and a
-    /// whole-register store each time, the length advancing by the mask's population count):
-    /// which blocks hold candidates is a coin toss a branch would mispredict. A long row's
-    /// pass lists positions only (one permutation and one store per block; the few
-    /// candidates' values are read back afterwards). Needs `capacity + OVERRUN` slots.
+    /// Lists the entries of `values` at or above `threshold`, their values and reported
+    /// indices (`indices[p]` with `WITH_INDICES`, else p); `false` when more than `capacity`
+    /// qualify. Branch-free per block (a compress permutation and whole-register stores each
+    /// time, the length advancing by the mask's population count): which blocks hold
+    /// candidates is a coin toss a branch would mispredict. (Long rows, where most blocks hold
+    /// none, take [`Self::list_sparse_at_or_above`].) Needs `capacity + OVERRUN` slots.
     #[inline(always)]
-    unsafe fn list_at_or_above<
-        const WITH_INDICES: bool,
-        const WITH_VALUES: bool,
-        const CHECK: bool,
-    >(
+    unsafe fn list_at_or_above<const WITH_INDICES: bool, const CHECK: bool>(
         &mut self,
         values: &[f32],
         indices: &[u32],
@@ -541,12 +541,10 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
                 } else {
                     positions
                 };
-                if WITH_VALUES {
-                    _mm256_storeu_ps(
-                        listed_values.add(listed),
-                        _mm256_permutevar8x32_ps(block_values, permutation),
-                    );
-                }
+                _mm256_storeu_ps(
+                    listed_values.add(listed),
+                    _mm256_permutevar8x32_ps(block_values, permutation),
+                );
                 _mm256_storeu_si256(
                     listed_indices.add(listed).cast(),
                     _mm256_permutevar8x32_epi32(block_indices, permutation),
@@ -562,9 +560,7 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
                 return false;
             }
             if value >= threshold {
-                if WITH_VALUES {
-                    listed_values.add(listed).write(value);
-                }
+                listed_values.add(listed).write(value);
                 let index = if WITH_INDICES {
                     indices[position]
                 } else {
@@ -870,14 +866,14 @@ unsafe fn select_among<const TIES_HIGH: bool>(
     let count = out.len();
     let mut candidates = Candidates::<{ LISTED + OVERRUN }>::new();
     let listed = match indices {
-        Some(indices) => candidates.list_at_or_above::<true, true, false>(
+        Some(indices) => candidates.list_at_or_above::<true, false>(
             values,
             indices,
             threshold,
             LISTED,
             &mut RangeCheck::new(f32::INFINITY),
         ),
-        None => candidates.list_at_or_above::<false, true, false>(
+        None => candidates.list_at_or_above::<false, false>(
             values,
             &[],
             threshold,

@@ -100,7 +100,8 @@ impl<F: Real> RowBuffers<F> {
 /// and gives them back when it returns; a call that finds them taken (another thread's call
 /// in flight) works with a workspace of its own, as before. So the second and later calls of
 /// a training loop allocate nothing, without a workspace argument. Results never depend on
-/// whether a call found them (a workspace carries no state between calls).
+/// whether a call found them: a workspace's contents never change a result (it carries only
+/// the selection's guess, which affects the speed alone).
 pub(crate) struct KeptWorkspaces {
     #[cfg(target_has_atomic = "8")]
     taken: core::sync::atomic::AtomicBool,
@@ -113,6 +114,12 @@ pub(crate) struct KeptWorkspaces {
 // SAFETY: the workspaces are reached only by the call that set `taken` (an acquire exchange)
 // until it clears it (a release store); `Workspace` is `Send`.
 unsafe impl Sync for KeptWorkspaces {}
+
+// A panic inside a call leaves nothing half-updated that a later call could observe: the flag
+// is cleared on unwind, and a workspace's contents never change a result. (Without these,
+// the `UnsafeCell`s would make `&TopkLoss` lose `UnwindSafe`.)
+impl core::panic::UnwindSafe for KeptWorkspaces {}
+impl core::panic::RefUnwindSafe for KeptWorkspaces {}
 
 impl KeptWorkspaces {
     /// None kept yet.

@@ -240,3 +240,17 @@ fn concurrent_calls_of_one_loss_give_the_same_bits() {
         });
     }
 }
+
+/// The loss keeps the auto traits it had before it kept working memory: it can be shared
+/// between threads and used inside `catch_unwind`.
+#[test]
+fn the_loss_stays_send_sync_and_unwind_safe() {
+    fn check<T: Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+    check::<TopkLoss>();
+    let losses = losses();
+    let loss = &losses[0];
+    let classes = loss.config().classes();
+    let x = logits(3 * classes, 5);
+    let result = std::panic::catch_unwind(|| loss.forward_backward(&x, &[0, 1, 2], None));
+    assert!(result.unwrap().is_ok());
+}
