@@ -689,6 +689,13 @@ pub(crate) struct SelectionHint {
     /// A lower second guess, for a row that too few entries reach the first for (NaN with
     /// the first): the previous row's lowest selected entry less three times the margin.
     pub(crate) lower: f32,
+    /// Rows still to select without guessing: where both guesses miss, the next 1, then 2,
+    /// 4, … 16 rows (after consecutive misses) take the unhinted steps at once, so that rows
+    /// whose scales vary too much for a guess pay for a missed pass on one row in up to 17.
+    pub(crate) skip: u8,
+    /// The rows the last miss skipped (doubled at the next miss, up to 16; 0 after a guess that
+    /// held).
+    pub(crate) backoff: u8,
 }
 
 impl SelectionHint {
@@ -697,7 +704,33 @@ impl SelectionHint {
     pub(crate) const NONE: Self = Self {
         bound: f32::NAN,
         lower: f32::NAN,
+        skip: 0,
+        backoff: 0,
     };
+
+    /// Whether this row should start from the guess (there is one and no miss asks to skip
+    /// it); counts a skipped row.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn take(&mut self) -> bool {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        !self.bound.is_nan()
+    }
+
+    /// Records whether a row's guesses held (see `skip`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn record(&mut self, held: bool) {
+        if held {
+            self.backoff = 0;
+        } else {
+            self.backoff = (self.backoff * 2).clamp(1, MAX_SKIPPED_ROWS);
+            self.skip = self.backoff;
+        }
+    }
 
     /// The next guess from a row's selection `out` (in rank order) over `values`. (Only the
     /// AVX2 selection takes a hint.)
@@ -705,7 +738,7 @@ impl SelectionHint {
     #[inline(always)]
     pub(crate) fn update(&mut self, values: &[f32], out: &[u32]) {
         let count = out.len();
-        *self = Self::NONE;
+        (self.bound, self.lower) = (f32::NAN, f32::NAN);
         if count < HINTED_MIN_COUNT {
             return;
         }
@@ -723,6 +756,8 @@ impl SelectionHint {
 /// or 5 of 37–1000 uniform entries the guess held for half the rows, and a guess that fails
 /// costs a pass over the row).
 const HINTED_MIN_COUNT: usize = 8;
+/// The most rows skipped after consecutive missed guesses.
+const MAX_SKIPPED_ROWS: u8 = 16;
 /// The guess's distance below the previous row's lowest selected entry, in units of that
 /// row's spread between its middle and lowest selected entries.
 const HINT_MARGIN: f32 = 0.75;
@@ -731,6 +766,33 @@ const HINT_MARGIN: f32 = 0.75;
 mod tests {
     use super::rank_threshold;
     use crate::Real;
+
+    /// After consecutive missed guesses the hint sits out 1, 2, 4, 8, 16, 16, … rows; a guess
+    /// that holds resets that; without a guess there is nothing to take.
+    #[test]
+    fn missed_guesses_back_off() {
+        let mut hint = super::SelectionHint::NONE;
+        assert!(!hint.take());
+        hint.update(
+            &[5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.25],
+            &[0, 1, 2, 3, 4, 5, 6, 7],
+        );
+        assert!(hint.bound < 0.5 && hint.lower < hint.bound);
+        let mut skipped = alloc::vec::Vec::new();
+        for _ in 0..7 {
+            assert!(hint.take());
+            hint.record(false);
+            let mut rows = 0;
+            while !hint.take() {
+                rows += 1;
+            }
+            skipped.push(rows);
+        }
+        assert_eq!(skipped, [1, 2, 4, 8, 16, 16, 16]);
+        hint.record(true);
+        hint.record(false);
+        assert!(!hint.take() && hint.take());
+    }
 
     /// The count-th largest value (without `skip`) by sorting, and whether exactly `count` are
     /// at or above it.
