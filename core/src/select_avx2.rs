@@ -521,8 +521,6 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
     ) -> bool {
         assert!(capacity + OVERRUN <= SLOTS);
         assert!(!WITH_INDICES || indices.len() >= values.len());
-        let listed_values = self.values.as_mut_ptr().cast::<f32>();
-        let listed_indices = self.indices.as_mut_ptr().cast::<u32>();
         let bound = _mm256_set1_ps(threshold);
         let blocks = values.len() / 8;
         let mut positions = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -538,39 +536,71 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
                 let block_values = _mm256_loadu_ps(values.as_ptr().add(block * 8));
                 check.block(block_values);
                 let mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(block_values, bound));
-                let permutation =
-                    _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(COMPRESS[mask as usize] as i64));
                 let block_indices = if WITH_INDICES {
                     _mm256_loadu_si256(indices.as_ptr().add(block * 8).cast())
                 } else {
                     positions
                 };
-                _mm256_storeu_ps(
-                    listed_values.add(listed),
-                    _mm256_permutevar8x32_ps(block_values, permutation),
-                );
-                _mm256_storeu_si256(
-                    listed_indices.add(listed).cast(),
-                    _mm256_permutevar8x32_epi32(block_indices, permutation),
-                );
-                listed += mask.count_ones() as usize;
+                listed = self.push_block(listed, block_values, block_indices, mask);
                 positions = _mm256_add_epi32(positions, eight);
             }
             first += 8;
         }
-        check.tail(&values[blocks * 8..]);
-        for (position, &value) in values.iter().enumerate().skip(blocks * 8) {
+        self.finish_listing::<WITH_INDICES, CHECK>(
+            values, indices, threshold, capacity, listed, check,
+        )
+    }
+
+    /// Appends the lanes of `block_values` (reported as those of `block_indices`) set in
+    /// `mask` at slot `listed`, in lane order, by a compress permutation and whole-register
+    /// stores (8 slots written); returns the new length.
+    #[inline(always)]
+    unsafe fn push_block(
+        &mut self,
+        listed: usize,
+        block_values: __m256,
+        block_indices: __m256i,
+        mask: i32,
+    ) -> usize {
+        let permutation = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(COMPRESS[mask as usize] as i64));
+        _mm256_storeu_ps(
+            self.values.as_mut_ptr().cast::<f32>().add(listed),
+            _mm256_permutevar8x32_ps(block_values, permutation),
+        );
+        _mm256_storeu_si256(
+            self.indices.as_mut_ptr().cast::<u32>().add(listed).cast(),
+            _mm256_permutevar8x32_epi32(block_indices, permutation),
+        );
+        listed + mask.count_ones() as usize
+    }
+
+    /// The end of a listing with `listed` entries so far: the entries past the last whole
+    /// block (and the range check's look at them), then the length; `false` when more than
+    /// `capacity` qualify.
+    #[inline(always)]
+    unsafe fn finish_listing<const WITH_INDICES: bool, const CHECK: bool>(
+        &mut self,
+        values: &[f32],
+        indices: &[u32],
+        threshold: f32,
+        capacity: usize,
+        mut listed: usize,
+        check: &mut RangeCheck<CHECK>,
+    ) -> bool {
+        let whole = values.len() / 8 * 8;
+        check.tail(&values[whole..]);
+        for (position, &value) in values.iter().enumerate().skip(whole) {
             if listed > capacity {
                 return false;
             }
             if value >= threshold {
-                listed_values.add(listed).write(value);
+                self.values[listed] = MaybeUninit::new(value);
                 let index = if WITH_INDICES {
                     indices[position]
                 } else {
                     position as u32
                 };
-                listed_indices.add(listed).write(index);
+                self.indices[listed] = MaybeUninit::new(index);
                 listed += 1;
             }
         }
@@ -593,8 +623,6 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
     ) -> bool {
         const STRETCH: usize = 128;
         assert!(capacity + OVERRUN <= SLOTS);
-        let listed_values = self.values.as_mut_ptr().cast::<f32>();
-        let listed_indices = self.indices.as_mut_ptr().cast::<u32>();
         let bound = _mm256_set1_ps(threshold);
         let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         let pointer = values.as_ptr();
@@ -624,37 +652,15 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
                         return false;
                     }
                     let block = start + offset;
-                    let mask = masks[offset];
-                    let permutation =
-                        _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(COMPRESS[mask as usize] as i64));
                     let block_values = _mm256_loadu_ps(pointer.add(block * 8));
                     let positions = _mm256_add_epi32(lanes, _mm256_set1_epi32((block * 8) as i32));
-                    _mm256_storeu_ps(
-                        listed_values.add(listed),
-                        _mm256_permutevar8x32_ps(block_values, permutation),
-                    );
-                    _mm256_storeu_si256(
-                        listed_indices.add(listed).cast(),
-                        _mm256_permutevar8x32_epi32(positions, permutation),
-                    );
-                    listed += mask.count_ones() as usize;
+                    listed =
+                        self.push_block(listed, block_values, positions, i32::from(masks[offset]));
                 }
             }
             start += stretch;
         }
-        check.tail(&values[blocks * 8..]);
-        for (position, &value) in values.iter().enumerate().skip(blocks * 8) {
-            if listed > capacity {
-                return false;
-            }
-            if value >= threshold {
-                listed_values.add(listed).write(value);
-                listed_indices.add(listed).write(position as u32);
-                listed += 1;
-            }
-        }
-        self.len = listed;
-        listed <= capacity
+        self.finish_listing::<false, CHECK>(values, &[], threshold, capacity, listed, check)
     }
 
     /// The listed indices.
@@ -926,16 +932,17 @@ unsafe fn rank_candidates<const TIES_HIGH: bool>(
     // equal to it unless an equal candidate comes first in tie order: the counts sum to
     // 0 + 1 + … + (len − 1) exactly where no two candidates are equal, and they are the ranks
     // then. (The NaN padding lanes count 0.)
+    let others = &candidate_values[..len];
     let total = match padded / 8 {
-        1 => strictly_larger_counts::<1>(candidate_values, len, &mut ranks),
-        2 => strictly_larger_counts::<2>(candidate_values, len, &mut ranks),
-        3 => strictly_larger_counts::<3>(candidate_values, len, &mut ranks),
-        4 => strictly_larger_counts::<4>(candidate_values, len, &mut ranks),
-        5 => strictly_larger_counts::<5>(candidate_values, len, &mut ranks),
+        1 => counts_against::<1>(candidate_values, others, &mut ranks),
+        2 => counts_against::<2>(candidate_values, others, &mut ranks),
+        3 => counts_against::<3>(candidate_values, others, &mut ranks),
+        4 => counts_against::<4>(candidate_values, others, &mut ranks),
+        5 => counts_against::<5>(candidate_values, others, &mut ranks),
         // (More than 40 candidates: rare, a block at a time.)
         _ => (0..padded).step_by(8).fold(0, |total, first| {
             let own = &candidate_values[first..first + 8];
-            total + counts_against::<1>(own, &candidate_values[..len], &mut ranks[first..])
+            total + counts_against::<1>(own, others, &mut ranks[first..])
         }),
     };
     if total as usize == len * (len - 1) / 2 {
@@ -982,19 +989,8 @@ unsafe fn rank_candidates<const TIES_HIGH: bool>(
     place_ranked(&ranks[..len], candidate_indices, out);
 }
 
-/// For each of the first `8·B` candidates, how many of the first `len` are strictly larger,
-/// into `ranks`; returns their sum.
-#[inline(always)]
-unsafe fn strictly_larger_counts<const B: usize>(
-    candidate_values: &[f32],
-    len: usize,
-    ranks: &mut [MaybeUninit<i32>],
-) -> i32 {
-    counts_against::<B>(&candidate_values[..8 * B], &candidate_values[..len], ranks)
-}
-
-/// For each entry of `own` (`8·B` values), how many of `others` are strictly larger, into
-/// `counts`; returns their sum. The `B` blocks take each broadcast of an other together.
+/// For each of the first `8·B` entries of `own`, how many of `others` are strictly larger,
+/// into `counts`; returns their sum. The `B` blocks take each broadcast of an other together.
 #[inline(always)]
 unsafe fn counts_against<const B: usize>(
     own: &[f32],
