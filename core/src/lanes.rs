@@ -391,8 +391,11 @@ fn loss_lanes_body<F: Real, const R: usize>(
             n,
         );
     if transposed {
+        // The group's rows are contiguous: one fill for all of them.
+        gradient[..rows * classes]
+            .iter_mut()
+            .for_each(|g| *g = F::zero());
         for (lane, row_gradient) in gradient.chunks_exact_mut(classes).take(rows).enumerate() {
-            row_gradient.iter_mut().for_each(|g| *g = F::zero());
             let selection = &buffers.selection[lane * n..(lane + 1) * n];
             let scaled = &buffers.gradient_rows[lane * n..(lane + 1) * n];
             for (&class, &value) in selection.iter().zip(scaled) {
