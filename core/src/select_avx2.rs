@@ -44,8 +44,8 @@
 //!
 //! Long rows (n ≥ 32·(count + 1)) first keep only the entries at or above a lower bound from the
 //! maxima of 64 groups (see [`group_maxima_bound`]), typically a few dozen of 1000, and select
-//! among those; the listing of a long row ([`Candidates::list_sparse_at_or_above`]) gathers
-//! eight blocks' comparison masks in one word and lists each set bit on its own.
+//! among those; the listing of a long row ([`Candidates::list_sparse_at_or_above`]) first
+//! keeps one comparison mask per block and then compresses only the blocks with a candidate.
 //! NaN entries are never selected (the portable code places them somewhere unspecified);
 //! infinite entries are ranked like any other. What this path does not handle
 //! (a bound of −∞, where fewer than `count` (+1 with a skip) entries lie above −∞; an infinite
@@ -56,11 +56,12 @@ use core::mem::MaybeUninit;
 
 use core::arch::x86_64::{
     __m256, __m256i, _mm256_add_epi32, _mm256_and_si256, _mm256_blendv_ps, _mm256_castps_si256,
-    _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmpgt_epi32, _mm256_cvtepu8_epi32, _mm256_loadu_ps,
-    _mm256_loadu_si256, _mm256_max_epu32, _mm256_max_ps, _mm256_min_ps, _mm256_movemask_ps,
-    _mm256_permutevar8x32_epi32, _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_set1_ps,
-    _mm256_setr_epi32, _mm256_setzero_ps, _mm256_setzero_si256, _mm256_storeu_ps,
-    _mm256_storeu_si256, _mm256_sub_epi32, _mm_cvtsi64_si128, _CMP_GE_OQ, _CMP_GT_OQ,
+    _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmpeq_epi8, _mm256_cmpgt_epi32,
+    _mm256_cvtepu8_epi32, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_max_epu32, _mm256_max_ps,
+    _mm256_min_ps, _mm256_movemask_epi8, _mm256_movemask_ps, _mm256_permutevar8x32_epi32,
+    _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32,
+    _mm256_setzero_ps, _mm256_setzero_si256, _mm256_storeu_ps, _mm256_storeu_si256,
+    _mm256_sub_epi32, _mm_cvtsi64_si128, _CMP_GE_OQ, _CMP_GT_OQ,
 };
 
 // The portable threshold selection's largest count: the same limit here.
@@ -608,13 +609,10 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
     }
 
     /// [`Self::list_at_or_above`] (positions and values) for long rows, where most blocks
-    /// hold no candidate: the comparison masks of eight blocks (load, compare, mask: no
-    /// compress) go into one 64-bit word, then each set bit is listed on its own (a bit scan,
-    /// one load, two stores), the value read again from the row (in L1: at most 256 bytes
-    /// back). Where the word's bits would take the list past `capacity`, it stops there
-    /// (`false`). (Compressing each block with a candidate instead, as the short listing
-    /// does, took SoftSort at n = 1000, m = 16 60.4 µs against 54.3; at n = 100, where a
-    /// quarter of the entries are listed, the compress is the faster: 33.8 against 34.3.)
+    /// hold no candidate: a first pass over a stretch of up to `STRETCH` blocks keeps one
+    /// comparison mask per block (load, compare, mask: no compress), then only the blocks
+    /// with a candidate are read again and compressed, found 32 at a time from the masks
+    /// (one byte compare and a bit scan). Needs `capacity + OVERRUN` slots.
     #[inline(always)]
     unsafe fn list_sparse_at_or_above<const CHECK: bool>(
         &mut self,
@@ -623,31 +621,42 @@ impl<const SLOTS: usize> Candidates<SLOTS> {
         capacity: usize,
         check: &mut RangeCheck<CHECK>,
     ) -> bool {
+        const STRETCH: usize = 128;
         assert!(capacity + OVERRUN <= SLOTS);
         let bound = _mm256_set1_ps(threshold);
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         let pointer = values.as_ptr();
         let blocks = values.len() / 8;
+        let mut masks = [0u8; STRETCH];
         let mut listed = 0usize;
         let mut start = 0;
         while start < blocks {
-            // Eight blocks' masks into one 64-bit word, then each set bit listed on its own.
-            let stretch = (blocks - start).min(8);
-            let mut bits = 0u64;
-            for offset in 0..stretch {
+            let stretch = (blocks - start).min(STRETCH);
+            for (offset, mask) in masks[..stretch].iter_mut().enumerate() {
                 let block_values = _mm256_loadu_ps(pointer.add((start + offset) * 8));
                 check.block(block_values);
-                let mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(block_values, bound));
-                bits |= u64::from(mask as u8) << (8 * offset);
+                *mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(block_values, bound)) as u8;
             }
-            if listed + bits.count_ones() as usize > capacity {
-                return false;
-            }
-            while bits != 0 {
-                let position = start * 8 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                self.values[listed] = MaybeUninit::new(*pointer.add(position));
-                self.indices[listed] = MaybeUninit::new(position as u32);
-                listed += 1;
+            // (A shorter last stretch: the masks past it up to a whole word are zero.)
+            masks[stretch..stretch.next_multiple_of(32)]
+                .iter_mut()
+                .for_each(|mask| *mask = 0);
+            for word in 0..stretch.div_ceil(32) {
+                let bytes = _mm256_loadu_si256(masks.as_ptr().add(word * 32).cast());
+                let empty = _mm256_cmpeq_epi8(bytes, _mm256_setzero_si256());
+                let mut hit = !(_mm256_movemask_epi8(empty) as u32);
+                while hit != 0 {
+                    let offset = word * 32 + hit.trailing_zeros() as usize;
+                    hit &= hit - 1;
+                    if listed > capacity {
+                        return false;
+                    }
+                    let block = start + offset;
+                    let block_values = _mm256_loadu_ps(pointer.add(block * 8));
+                    let positions = _mm256_add_epi32(lanes, _mm256_set1_epi32((block * 8) as i32));
+                    listed =
+                        self.push_block(listed, block_values, positions, i32::from(masks[offset]));
+                }
             }
             start += stretch;
         }
