@@ -1,0 +1,92 @@
+//! Times one configuration of the batch loss (forward + backward, f32, one thread) in chunks of
+//! 100 calls and prints the best chunk's time per call: a figure for comparing two builds in
+//! alternating runs on a noisy machine, and a steady loop to run under `perf record`.
+//!
+//! `cargo run --release -p difftopk-core --example profile_loss -- METHOD N M [CALLS]`
+//!
+//! METHOD is `splitter_selection`, `odd_even`, `bitonic`, `bitonic_any_size`, `softsort` or
+//! `neuralsort`; M is a number (the preselection) or `all`; CALLS is 20 000 by default. The
+//! environment variable `BATCH` sets the batch (128 by default: batch 4096 puts the logits
+//! beyond L2, where a change can behave otherwise). The settings are those of `bench_loss`:
+//! logistic_phi λ = ½, β = 1, P_K = [.5, 0, 0, 0, .5], `sm`, labels `(row · 7919) mod N`.
+
+use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
+use std::time::Instant;
+
+fn random_logits(count: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // approximately normal: sum of 4 uniforms, times 2√3
+            let mut s = 0.0f32;
+            for shift in [0, 16, 32, 48] {
+                s += ((state >> shift) & 0xFFFF) as f32 / 65535.0;
+            }
+            (s - 2.0) * 2.0 * 1.732
+        })
+        .collect()
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: profile_loss METHOD N M [CALLS]   (M a number or `all`; BATCH=... sets the batch)"
+    );
+    std::process::exit(2)
+}
+
+fn main() -> Result<(), difftopk_core::Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 3 {
+        usage();
+    }
+    let method = match args[0].as_str() {
+        "splitter_selection" => Method::SplitterSelection,
+        "odd_even" => Method::OddEven,
+        "bitonic" => Method::Bitonic,
+        "bitonic_any_size" => Method::BitonicAnySize,
+        "softsort" => Method::SoftSort,
+        "neuralsort" => Method::NeuralSort,
+        _ => usage(),
+    };
+    let n: usize = args[1].parse().unwrap_or_else(|_| usage());
+    let m: Option<usize> = match args[2].as_str() {
+        "all" => None,
+        value => Some(value.parse().unwrap_or_else(|_| usage())),
+    };
+    let calls: usize = match args.get(3) {
+        Some(value) => value.parse().unwrap_or_else(|_| usage()),
+        None => 20_000,
+    };
+    let batch: usize = match std::env::var("BATCH") {
+        Ok(value) => value.parse().unwrap_or_else(|_| usage()),
+        Err(_) => 128,
+    };
+    let logits = random_logits(batch * n, 1);
+    let labels: Vec<usize> = (0..batch).map(|row| (row * 7919) % n).collect();
+    let mut gradient = vec![0f32; batch * n];
+    let config = TopkLossConfig::new(method, n, &[0.5, 0.0, 0.0, 0.0, 0.5])?
+        .with_relaxation(Relaxation::LogisticPhi { lambda: 0.5 })?
+        .with_inverse_temperature(1.0)?
+        .with_preselection(m)?
+        .with_top1_mode(Top1Mode::Softmax);
+    let loss = TopkLoss::new(config)?;
+    let mut total = 0.0f32;
+    let mut best = f64::INFINITY;
+    for _ in 0..calls.div_ceil(100) {
+        let start = Instant::now();
+        for _ in 0..100 {
+            total += loss.forward_backward(&logits, &labels, Some(&mut gradient))?;
+        }
+        best = best.min(start.elapsed().as_secs_f64() * 1e6 / 100.0);
+    }
+    println!(
+        "{} n={n} m={} batch={batch}: {best:.1} µs per call (best of {} chunks of 100; loss sum {total})",
+        args[0],
+        args[2],
+        calls.div_ceil(100)
+    );
+    Ok(())
+}
