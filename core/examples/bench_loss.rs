@@ -11,6 +11,9 @@ use difftopk_core::{
 };
 use std::time::Instant;
 
+mod support;
+use support::random_logits;
+
 /// PyTorch reference, batch 128, one thread, milliseconds (spec/reference-timings.md).
 fn reference_ms(method: Method, n: usize, m: Option<usize>) -> Option<f64> {
     let column = match method {
@@ -28,23 +31,6 @@ fn reference_ms(method: Method, n: usize, m: Option<usize>) -> Option<f64> {
         _ => return None,
     };
     Some(row[column])
-}
-
-fn random_logits(count: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            // approximately normal: sum of 4 uniforms, times 2
-            let mut s = 0.0f32;
-            for shift in [0, 16, 32, 48] {
-                s += ((state >> shift) & 0xFFFF) as f32 / 65535.0;
-            }
-            (s - 2.0) * 2.0 * 1.732
-        })
-        .collect()
 }
 
 fn median_us(mut run: impl FnMut(), budget_s: f64) -> f64 {

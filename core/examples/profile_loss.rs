@@ -13,22 +13,8 @@
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
 use std::time::Instant;
 
-fn random_logits(count: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            // approximately normal: sum of 4 uniforms, times 2√3
-            let mut s = 0.0f32;
-            for shift in [0, 16, 32, 48] {
-                s += ((state >> shift) & 0xFFFF) as f32 / 65535.0;
-            }
-            (s - 2.0) * 2.0 * 1.732
-        })
-        .collect()
-}
+mod support;
+use support::random_logits;
 
 fn usage() -> ! {
     eprintln!(
