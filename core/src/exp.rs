@@ -18,7 +18,7 @@
 //! result is flushed, so no intermediate is subnormal either.
 
 /// 1/7!, …, 1/1!, 1/0!: the Taylor coefficients of eʳ, highest degree first.
-const INVERSE_FACTORIALS_F32: [f32; 8] = [
+pub(crate) const INVERSE_FACTORIALS_F32: [f32; 8] = [
     1.0 / 5040.0,
     1.0 / 720.0,
     1.0 / 120.0,
@@ -51,24 +51,30 @@ pub(crate) const LOWEST_NORMAL_ARGUMENT_F32: f32 = -87.336_54;
 /// ln 2⁻¹⁰²² = −708.396418…: below it [`exp_f64`] returns +0.
 pub(crate) const LOWEST_NORMAL_ARGUMENT_F64: f64 = -708.396_418_532_264_1;
 
+/// log₂e in single precision (the reduction's `n = round(x·log₂e)`).
+pub(crate) const LOG2E_F32: f32 = core::f32::consts::LOG2_E;
+/// 1.5 · 2²³: adding it to `x·log₂e` rounds to an integer, which then sits in the sum's low
+/// mantissa bits.
+pub(crate) const SHIFTER_F32: f32 = 12_582_912.0;
+/// ln 2 to 16 significant bits (0.693145751953125): `n·LN2_HI_F32` is exact for |n| < 2⁸.
+pub(crate) const LN2_HI_F32: f32 = f32::from_bits(0x3f31_7200);
+/// ln 2 − [`LN2_HI_F32`], rounded to single precision.
+pub(crate) const LN2_LO_F32: f32 = (core::f64::consts::LN_2 - 0.693_145_751_953_125) as f32;
+
 /// The range reduction and polynomial of `eˣ` in single precision, for an `x` already flushed
 /// and clamped: `n = round(x·log₂e)` and `p ≈ e^(x − n·ln 2)`, so that `eˣ = p·2ⁿ`.
 #[inline(always)]
 fn reduced_f32(x: f32) -> (i32, f32) {
-    const LOG2E: f32 = core::f32::consts::LOG2_E;
-    const SHIFTER: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
-    const LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 0.693145751953125, 16 significant bits
-    const LN2_LO: f32 = (core::f64::consts::LN_2 - 0.693_145_751_953_125) as f32;
-    let shifted = x * LOG2E + SHIFTER;
-    let n = shifted - SHIFTER;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let shifted = x * LOG2E_F32 + SHIFTER_F32;
+    let n = shifted - SHIFTER_F32;
+    let r = (x - n * LN2_HI_F32) - n * LN2_LO_F32;
     let mut p = INVERSE_FACTORIALS_F32[0];
     for &c in &INVERSE_FACTORIALS_F32[1..] {
         p = c + r * p;
     }
     // The integer n sits in the low mantissa bits of `shifted` (|n| < 2²²): no float-to-int
     // conversion, which would not vectorise.
-    (shifted.to_bits() as i32 - SHIFTER.to_bits() as i32, p)
+    (shifted.to_bits() as i32 - SHIFTER_F32.to_bits() as i32, p)
 }
 
 /// [`reduced_f32`] in double precision.

@@ -586,8 +586,10 @@ fn top1_and_mixture_lanes<F: Real, const R: usize>(
     let mut sum = [F::zero(); LANES];
     if mode != crate::Top1Mode::Sort {
         maximum = lane_maxima(selected);
-        for (p, values) in probabilities.iter_mut().zip(selected.iter()) {
-            *p = shifted_exponentials(values, &maximum);
+        if !shifted_exponentials_avx2(selected, &maximum, probabilities) {
+            for (p, values) in probabilities.iter_mut().zip(selected.iter()) {
+                *p = shifted_exponentials(values, &maximum);
+            }
         }
         sum = normalise_lanes(probabilities);
     }
@@ -678,8 +680,10 @@ fn softsort_rows_lanes<F: Real, const R: usize>(
     }
     let lowest = centers[k - 1];
     let (upper, last) = buffers.rows[..k * n].split_at_mut((k - 1) * n);
-    for (r, values) in last.iter_mut().zip(selected.iter()) {
-        *r = softsort_exponentials(values, &lowest, beta);
+    if !distance_exponentials_avx2(selected, &lowest, beta, last) {
+        for (r, values) in last.iter_mut().zip(selected.iter()) {
+            *r = softsort_exponentials(values, &lowest, beta);
+        }
     }
     // own[a][ρ] = e^(−β|s_(a) − s_(ρ)|) for the scores above L (a < K − 1) and every centre:
     // symmetric (s − c and c − s are exact negations, so both orders give the same bits), and
@@ -830,6 +834,70 @@ fn normalise_lanes<F: Real>(wires: &mut [Lanes<F>]) -> Lanes<F> {
     sum
 }
 
+/// [`shifted_exponentials`] over all wires (`out[w]` from `values[w]`) with the AVX2 kernel of
+/// [`crate::exp_avx2`] where `F` is `f32` and the CPU has AVX2 (the same bits); `false`
+/// (nothing done) otherwise.
+#[inline(always)]
+fn shifted_exponentials_avx2<F: Real>(
+    values: &[Lanes<F>],
+    shift: &Lanes<F>,
+    out: &mut [Lanes<F>],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(values), Some(shift), Some(out)) = (
+        F::as_f32_lanes(values),
+        f32_lane(shift),
+        F::as_f32_lanes_mut(out),
+    ) {
+        if crate::cpu::has_avx2() {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { crate::exp_avx2::shifted_exponentials(values, &shift, out) };
+            return true;
+        }
+    }
+    let _ = (values, shift, out);
+    false
+}
+
+/// [`softsort_exponentials`] over all wires, as [`shifted_exponentials_avx2`].
+#[inline(always)]
+fn distance_exponentials_avx2<F: Real>(
+    values: &[Lanes<F>],
+    center: &Lanes<F>,
+    beta: F,
+    out: &mut [Lanes<F>],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(values), Some(center), Some(out)) = (
+        F::as_f32_lanes(values),
+        f32_lane(center),
+        F::as_f32_lanes_mut(out),
+    ) {
+        if crate::cpu::has_avx2() {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { crate::exp_avx2::distance_exponentials(values, &center, as_f32(beta), out) };
+            return true;
+        }
+    }
+    let _ = (values, center, beta, out);
+    false
+}
+
+/// [`scaled_exponentials`] over all wires of `rows`, in place, as [`shifted_exponentials_avx2`].
+#[inline(always)]
+fn scaled_exponentials_avx2<F: Real>(rows: &mut [Lanes<F>], shift: &Lanes<F>, beta: F) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(shift), Some(rows)) = (f32_lane(shift), F::as_f32_lanes_mut(rows)) {
+        if crate::cpu::has_avx2() {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { crate::exp_avx2::scaled_exponentials(rows, &shift, as_f32(beta)) };
+            return true;
+        }
+    }
+    let _ = (rows, shift, beta);
+    false
+}
+
 /// `exp(x − shift)` for one wire of every lane. (A function of its own: written inline in the
 /// wire loops, the exponentials stayed scalar.)
 #[inline(always)]
@@ -901,8 +969,10 @@ fn neuralsort_rows_lanes<F: Real>(
         // gives +0, every other is ≤ 0), and e^(x − (±0)) = e^x bit for bit (x − (±0) is x, up
         // to the sign of a zero x, and e^(±0) = 1): the lanes leave that pass out.
         let top = lane_maxima(row);
-        for r in row.iter_mut() {
-            *r = scaled_exponentials(r, &top, beta);
+        if !scaled_exponentials_avx2(row, &top, beta) {
+            for r in row.iter_mut() {
+                *r = scaled_exponentials(r, &top, beta);
+            }
         }
         normalise_lanes(row);
     }

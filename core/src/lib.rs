@@ -64,6 +64,8 @@ mod cpu;
 mod erf;
 mod error;
 mod exp;
+#[cfg(all(target_arch = "x86_64", feature = "alloc"))]
+mod exp_avx2;
 #[cfg(feature = "alloc")]
 mod lanes;
 #[cfg(test)]
