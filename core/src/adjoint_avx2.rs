@@ -122,6 +122,37 @@ pub(crate) unsafe fn softsort_adjoint_step(
     sum
 }
 
+/// The top-1 term of the gradient for every wire i of `probabilities` (the top-1 softmax,
+/// n wires of 8 lanes), with `δ_i` 1 in the lanes whose label is i, else 0: in the softmax
+/// mode (`CROSS_ENTROPY` false) `gradient[i] += factor · (δ_i − p_i)`, in the cross-entropy
+/// mode `gradient[i] += factor · (p_i − δ_i)` (factor `P_K[1]` there).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn top1_step<const CROSS_ENTROPY: bool>(
+    probabilities: &[[f32; 8]],
+    labels: &[u32; 8],
+    factor: &[f32; 8],
+    gradient: &mut [[f32; 8]],
+) {
+    assert!(gradient.len() == probabilities.len());
+    let labels = _mm256_loadu_si256(labels.as_ptr().cast());
+    let factor = load(factor);
+    let one = _mm256_set1_ps(1.0);
+    for (wire, (g, p)) in gradient.iter_mut().zip(probabilities).enumerate() {
+        let at_label =
+            _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_set1_epi32(wire as i32), labels));
+        let delta = _mm256_and_ps(one, at_label);
+        let difference = if CROSS_ENTROPY {
+            _mm256_sub_ps(load(p), delta)
+        } else {
+            _mm256_sub_ps(delta, load(p))
+        };
+        store(g, _mm256_add_ps(load(g), _mm256_mul_ps(factor, difference)));
+    }
+}
+
 #[inline(always)]
 unsafe fn load(values: &[f32; 8]) -> __m256 {
     _mm256_loadu_ps(values.as_ptr())

@@ -493,17 +493,50 @@ fn top1_gradient_lanes<F: Real>(
                 factor[lane] =
                     q_adjoints[lane] * p_first * probabilities[sorted_labels[lane]][lane];
             }
-            for (wire, (g, p)) in x.iter_mut().zip(probabilities).enumerate() {
-                *g = softmax_top1_term(wire, g, p, &labels, &factor);
+            if !top1_step_avx2::<F, false>(probabilities, &labels, &factor, x) {
+                for (wire, (g, p)) in x.iter_mut().zip(probabilities).enumerate() {
+                    *g = softmax_top1_term(wire, g, p, &labels, &factor);
+                }
             }
         }
         crate::Top1Mode::SoftmaxCrossEntropy => {
-            for (wire, (g, p)) in x.iter_mut().zip(probabilities).enumerate() {
-                *g = cross_entropy_top1_term(wire, g, p, &labels, p_first);
+            if !top1_step_avx2::<F, true>(probabilities, &labels, &[p_first; LANES], x) {
+                for (wire, (g, p)) in x.iter_mut().zip(probabilities).enumerate() {
+                    *g = cross_entropy_top1_term(wire, g, p, &labels, p_first);
+                }
             }
         }
         crate::Top1Mode::Sort => {}
     }
+}
+
+/// The top-1 term over all wires with the AVX2 kernel (`adjoint_avx2::top1_step`, the same
+/// bits as [`softmax_top1_term`] and [`cross_entropy_top1_term`]) where `F` is `f32` and the
+/// CPU has AVX2: the portable wire loops were vectorised across wires, with a transpose of
+/// every operand. `false` (nothing done) otherwise.
+#[inline(always)]
+fn top1_step_avx2<F: Real, const CROSS_ENTROPY: bool>(
+    probabilities: &[Lanes<F>],
+    labels: &[u32; LANES],
+    factor: &Lanes<F>,
+    x: &mut [Lanes<F>],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(probabilities), Some(factor), Some(x)) = (
+        F::as_f32_lanes(probabilities),
+        f32_lane(factor),
+        F::as_f32_lanes_mut(x),
+    ) {
+        if crate::cpu::has_avx2() {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe {
+                crate::adjoint_avx2::top1_step::<CROSS_ENTROPY>(probabilities, labels, &factor, x)
+            };
+            return true;
+        }
+    }
+    let _ = (probabilities, labels, factor, x);
+    false
 }
 
 /// `g + f·(δ − p)` for one wire of every lane (a function of its own, see
