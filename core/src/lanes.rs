@@ -1174,6 +1174,16 @@ impl<F: Real> OrderLanes<F> {
 /// `neuralsort::deviation_at` per position; `c` in sorted order.
 #[inline(always)]
 fn deviation_sums_lanes<F: Real>(order: &mut OrderLanes<F>, n: usize, c: &mut [Lanes<F>]) {
+    #[cfg(target_arch = "x86_64")]
+    if !order.any_tie && crate::cpu::has_avx2() {
+        if let (Some(sorted), Some(c)) =
+            (F::as_f32_lanes(&order.values[..n]), F::as_f32_lanes_mut(c))
+        {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { crate::deviation_avx2::deviation_sums(sorted, &mut order.running, c) };
+            return;
+        }
+    }
     let mut pivot = [0.0f64; LANES];
     for lane in 0..LANES {
         pivot[lane] = order.values[0][lane].as_f64();
@@ -1492,6 +1502,18 @@ fn signed_adjoint_sums_lanes<F: Real>(
     c_bar: &[Lanes<F>],
     gradient: &mut [Lanes<F>],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if !order.any_tie && crate::cpu::has_avx2() {
+        if let (Some(c_bar), Some(gradient)) =
+            (F::as_f32_lanes(&c_bar[..n]), F::as_f32_lanes_mut(gradient))
+        {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe {
+                crate::deviation_avx2::signed_adjoint_sums(c_bar, &mut order.running, gradient)
+            };
+            return;
+        }
+    }
     for r in 0..n {
         for lane in 0..LANES {
             order.sorted_terms[r][lane] = c_bar[r][lane].as_f64();

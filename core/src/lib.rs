@@ -61,6 +61,8 @@ mod atan;
 mod config;
 #[cfg(target_arch = "x86_64")]
 mod cpu;
+#[cfg(all(target_arch = "x86_64", feature = "alloc"))]
+mod deviation_avx2;
 mod erf;
 mod error;
 mod exp;
