@@ -1,6 +1,7 @@
 //! `eˣ` for eight `f32` lanes at once, written with AVX2 intrinsics (x86-64, where
 //! [`crate::cpu`] finds AVX2), for the exponentials of the lane kernels ([`crate::lanes`]):
-//! the rows of NeuralSort and SoftSort and the top-1 softmax. Every one of them has an argument
+//! the rows of NeuralSort and SoftSort and the top-1 softmax (and [`lane_maxima`], the shift
+//! of their arguments). Every one of them has an argument
 //! `≤ 0` (a value less its lane's maximum, or `−β|·|`), where [`crate::exp::exp_f32`] equals
 //! [`crate::exp::exp_nonpositive_f32`] bit for bit; this is the latter, operation for operation
 //! (the same range reduction and polynomial, no FMA contraction), so the same bits as the
@@ -14,9 +15,9 @@
 
 use core::arch::x86_64::{
     __m256, _mm256_add_epi32, _mm256_add_ps, _mm256_andnot_ps, _mm256_castps_si256,
-    _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_loadu_ps, _mm256_movemask_ps, _mm256_mul_ps,
-    _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps, _mm256_slli_epi32, _mm256_storeu_ps,
-    _mm256_sub_epi32, _mm256_sub_ps, _CMP_LT_OQ,
+    _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_movemask_ps,
+    _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps, _mm256_slli_epi32,
+    _mm256_storeu_ps, _mm256_sub_epi32, _mm256_sub_ps, _CMP_LT_OQ,
 };
 
 use crate::exp::{
@@ -120,6 +121,36 @@ pub(crate) unsafe fn shifted_exponentials(
         let value = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(values.as_ptr()), shift));
         _mm256_storeu_ps(out.as_mut_ptr(), value);
     }
+}
+
+/// Per lane, the largest value over the wires (at least one), as `lanes::lane_maxima`: four
+/// running maxima over interleaved wires, then combined; each step keeps the new value where
+/// it is larger (`_mm256_max_ps(new, old)`: the old where they compare equal or either is NaN,
+/// as the portable `if new > old` select), the same bits. The portable select compiled to a
+/// compare and a blend per step, vectorised across wires.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn lane_maxima(wires: &[[f32; 8]]) -> [f32; 8] {
+    let first = _mm256_loadu_ps(wires[0].as_ptr());
+    let mut maxima = [first; 4];
+    let mut blocks = wires.chunks_exact(4);
+    for block in &mut blocks {
+        for (maximum, values) in maxima.iter_mut().zip(block) {
+            *maximum = _mm256_max_ps(_mm256_loadu_ps(values.as_ptr()), *maximum);
+        }
+    }
+    for values in blocks.remainder() {
+        maxima[0] = _mm256_max_ps(_mm256_loadu_ps(values.as_ptr()), maxima[0]);
+    }
+    let [mut maximum, second, third, fourth] = maxima;
+    for values in [second, third, fourth] {
+        maximum = _mm256_max_ps(values, maximum);
+    }
+    let mut out = [0.0f32; 8];
+    _mm256_storeu_ps(out.as_mut_ptr(), maximum);
+    out
 }
 
 #[cfg(test)]

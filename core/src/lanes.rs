@@ -821,6 +821,18 @@ fn shared_products<F: Real>(
 /// see: every use subtracts it before an exponential (e^(±0) = 1) or adds it to a logarithm.
 #[inline(always)]
 fn lane_maxima<F: Real>(wires: &[Lanes<F>]) -> Lanes<F> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::has_avx2() {
+        if let Some(values) = F::as_f32_lanes(wires) {
+            let mut maximum = [F::zero(); LANES];
+            // SAFETY: the CPU supports AVX2, checked just above.
+            let found = unsafe { crate::exp_avx2::lane_maxima(values) };
+            if let Some(out) = F::as_f32_lanes_mut(core::slice::from_mut(&mut maximum)) {
+                out[0] = found;
+            }
+            return maximum;
+        }
+    }
     let larger = |maximum: &mut Lanes<F>, values: &Lanes<F>| {
         for lane in 0..LANES {
             if values[lane] > maximum[lane] {
