@@ -323,7 +323,8 @@ fn loss_lanes_body<F: Real, const R: usize>(
         }
         Family::NeuralSort => {
             // The rows are in each lane's ascending order: the label at its position there.
-            neuralsort_rows_lanes(buffers, n, k, beta, rows);
+            let preselected = config.preselection().is_some();
+            neuralsort_rows_lanes(buffers, n, k, beta, rows, preselected);
             let positions = buffers.order.positions_of(&sorted_labels);
             gather_label_mass(&buffers.rows, n, k, &positions, rows, &mut mass);
         }
@@ -996,8 +997,12 @@ fn neuralsort_rows_lanes<F: Real>(
     k: usize,
     beta: F,
     rows: usize,
+    preselected: bool,
 ) {
-    ascending_order_lanes(&buffers.selected_lanes[..n], rows, &mut buffers.order);
+    let selected = &buffers.selected_lanes[..n];
+    if !(preselected && listed_order_lanes(selected, rows, &mut buffers.order)) {
+        ascending_order_lanes(selected, rows, &mut buffers.order);
+    }
     deviation_sums_lanes(&mut buffers.order, n, &mut buffers.deviations[..n]);
     let sorted = &buffers.order.values;
     for rank in 0..k {
@@ -1021,6 +1026,92 @@ fn neuralsort_rows_lanes<F: Real>(
         }
         normalise_lanes(row);
     }
+}
+
+/// [`ascending_order_lanes`]'s order for preselected rows (wire 0 the label's logit, wires
+/// 1.. its list of the largest, descending) where every used lane's list is strictly
+/// decreasing: then the ranks follow from the label's place alone. With `d_i` the listed
+/// values and `s_0` the label's, wire i ≥ 1 has rank `(n − 1 − i) + [s_0 ≤ d_i]` (the listed
+/// values after it are all smaller, those before all larger; the label, before it, counts
+/// where `≤`) and the label rank `p = #{i ≥ 1: d_i < s_0}`; in ascending order position q
+/// holds wire `n − 1 − q` below p, the label at p and wire `n − q` above. `false` (and `order`
+/// unspecified) where some used lane's list is not strictly decreasing.
+#[inline(always)]
+fn listed_order_lanes<F: Real>(
+    selected: &[Lanes<F>],
+    rows: usize,
+    order: &mut OrderLanes<F>,
+) -> bool {
+    let n = selected.len();
+    if n < 2 {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::has_avx2() {
+        if let (Some(values), Some(sorted)) = (
+            F::as_f32_lanes(selected),
+            F::as_f32_lanes_mut(&mut order.values[..n]),
+        ) {
+            let used = (1i32 << rows) - 1;
+            // SAFETY: the CPU supports AVX2, checked just above.
+            let listed = unsafe {
+                crate::rank_avx2::listed_order(
+                    values,
+                    used,
+                    &mut order.ranks,
+                    &mut order.wires,
+                    sorted,
+                )
+            };
+            return match listed {
+                Some(any_tie) => {
+                    order.any_tie = any_tie;
+                    true
+                }
+                None => false,
+            };
+        }
+    }
+    let mut decreasing = [true; LANES];
+    for pair in selected[1..n].windows(2) {
+        for lane in 0..LANES {
+            decreasing[lane] &= pair[0][lane] > pair[1][lane];
+        }
+    }
+    if !decreasing[..rows].iter().all(|&strict| strict) {
+        return false;
+    }
+    let label = selected[0];
+    let mut label_rank = [0u32; LANES];
+    for (wire, listed) in selected.iter().enumerate().skip(1) {
+        let mut rank = [0u32; LANES];
+        for lane in 0..LANES {
+            let at_or_above = label[lane] <= listed[lane];
+            rank[lane] = (n - 1 - wire) as u32 + u32::from(at_or_above);
+            label_rank[lane] += u32::from(!at_or_above);
+        }
+        order.ranks[wire] = rank;
+    }
+    order.ranks[0] = label_rank;
+    for position in 0..n {
+        let below = &selected[n - 1 - position];
+        let above = &selected[n - position.max(1)];
+        let (mut wires, mut values) = ([0u32; LANES], [F::zero(); LANES]);
+        for lane in 0..LANES {
+            let p = label_rank[lane] as usize;
+            (wires[lane], values[lane]) = if position < p {
+                ((n - 1 - position) as u32, below[lane])
+            } else if position == p {
+                (0, label[lane])
+            } else {
+                ((n - position) as u32, above[lane])
+            };
+        }
+        order.wires[position] = wires;
+        order.values[position] = values;
+    }
+    order.find_ties(n, rows);
+    true
 }
 
 /// NeuralSort's order for every lane (as `neuralsort::ascending_order`): the rank of wire i

@@ -5,10 +5,90 @@
 //! it and every later value below it. One compare and one subtraction per pair and row; four
 //! wires share each load.
 
+//!
+//! For preselected rows (wire 0 the label's logit, wires 1.. the list of the largest in
+//! descending order) whose lists are strictly decreasing, [`listed_order`] places every wire
+//! from the label's place alone, without counting.
+
 use core::arch::x86_64::{
-    __m256, __m256i, _mm256_castps_si256, _mm256_cmp_ps, _mm256_loadu_ps, _mm256_setzero_si256,
-    _mm256_storeu_si256, _mm256_sub_epi32, _CMP_LE_OQ, _CMP_LT_OQ,
+    __m256, __m256i, _mm256_and_si256, _mm256_andnot_si256, _mm256_blendv_ps, _mm256_castps_si256,
+    _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmpeq_epi32, _mm256_cmpgt_epi32, _mm256_loadu_ps,
+    _mm256_movemask_ps, _mm256_or_si256, _mm256_set1_epi32, _mm256_setzero_ps,
+    _mm256_setzero_si256, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32, _CMP_EQ_OQ,
+    _CMP_GT_OQ, _CMP_LE_OQ, _CMP_LT_OQ,
 };
+
+/// The ascending order of preselected rows, as [`ranks`] and the placement by rank give it,
+/// where the list `d_i = values[i]` (i ≥ 1) of every used lane (bit l of `used` for lane l)
+/// is strictly decreasing; else `None` and nothing written. With `s_0 = values[0]` (the
+/// label's): wire i ≥ 1 ranks `(n − 1 − i) + [s_0 ≤ d_i]`, the label `p = #{i ≥ 1: d_i < s_0}`;
+/// position q holds wire `n − 1 − q` below p, the label at p, wire `n − q` above. Writes
+/// `ranks[i]`, `wires[q]`, `sorted[q]` and returns whether some used lane has equal values
+/// (which, the list being strictly decreasing, only the label and a listed value can be).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn listed_order(
+    values: &[[f32; 8]],
+    used: i32,
+    ranks: &mut [[u32; 8]],
+    wires: &mut [[u32; 8]],
+    sorted: &mut [[f32; 8]],
+) -> Option<bool> {
+    let n = values.len();
+    assert!(n >= 2 && ranks.len() >= n && wires.len() >= n && sorted.len() >= n);
+    let load = |wire: usize| _mm256_loadu_ps(values[wire].as_ptr());
+    let mut decreasing = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for wire in 1..n - 1 {
+        let strictly = _mm256_cmp_ps::<_CMP_GT_OQ>(load(wire), load(wire + 1));
+        decreasing = _mm256_castsi256_ps(_mm256_and_si256(
+            _mm256_castps_si256(decreasing),
+            _mm256_castps_si256(strictly),
+        ));
+    }
+    if _mm256_movemask_ps(decreasing) & used != used {
+        return None;
+    }
+    let label = load(0);
+    let mut label_rank = _mm256_setzero_si256();
+    let mut equal = _mm256_setzero_si256();
+    for (wire, rank_out) in ranks.iter_mut().enumerate().take(n).skip(1) {
+        let listed = load(wire);
+        let at_or_above = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(label, listed));
+        equal = _mm256_or_si256(
+            equal,
+            _mm256_castps_si256(_mm256_cmp_ps::<_CMP_EQ_OQ>(label, listed)),
+        );
+        // (All bits set is −1: subtracting a mask adds 1 where it is set.)
+        let rank = _mm256_sub_epi32(_mm256_set1_epi32((n - 1 - wire) as i32), at_or_above);
+        _mm256_storeu_si256(rank_out.as_mut_ptr().cast(), rank);
+        let below = _mm256_andnot_si256(at_or_above, _mm256_set1_epi32(-1));
+        label_rank = _mm256_sub_epi32(label_rank, below);
+    }
+    _mm256_storeu_si256(ranks[0].as_mut_ptr().cast(), label_rank);
+    for position in 0..n {
+        let q = _mm256_set1_epi32(position as i32);
+        let below = _mm256_castsi256_ps(_mm256_cmpgt_epi32(label_rank, q));
+        let at = _mm256_castsi256_ps(_mm256_cmpeq_epi32(label_rank, q));
+        // (At position 0 no lane is above its label: the wire read there is not used.)
+        let above_wire = n - position.max(1);
+        let mut wire = _mm256_blendv_ps(
+            _mm256_castsi256_ps(_mm256_set1_epi32(above_wire as i32)),
+            _mm256_castsi256_ps(_mm256_set1_epi32((n - 1 - position) as i32)),
+            below,
+        );
+        wire = _mm256_blendv_ps(wire, _mm256_setzero_ps(), at);
+        _mm256_storeu_si256(
+            wires[position].as_mut_ptr().cast(),
+            _mm256_castps_si256(wire),
+        );
+        let mut value = _mm256_blendv_ps(load(above_wire), load(n - 1 - position), below);
+        value = _mm256_blendv_ps(value, label, at);
+        _mm256_storeu_ps(sorted[position].as_mut_ptr(), value);
+    }
+    Some(_mm256_movemask_ps(_mm256_castsi256_ps(equal)) & used != 0)
+}
 
 /// Wires per block: four counts in flight.
 const BLOCK: usize = 4;
