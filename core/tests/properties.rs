@@ -478,3 +478,179 @@ fn reference_bitonic_does_not_sort_every_size() {
     );
     assert!(run(&SortingNetwork::bitonic_any_size(n).unwrap()));
 }
+
+/// `k` rank weights summing to 1 (the first `k` of a fixed distribution, renormalised).
+fn fitted_topk_distribution(k: usize) -> Vec<f64> {
+    let base = [0.3, 0.1, 0.0, 0.25, 0.35];
+    let mut p_k: Vec<f64> = base[..k].to_vec();
+    if p_k.iter().sum::<f64>() == 0.0 {
+        p_k[0] = 1.0;
+    }
+    let sum: f64 = p_k.iter().sum();
+    p_k.iter().map(|w| w / sum).collect()
+}
+
+/// A loss over `n` classes for the strategies below: K = min(5, n) ranks; with `preselect`, m
+/// picked in K + 1 ..= n − 1 by `m_seed` where n allows one.
+fn wide_loss(
+    n: usize,
+    method: usize,
+    relaxation: usize,
+    mode: usize,
+    beta: f64,
+    preselect: bool,
+    m_seed: usize,
+) -> TopkLoss {
+    let k = n.min(5);
+    let mut config = TopkLossConfig::new(METHODS[method], n, &fitted_topk_distribution(k))
+        .unwrap()
+        .with_relaxation(RELAXATIONS[relaxation])
+        .unwrap()
+        .with_inverse_temperature(beta)
+        .unwrap()
+        .with_top1_mode(MODES[mode]);
+    if preselect && n >= k + 2 {
+        let m = k + 1 + m_seed % (n - k - 1);
+        config = config.with_preselection(Some(m)).unwrap();
+    }
+    TopkLoss::new(config).unwrap()
+}
+
+/// Distinct logits for any n: a shuffled 0..n, spaced by `spacing`, jittered by less than a
+/// quarter of it.
+fn spread_values(order_seed: u64, n: usize, spacing: f64) -> Vec<f64> {
+    let mut state = order_seed | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut ranks: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        ranks.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    ranks
+        .iter()
+        .map(|&r| (r as f64 + ((next() % 1000) as f64 / 1000.0 - 0.5) * 0.4) * spacing)
+        .collect()
+}
+
+proptest! {
+    // Fewer cases: each reaches n = 300, where the odd-even network has 45 000 comparators.
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The loss gradient equals central finite differences for n anywhere in 2..=300 (K fitted
+    /// to n, m where n allows it), at the label, the largest logit and six other classes drawn
+    /// by the seed (every class for n ≤ 8).
+    #[test]
+    fn loss_gradient_equals_finite_differences_for_any_n(
+        n in 2usize..=300, method in 0usize..6, relaxation in 0usize..7, mode in 0usize..3,
+        preselect in any::<bool>(), m_seed in 0usize..1000, beta in 0.3f64..3.0,
+        order_seed in any::<u64>(), label_seed in 0usize..1000,
+    ) {
+        let art = is_art(RELAXATIONS[relaxation]);
+        let loss = wide_loss(n, method, relaxation, mode, beta, preselect, m_seed);
+        let x = keep_unsaturated(&spread_values(order_seed, n, 1.0), beta, art);
+        let label = label_seed % n;
+        let mut gradient = vec![0.0; n];
+        let value = loss.forward_backward(&x, &[label], Some(&mut gradient)).unwrap();
+        let largest = (0..n).max_by(|&a, &b| x[a].total_cmp(&x[b])).unwrap();
+        let mut classes: Vec<usize> = if n <= 8 {
+            (0..n).collect()
+        } else {
+            let mut drawn = vec![label, largest];
+            drawn.extend((1..=6).map(|i| (label_seed * 7919 + i * 104_729) % n));
+            drawn
+        };
+        classes.sort_unstable();
+        classes.dedup();
+        let central = |i: usize, step: f64| {
+            let mut plus = x.clone();
+            plus[i] += step;
+            let mut minus = x.clone();
+            minus[i] -= step;
+            let lp = loss.forward_backward(&plus, &[label], None).unwrap();
+            let lm = loss.forward_backward(&minus, &[label], None).unwrap();
+            (lp - lm) / (2.0 * step)
+        };
+        // As the test above: Richardson-extrapolated differences at h = 1e-4, a tiny step for
+        // logistic_phi where they disagree, and a floor for the difference's rounding noise.
+        let h = 1e-4;
+        let mut numeric: Vec<f64> = classes.iter().map(|&i| (4.0 * central(i, h / 2.0) - central(i, h)) / 3.0).collect();
+        let analytic: Vec<f64> = classes.iter().map(|&i| gradient[i]).collect();
+        let scale = gradient.iter().fold(1e-12f64, |m, g| m.max(g.abs()));
+        let mut step_floor = 0.0;
+        if art && analytic.iter().zip(&numeric).any(|(a, e)| (a - e).abs() > 1e-4 * scale) {
+            numeric = classes.iter().map(|&i| central(i, 1e-7)).collect();
+            step_floor = 1e-7;
+        }
+        let floor = 100.0 * f64::EPSILON * value.abs().max(1.0) / h + step_floor;
+        let tolerance = if art { 1e-4 } else { 2e-5 };
+        for ((&class, a), e) in classes.iter().zip(&analytic).zip(&numeric) {
+            prop_assert!(
+                (a - e).abs() <= tolerance * scale + floor,
+                "n = {n}, {:?}: class {class}: {a} vs {e} (scale {scale})", loss.config()
+            );
+        }
+    }
+
+    /// Shift invariance for n anywhere in 2..=300, with and without m, at any β.
+    #[test]
+    fn loss_is_shift_invariant_for_any_n(
+        n in 2usize..=300, method in 0usize..6, relaxation in 0usize..7, mode in 0usize..3,
+        preselect in any::<bool>(), m_seed in 0usize..1000, beta in 0.3f64..3.0,
+        shift in -50.0f64..50.0, order_seed in any::<u64>(), label_seed in 0usize..1000,
+    ) {
+        let loss = wide_loss(n, method, relaxation, mode, beta, preselect, m_seed);
+        let x = keep_unsaturated(&spread_values(order_seed, n, 1.0), beta, is_art(RELAXATIONS[relaxation]));
+        let shifted: Vec<f64> = x.iter().map(|v| v + shift).collect();
+        let label = label_seed % n;
+        let (mut g0, mut g1) = (vec![0.0; n], vec![0.0; n]);
+        let l0 = loss.forward_backward(&x, &[label], Some(&mut g0)).unwrap();
+        let l1 = loss.forward_backward(&shifted, &[label], Some(&mut g1)).unwrap();
+        prop_assert!((l0 - l1).abs() <= 1e-9 * l0.abs().max(1.0), "{l0} vs {l1}");
+        assert_close(&g1, &g0, 1e-6, "shifted gradient");
+    }
+
+    /// Finite loss and gradient for f32 logits up to ±5·10³¹ and exact ties, n anywhere in
+    /// 2..=300, with and without m.
+    #[test]
+    fn loss_stays_finite_at_extremes_for_any_n(
+        n in 2usize..=300, method in 0usize..6, relaxation in 0usize..7, mode in 0usize..3,
+        preselect in any::<bool>(), m_seed in 0usize..1000,
+        magnitude in prop_oneof![Just(5e31f32), Just(1e30f32), Just(1.0f32), Just(0.0f32)],
+        signs in proptest::collection::vec(-2i32..=2, 300), label_seed in 0usize..1000,
+    ) {
+        let loss = wide_loss(n, method, relaxation, mode, 1.0, preselect, m_seed);
+        let x: Vec<f32> = signs[..n].iter().map(|&s| s as f32 * magnitude).collect();
+        let mut gradient = vec![0f32; n];
+        let value = loss.forward_backward(&x, &[label_seed % n], Some(&mut gradient)).unwrap();
+        prop_assert!(value.is_finite(), "loss {value}");
+        prop_assert!(gradient.iter().all(|g| g.is_finite()), "gradient {gradient:?}");
+    }
+
+    /// Cauchy, reciprocal and optimal keep every ∂sorted_j/∂x_i ≥ 0 for n anywhere in 2..=300
+    /// (the Jacobian's columns for eight positions j drawn by the seed).
+    #[test]
+    fn monotonic_relaxations_have_nonnegative_jacobians_for_any_n(
+        n in 2usize..=300, kind in prop_oneof![Just(0usize), Just(1), Just(3)], which in 0usize..3,
+        beta in 0.1f64..20.0, order_seed in any::<u64>(), position_seed in 0usize..1000,
+    ) {
+        let relax = [Relaxation::Cauchy, Relaxation::Reciprocal, Relaxation::Optimal][which];
+        let x = spread_values(order_seed, n, 6.0 / n as f64);
+        let net = network(kind, n, n);
+        let net = net.as_ref();
+        let mut scratch = vec![0.0; relaxed_sort_scratch_len(&net)];
+        for t in 0..8 {
+            let j = (position_seed + t * 7919) % n;
+            let mut unit = vec![0.0; n];
+            unit[j] = 1.0;
+            let mut grad = vec![0.0; n];
+            relaxed_sort_backward(&net, relax, beta, &x, Some(&unit), None, &mut grad, &mut scratch).unwrap();
+            for (i, g) in grad.iter().enumerate() {
+                prop_assert!(*g >= -1e-12, "n = {n}: ∂sorted_{j}/∂x_{i} = {g} for {relax:?}");
+            }
+        }
+    }
+}
