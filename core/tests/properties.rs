@@ -93,6 +93,199 @@ fn assert_close_floor(actual: &[f64], expected: &[f64], rel: f64, floor: f64, wh
     }
 }
 
+/// The operators' VJPs against Richardson-extrapolated central differences at the inputs
+/// `coordinates`: relaxed sort (values and P), relaxed top-k matrix, NeuralSort and SoftSort
+/// top-k matrices, each under the objective `Σ W ⊙ output` with the weights `weights`
+/// (at least n·(n + 1) of them).
+fn check_operator_gradients(
+    n: usize,
+    kind: usize,
+    relaxation: usize,
+    beta: f64,
+    x: Vec<f64>,
+    weights: &[f64],
+    coordinates: &[usize],
+) {
+    let art = is_art(RELAXATIONS[relaxation]);
+    let piecewise = RELAXATIONS[relaxation] == Relaxation::Optimal;
+    let tolerance = if art { 1e-4 } else { 1e-5 };
+    let x = keep_unsaturated(&x, beta, art);
+    let relax = RELAXATIONS[relaxation];
+    let k = 1 + n / 3;
+    let net = network(kind, n, k);
+    let net = net.as_ref();
+    let h = 1e-4;
+    // Richardson-extrapolated central differences (error O(h⁴)).
+    let fd = |f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+        let central = |i: usize, step: f64| {
+            let mut p = x.clone();
+            p[i] += step;
+            let mut m = x.clone();
+            m[i] -= step;
+            (f(&p) - f(&m)) / (2.0 * step)
+        };
+        coordinates
+            .iter()
+            .map(|&i| (4.0 * central(i, h / 2.0) - central(i, h)) / 3.0)
+            .collect()
+    };
+    // logistic_phi near a close pair of relaxed values (|v| ≪ h) needs a tiny step, and so
+    // does `optimal` near |βv| = ¼, where its second derivative jumps (it is C¹ only) and the
+    // extrapolation above, which assumes smoothness, errs by ~1e-5; there the plain central
+    // difference at 1e-7 is the reliable estimate.
+    let fd_fine = |f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+        coordinates
+            .iter()
+            .map(|&i| {
+                let mut p = x.clone();
+                p[i] += 1e-7;
+                let mut m = x.clone();
+                m[i] -= 1e-7;
+                (f(&p) - f(&m)) / 2e-7
+            })
+            .collect()
+    };
+    let check = |grad: &[f64], f: &dyn Fn(&[f64]) -> f64, what: &str| {
+        let grad: Vec<f64> = coordinates.iter().map(|&i| grad[i]).collect();
+        let grad = grad.as_slice();
+        let coarse = fd(f);
+        let scale = coarse.iter().fold(1e-12f64, |m, e| m.max(e.abs()));
+        let fits = |numeric: &[f64]| {
+            grad.iter()
+                .zip(numeric)
+                .all(|(a, e)| (a - e).abs() <= tolerance * scale + 1e-9)
+        };
+        if (art || piecewise) && !fits(&coarse) {
+            assert_close_floor(grad, &fd_fine(f), tolerance, 1e-7, what);
+        } else {
+            assert_close_floor(grad, &coarse, tolerance, 1e-9, what);
+        }
+    };
+    // relaxed sort: objective Σ W⊙P + Σ w⊙sorted
+    if kind != 2 {
+        let mut scratch = vec![0.0; relaxed_sort_scratch_len(&net)];
+        let objective = |input: &[f64]| {
+            let mut s = vec![0.0; n];
+            let mut p = vec![0.0; n * n];
+            let mut scratch = vec![0.0; relaxed_sort_scratch_len(&net)];
+            relaxed_sort(&net, relax, beta, input, &mut s, Some(&mut p), &mut scratch).unwrap();
+            p.iter().zip(weights).map(|(a, b)| a * b).sum::<f64>()
+                + s.iter()
+                    .zip(&weights[n * n..])
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+        };
+        let mut grad = vec![0.0; n];
+        relaxed_sort_backward(
+            &net,
+            relax,
+            beta,
+            &x,
+            Some(&weights[n * n..n * n + n]),
+            Some(&weights[..n * n]),
+            &mut grad,
+            &mut scratch,
+        )
+        .unwrap();
+        check(&grad, &objective, "relaxed_sort");
+    }
+    // relaxed top-k matrix
+    {
+        let mut scratch = vec![0.0; relaxed_topk_scratch_len(&net, k)];
+        let objective = |input: &[f64]| {
+            let mut p = vec![0.0; n * k];
+            let mut scratch = vec![0.0; relaxed_topk_scratch_len(&net, k)];
+            relaxed_topk(&net, relax, beta, k, input, &mut p, &mut scratch).unwrap();
+            p.iter().zip(weights).map(|(a, b)| a * b).sum::<f64>()
+        };
+        let mut grad = vec![0.0; n];
+        relaxed_topk_backward(
+            &net,
+            relax,
+            beta,
+            k,
+            &x,
+            &weights[..n * k],
+            &mut grad,
+            &mut scratch,
+        )
+        .unwrap();
+        check(&grad, &objective, "relaxed_topk");
+    }
+    // NeuralSort and SoftSort top-k matrices
+    {
+        let neural = |input: &[f64]| {
+            let (mut p, mut rows, mut c, mut order) = (
+                vec![0.0; n * k],
+                vec![0.0; n * k],
+                vec![0.0; n],
+                vec![0u32; n],
+            );
+            neuralsort::neuralsort_topk(input, k, beta, &mut p, &mut rows, &mut c, &mut order)
+                .unwrap();
+            p
+        };
+        let p = neural(&x);
+        let mut grad = vec![0.0; n];
+        let (mut rows, mut adjoint, mut c, mut order) = (
+            vec![0.0; n * k],
+            vec![0.0; n * k],
+            vec![0.0; n],
+            vec![0u32; n],
+        );
+        neuralsort::neuralsort_topk_backward(
+            &x,
+            k,
+            beta,
+            &p,
+            &weights[..n * k],
+            &mut grad,
+            &mut rows,
+            &mut adjoint,
+            &mut c,
+            &mut order,
+        )
+        .unwrap();
+        let objective = |input: &[f64]| {
+            neural(input)
+                .iter()
+                .zip(weights)
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+        };
+        check(&grad, &objective, "neuralsort_topk");
+
+        let soft = |input: &[f64]| {
+            let (mut p, mut rows, mut top) = (vec![0.0; n * k], vec![0.0; n * k], vec![0u32; k]);
+            softsort::softsort_topk(input, k, beta, &mut p, &mut rows, &mut top).unwrap();
+            p
+        };
+        let p = soft(&x);
+        let mut grad = vec![0.0; n];
+        let (mut rows, mut adjoint, mut top) = (vec![0.0; n * k], vec![0.0; n * k], vec![0u32; k]);
+        softsort::softsort_topk_backward(
+            &x,
+            k,
+            beta,
+            &p,
+            &weights[..n * k],
+            &mut grad,
+            &mut rows,
+            &mut adjoint,
+            &mut top,
+        )
+        .unwrap();
+        let objective = |input: &[f64]| {
+            soft(input)
+                .iter()
+                .zip(weights)
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+        };
+        check(&grad, &objective, "softsort_topk");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -237,102 +430,8 @@ proptest! {
     ) {
         let x: Vec<f64> = x.into_iter().filter(|&v| v < n as f64 * 1.5).take(n).collect();
         prop_assume!(x.len() == n);
-        let art = is_art(RELAXATIONS[relaxation]);
-        let piecewise = RELAXATIONS[relaxation] == Relaxation::Optimal;
-        let tolerance = if art { 1e-4 } else { 1e-5 };
-        let x = keep_unsaturated(&x, beta, art);
-        let relax = RELAXATIONS[relaxation];
-        let k = 1 + n / 3;
-        let net = network(kind, n, k);
-        let net = net.as_ref();
-        let h = 1e-4;
-        // Richardson-extrapolated central differences (error O(h⁴)).
-        let fd = |f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
-            let central = |i: usize, step: f64| {
-                let mut p = x.clone(); p[i] += step;
-                let mut m = x.clone(); m[i] -= step;
-                (f(&p) - f(&m)) / (2.0 * step)
-            };
-            (0..n).map(|i| (4.0 * central(i, h / 2.0) - central(i, h)) / 3.0).collect()
-        };
-        // logistic_phi near a close pair of relaxed values (|v| ≪ h) needs a tiny step, and so
-        // does `optimal` near |βv| = ¼, where its second derivative jumps (it is C¹ only) and the
-        // extrapolation above, which assumes smoothness, errs by ~1e-5; there the plain central
-        // difference at 1e-7 is the reliable estimate.
-        let fd_fine = |f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
-            (0..n).map(|i| {
-                let mut p = x.clone(); p[i] += 1e-7;
-                let mut m = x.clone(); m[i] -= 1e-7;
-                (f(&p) - f(&m)) / 2e-7
-            }).collect()
-        };
-        let check = |grad: &[f64], f: &dyn Fn(&[f64]) -> f64, what: &str| {
-            let coarse = fd(f);
-            let scale = coarse.iter().fold(1e-12f64, |m, e| m.max(e.abs()));
-            let fits = |numeric: &[f64]| grad.iter().zip(numeric).all(|(a, e)| (a - e).abs() <= tolerance * scale + 1e-9);
-            if (art || piecewise) && !fits(&coarse) {
-                assert_close_floor(grad, &fd_fine(f), tolerance, 1e-7, what);
-            } else {
-                assert_close_floor(grad, &coarse, tolerance, 1e-9, what);
-            }
-        };
-        // relaxed sort: objective Σ W⊙P + Σ w⊙sorted
-        if kind != 2 {
-            let mut scratch = vec![0.0; relaxed_sort_scratch_len(&net)];
-            let objective = |input: &[f64]| {
-                let mut s = vec![0.0; n];
-                let mut p = vec![0.0; n * n];
-                let mut scratch = vec![0.0; relaxed_sort_scratch_len(&net)];
-                relaxed_sort(&net, relax, beta, input, &mut s, Some(&mut p), &mut scratch).unwrap();
-                p.iter().zip(&weights).map(|(a, b)| a * b).sum::<f64>()
-                    + s.iter().zip(&weights[n * n..]).map(|(a, b)| a * b).sum::<f64>()
-            };
-            let mut grad = vec![0.0; n];
-            relaxed_sort_backward(&net, relax, beta, &x, Some(&weights[n * n..n * n + n]),
-                Some(&weights[..n * n]), &mut grad, &mut scratch).unwrap();
-            check(&grad, &objective, "relaxed_sort");
-        }
-        // relaxed top-k matrix
-        {
-            let mut scratch = vec![0.0; relaxed_topk_scratch_len(&net, k)];
-            let objective = |input: &[f64]| {
-                let mut p = vec![0.0; n * k];
-                let mut scratch = vec![0.0; relaxed_topk_scratch_len(&net, k)];
-                relaxed_topk(&net, relax, beta, k, input, &mut p, &mut scratch).unwrap();
-                p.iter().zip(&weights).map(|(a, b)| a * b).sum::<f64>()
-            };
-            let mut grad = vec![0.0; n];
-            relaxed_topk_backward(&net, relax, beta, k, &x, &weights[..n * k], &mut grad, &mut scratch).unwrap();
-            check(&grad, &objective, "relaxed_topk");
-        }
-        // NeuralSort and SoftSort top-k matrices
-        {
-            let neural = |input: &[f64]| {
-                let (mut p, mut rows, mut c, mut order) = (vec![0.0; n * k], vec![0.0; n * k], vec![0.0; n], vec![0u32; n]);
-                neuralsort::neuralsort_topk(input, k, beta, &mut p, &mut rows, &mut c, &mut order).unwrap();
-                p
-            };
-            let p = neural(&x);
-            let mut grad = vec![0.0; n];
-            let (mut rows, mut adjoint, mut c, mut order) = (vec![0.0; n * k], vec![0.0; n * k], vec![0.0; n], vec![0u32; n]);
-            neuralsort::neuralsort_topk_backward(&x, k, beta, &p, &weights[..n * k], &mut grad,
-                &mut rows, &mut adjoint, &mut c, &mut order).unwrap();
-            let objective = |input: &[f64]| neural(input).iter().zip(&weights).map(|(a, b)| a * b).sum::<f64>();
-            check(&grad, &objective, "neuralsort_topk");
-
-            let soft = |input: &[f64]| {
-                let (mut p, mut rows, mut top) = (vec![0.0; n * k], vec![0.0; n * k], vec![0u32; k]);
-                softsort::softsort_topk(input, k, beta, &mut p, &mut rows, &mut top).unwrap();
-                p
-            };
-            let p = soft(&x);
-            let mut grad = vec![0.0; n];
-            let (mut rows, mut adjoint, mut top) = (vec![0.0; n * k], vec![0.0; n * k], vec![0u32; k]);
-            softsort::softsort_topk_backward(&x, k, beta, &p, &weights[..n * k], &mut grad,
-                &mut rows, &mut adjoint, &mut top).unwrap();
-            let objective = |input: &[f64]| soft(input).iter().zip(&weights).map(|(a, b)| a * b).sum::<f64>();
-            check(&grad, &objective, "softsort_topk");
-        }
+        let coordinates: Vec<usize> = (0..n).collect();
+        check_operator_gradients(n, kind, relaxation, beta, x, &weights, &coordinates);
     }
 
     /// cauchy, reciprocal and optimal are monotonic: every ∂sorted_j/∂x_i ≥ 0.
@@ -652,5 +751,35 @@ proptest! {
                 prop_assert!(*g >= -1e-12, "n = {n}: ∂sorted_{j}/∂x_{i} = {g} for {relax:?}");
             }
         }
+    }
+}
+
+proptest! {
+    // The relaxed sort's full P (n² entries, each through every layer) is the costly part at n = 300.
+    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+    /// The operators' VJPs against finite differences for n anywhere in 2..=300, at eight
+    /// inputs drawn by the seed (every input for n ≤ 8), under seeded weights.
+    #[test]
+    fn operator_gradients_equal_finite_differences_for_any_n(
+        n in 2usize..=300, kind in 0usize..4, relaxation in 0usize..7, beta in 0.3f64..3.0,
+        order_seed in any::<u64>(), weight_seed in any::<u64>(), coordinate_seed in 0usize..1000,
+    ) {
+        let x = spread_values(order_seed, n, 1.0);
+        let mut state = weight_seed | 1;
+        let weights: Vec<f64> = (0..n * (n + 1)).map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2001) as f64 / 1000.0 - 1.0
+        }).collect();
+        let mut coordinates: Vec<usize> = if n <= 8 {
+            (0..n).collect()
+        } else {
+            (0..8).map(|t| (coordinate_seed + t * 7919) % n).collect()
+        };
+        coordinates.sort_unstable();
+        coordinates.dedup();
+        check_operator_gradients(n, kind, relaxation, beta, x, &weights, &coordinates);
     }
 }
