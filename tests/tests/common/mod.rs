@@ -85,6 +85,17 @@ pub fn relative_error(actual: &[f64], expected: &[f64]) -> f64 {
     }
 }
 
+/// The entrywise measure: `max_i |a_i − e_i| / (rel·|e_i| + floor)`, at most 1 where every
+/// entry is within `rel` of its reference value or within `floor` of it.
+pub fn entrywise_ratio(actual: &[f64], expected: &[f64], rel: f64, floor: f64) -> f64 {
+    assert_eq!(actual.len(), expected.len(), "length mismatch");
+    actual
+        .iter()
+        .zip(expected)
+        .map(|(&a, &e)| (a - e).abs() / (rel * e.abs() + floor))
+        .fold(0.0f64, f64::max)
+}
+
 /// Passes when `|a − e| ≤ abs` or the relative error is within `rel`.
 pub fn close(actual: &[f64], expected: &[f64], rel: f64, abs: f64) -> bool {
     let max_abs = actual
