@@ -25,6 +25,11 @@
 //!   after the first.
 //! * [`smooth_topk`]: the smooth top-k SVM losses of Berrada et al. (the paper's baseline).
 //!
+//! Private to the crate, the batch loss's fast path: `lanes` runs eight rows side by side, and
+//! the `*_avx2` modules are its AVX2 kernels for `f32` (the selection, NeuralSort's order and
+//! sums of absolute deviations, the rows' exponentials, the VJP steps, the transposes), each the
+//! portable code's operations in the same order, so that every path gives the same bits.
+//!
 //! ```
 //! use difftopk_core::{Method, Relaxation, TopkLoss, TopkLossConfig};
 //! # fn main() -> Result<(), difftopk_core::Error> {
