@@ -1193,9 +1193,10 @@ impl<F: Real> OrderLanes<F> {
     }
 
     /// Whether any of the first `rows` lanes holds equal values (adjacent in sorted order);
-    /// set by [`ascending_order_lanes`]. Without ties every position is a tie group of its own
-    /// and the running sums need no scans. (The padding lanes of a last partial group, all
-    /// zeros, tie everywhere; their results are not used, so the scans may be skipped there.)
+    /// set by [`ascending_order_lanes`] and [`listed_order_lanes`]. Without ties every
+    /// position is a tie group of its own and the running sums need no scans. (The padding
+    /// lanes of a last partial group, all zeros, tie everywhere; their results are not used,
+    /// so the scans may be skipped there.)
     #[inline(always)]
     fn find_ties(&mut self, n: usize, rows: usize) {
         let mut tied = [false; LANES];

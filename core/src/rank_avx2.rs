@@ -212,4 +212,94 @@ mod tests {
             }
         }
     }
+
+    /// `listed_order` places preselected rows (wire 0 the label, wires 1.. strictly
+    /// decreasing) as `neuralsort::ascending_order` does: the label below, above and between
+    /// the listed values, equal to one of them (also −0 against +0), in every lane; it reports
+    /// a tie exactly where a used lane has equal values; it declines where a used lane's list
+    /// is not strictly decreasing, and ignores the lanes past `used`.
+    #[test]
+    fn listed_order_gives_the_one_row_order() {
+        if !crate::cpu::has_avx2() {
+            return;
+        }
+        for n in [2usize, 3, 5, 16, 17, 40] {
+            for case in 0..6 {
+                // Listed values n − 1 − i (i ≥ 1): 0 for the last; the label per lane and case.
+                let mut values = alloc::vec![[0.0f32; 8]; n];
+                for (wire, listed) in values.iter_mut().enumerate().skip(1) {
+                    *listed = [(n - 1 - wire) as f32; 8];
+                }
+                for (lane, label) in values[0].iter_mut().enumerate() {
+                    let spot = ((lane * 7 + case * 3) % (2 * n + 1)) as f32 / 2.0 - 0.5;
+                    *label = match case {
+                        4 => -0.0, // ties the last listed value, +0
+                        5 => 1e6,
+                        _ => spot,
+                    };
+                }
+                for rows in [8usize, 3] {
+                    let used = (1i32 << rows) - 1;
+                    let (mut ranks, mut wires, mut sorted) = (
+                        alloc::vec![[u32::MAX; 8]; n],
+                        alloc::vec![[u32::MAX; 8]; n],
+                        alloc::vec![[f32::NAN; 8]; n],
+                    );
+                    // SAFETY: AVX2 checked above.
+                    let tie = unsafe {
+                        super::listed_order(&values, used, &mut ranks, &mut wires, &mut sorted)
+                    }
+                    .expect("strictly decreasing lists");
+                    let mut any_tie = false;
+                    for lane in 0..rows {
+                        let scores: Vec<f32> = values.iter().map(|wire| wire[lane]).collect();
+                        let mut order = alloc::vec![0u32; n];
+                        ascending_order(&scores, &mut order);
+                        for (position, &wire) in order.iter().enumerate() {
+                            let what = alloc::format!("n {n}, case {case}, lane {lane}");
+                            assert_eq!(ranks[wire as usize][lane] as usize, position, "{what}");
+                            assert_eq!(wires[position][lane], wire, "{what}");
+                            assert_eq!(
+                                sorted[position][lane].to_bits(),
+                                scores[wire as usize].to_bits(),
+                                "{what}"
+                            );
+                        }
+                        any_tie |= scores[1..].contains(&scores[0]);
+                    }
+                    assert_eq!(tie, any_tie, "n {n}, case {case}, rows {rows}");
+                }
+                // A used lane whose list is not strictly decreasing: declined; the same in a
+                // lane past `used`: ignored.
+                if n >= 3 {
+                    let mut flat = values.clone();
+                    flat[2][5] = flat[1][5];
+                    let (mut ranks, mut wires, mut sorted) = (
+                        alloc::vec![[0; 8]; n],
+                        alloc::vec![[0; 8]; n],
+                        alloc::vec![[0.0; 8]; n],
+                    );
+                    // SAFETY: AVX2 checked above.
+                    unsafe {
+                        assert!(super::listed_order(
+                            &flat,
+                            0xff,
+                            &mut ranks,
+                            &mut wires,
+                            &mut sorted
+                        )
+                        .is_none());
+                        assert!(super::listed_order(
+                            &flat,
+                            0x1f,
+                            &mut ranks,
+                            &mut wires,
+                            &mut sorted
+                        )
+                        .is_some());
+                    }
+                }
+            }
+        }
+    }
 }

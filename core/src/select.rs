@@ -692,7 +692,8 @@ pub(crate) struct SelectionHint {
     /// NaN: no guess.
     pub(crate) bound: f32,
     /// A lower second guess, for a row that too few entries reach the first for (NaN with
-    /// the first): the previous row's lowest selected entry less three times the margin.
+    /// the first): the running average of the rows' lowest selected entries less three times
+    /// the margin.
     pub(crate) lower: f32,
     /// Rows still to select without guessing: where both guesses miss, the next 1, then 2,
     /// 4, … 16 rows (after consecutive misses) take the unhinted steps at once, so that rows
