@@ -1034,11 +1034,7 @@ unsafe fn counts_against<const B: usize>(
 unsafe fn place_ranked(ranks: &[MaybeUninit<i32>], indices: &[u32], len: usize, out: &mut [u32]) {
     let padded = len.next_multiple_of(8);
     assert!(len <= LISTED && ranks.len() >= padded && indices.len() >= padded && out.len() <= len);
-    // Ranks past `out` go to a sink, chosen without a branch (about a third of the
-    // candidates rank there, unpredictably): no copy of a ranked list afterwards.
-    let mut sink = 0u32;
-    let (kept, sink) = (out.len(), &raw mut sink);
-    let out = out.as_mut_ptr();
+    let mut ranked = [MaybeUninit::<u32>::uninit(); LISTED];
     for first in (0..len).step_by(8) {
         let block_ranks = _mm256_loadu_si256(ranks.as_ptr().add(first).cast());
         let block_indices = _mm256_loadu_si256(indices.as_ptr().add(first).cast());
@@ -1047,12 +1043,14 @@ unsafe fn place_ranked(ranks: &[MaybeUninit<i32>], indices: &[u32], len: usize, 
             ($($lane:literal)*) => {$(
                 if $lane < count {
                     let rank = _mm256_extract_epi32::<$lane>(block_ranks) as usize;
-                    let target = core::hint::select_unpredictable(rank < kept, out.wrapping_add(rank), sink);
-                    *target = _mm256_extract_epi32::<$lane>(block_indices) as u32;
+                    ranked[rank] = MaybeUninit::new(_mm256_extract_epi32::<$lane>(block_indices) as u32);
                 }
             )*};
         }
         place!(0 1 2 3 4 5 6 7);
+    }
+    for (slot, rank) in out.iter_mut().zip(&ranked) {
+        *slot = rank.assume_init();
     }
 }
 
