@@ -771,13 +771,7 @@ fn preselected_tops_lanes<F: Real, const R: usize>(
     top: &mut [[u32; LANES]; R],
 ) -> bool {
     let listed = (k + 2).min(selected.len());
-    let mut decreasing = [true; LANES];
-    for pair in selected[1..listed].windows(2) {
-        for lane in 0..LANES {
-            decreasing[lane] &= pair[0][lane] > pair[1][lane];
-        }
-    }
-    if !decreasing[..rows].iter().all(|&strict| strict) {
+    if !strictly_decreasing_lanes(&selected[1..listed], rows) {
         return false;
     }
     let mut at_or_above = [0u32; LANES];
@@ -799,6 +793,19 @@ fn preselected_tops_lanes<F: Real, const R: usize>(
         }
     }
     true
+}
+
+/// Whether in each of the first `rows` lanes the wires' values strictly decrease (the
+/// preselected list's order, without ties).
+#[inline(always)]
+fn strictly_decreasing_lanes<F: Real>(wires: &[Lanes<F>], rows: usize) -> bool {
+    let mut decreasing = [true; LANES];
+    for pair in wires.windows(2) {
+        for lane in 0..LANES {
+            decreasing[lane] &= pair[0][lane] > pair[1][lane];
+        }
+    }
+    decreasing[..rows].iter().all(|&strict| strict)
 }
 
 /// `softsort::shared_product` per lane (a function of its own: written inline in the wire
@@ -1072,13 +1079,7 @@ fn listed_order_lanes<F: Real>(
             };
         }
     }
-    let mut decreasing = [true; LANES];
-    for pair in selected[1..n].windows(2) {
-        for lane in 0..LANES {
-            decreasing[lane] &= pair[0][lane] > pair[1][lane];
-        }
-    }
-    if !decreasing[..rows].iter().all(|&strict| strict) {
+    if !strictly_decreasing_lanes(&selected[1..n], rows) {
         return false;
     }
     let label = selected[0];

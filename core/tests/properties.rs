@@ -615,16 +615,21 @@ fn wide_loss(
     TopkLoss::new(config).unwrap()
 }
 
-/// Distinct logits for any n: a shuffled 0..n, spaced by `spacing`, jittered by less than a
-/// quarter of it.
-fn spread_values(order_seed: u64, n: usize, spacing: f64) -> Vec<f64> {
-    let mut state = order_seed | 1;
-    let mut next = || {
+/// A xorshift64 generator seeded by `seed` (made odd, never zero).
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed | 1;
+    move || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         state
-    };
+    }
+}
+
+/// Distinct logits for any n: a shuffled 0..n, spaced by `spacing`, jittered by less than a
+/// quarter of it.
+fn spread_values(order_seed: u64, n: usize, spacing: f64) -> Vec<f64> {
+    let mut next = xorshift(order_seed);
     let mut ranks: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         ranks.swap(i, (next() % (i as u64 + 1)) as usize);
@@ -766,13 +771,8 @@ proptest! {
         order_seed in any::<u64>(), weight_seed in any::<u64>(), coordinate_seed in 0usize..1000,
     ) {
         let x = spread_values(order_seed, n, 1.0);
-        let mut state = weight_seed | 1;
-        let weights: Vec<f64> = (0..n * (n + 1)).map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 2001) as f64 / 1000.0 - 1.0
-        }).collect();
+        let mut next = xorshift(weight_seed);
+        let weights: Vec<f64> = (0..n * (n + 1)).map(|_| (next() % 2001) as f64 / 1000.0 - 1.0).collect();
         let mut coordinates: Vec<usize> = if n <= 8 {
             (0..n).collect()
         } else {

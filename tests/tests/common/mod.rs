@@ -85,14 +85,20 @@ pub fn relative_error(actual: &[f64], expected: &[f64]) -> f64 {
     }
 }
 
-/// The entrywise measure: `max_i |a_i − e_i| / (rel·|e_i| + floor)`, at most 1 where every
-/// entry is within `rel` of its reference value or within `floor` of it.
-pub fn entrywise_ratio(actual: &[f64], expected: &[f64], rel: f64, floor: f64) -> f64 {
+/// The entrywise measure: `max_i |a_i − e_i| / (rel·|e_i| + floor(i))`, at most 1 where every
+/// entry is within `rel` of its reference value or within its floor of it.
+pub fn entrywise_ratio(
+    actual: &[f64],
+    expected: &[f64],
+    rel: f64,
+    floor: impl Fn(usize) -> f64,
+) -> f64 {
     assert_eq!(actual.len(), expected.len(), "length mismatch");
     actual
         .iter()
         .zip(expected)
-        .map(|(&a, &e)| (a - e).abs() / (rel * e.abs() + floor))
+        .enumerate()
+        .map(|(i, (&a, &e))| (a - e).abs() / (rel * e.abs() + floor(i)))
         .fold(0.0f64, f64::max)
 }
 
