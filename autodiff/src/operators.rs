@@ -148,11 +148,12 @@ impl RelaxedSortingNetwork {
         let network = self.network.clone();
         register_vjp(&mut tape, &x, &output, move |upstream, gradient| {
             let network = network.as_ref();
-            let mut row_gradients = vec![E::zero(); values.len()];
+            // (the core's VJPs add to their gradient row, as the tape wants.)
+            CoreError::check_length("gradient", values.len(), gradient.len())?;
             for_each_row(
                 &values,
                 n,
-                &mut row_gradients,
+                gradient,
                 n,
                 operators::relaxed_sort_scratch_len(&network) + n * n,
                 |row, x, grad_x, scratch| {
@@ -168,8 +169,7 @@ impl RelaxedSortingNetwork {
                         &mut scratch[n * n..],
                     )
                 },
-            )?;
-            accumulate(gradient, &row_gradients)
+            )
         });
         Ok(output.put_tape(tape))
     }
@@ -204,11 +204,12 @@ impl RelaxedSortingNetwork {
         let network = self.network.clone();
         register_vjp(&mut tape, &x, &output, move |upstream, gradient| {
             let network: NetworkRef<'_> = network.as_ref();
-            let mut row_gradients = vec![E::zero(); values.len()];
+            // (the core's VJPs add to their gradient row, as the tape wants.)
+            CoreError::check_length("gradient", values.len(), gradient.len())?;
             for_each_row(
                 &values,
                 n,
-                &mut row_gradients,
+                gradient,
                 n,
                 operators::relaxed_sort_scratch_len(&network),
                 |row, x, grad_x, scratch| {
@@ -224,8 +225,7 @@ impl RelaxedSortingNetwork {
                         scratch,
                     )
                 },
-            )?;
-            accumulate(gradient, &row_gradients)
+            )
         });
         Ok(output.put_tape(tape))
     }
@@ -263,11 +263,12 @@ impl RelaxedSortingNetwork {
         let network = self.network.clone();
         register_vjp(&mut tape, &x, &output, move |upstream, gradient| {
             let network = network.as_ref();
-            let mut row_gradients = vec![E::zero(); values.len()];
+            // (the core's VJPs add to their gradient row, as the tape wants.)
+            CoreError::check_length("gradient", values.len(), gradient.len())?;
             for_each_row(
                 &values,
                 n,
-                &mut row_gradients,
+                gradient,
                 n,
                 operators::relaxed_topk_scratch_len(&network, kk),
                 |row, x, grad_x, scratch| {
@@ -276,20 +277,10 @@ impl RelaxedSortingNetwork {
                         &network, relaxation, beta, kk, x, grad_p, grad_x, scratch,
                     )
                 },
-            )?;
-            accumulate(gradient, &row_gradients)
+            )
         });
         Ok(output.put_tape(tape))
     }
-}
-
-/// `gradient += contribution`, element by element (both row-major, same length).
-fn accumulate<E: Element>(gradient: &mut [E], contribution: &[E]) -> Result<(), CoreError> {
-    CoreError::check_length("gradient", contribution.len(), gradient.len())?;
-    for (g, &c) in gradient.iter_mut().zip(contribution) {
-        *g += c;
-    }
-    Ok(())
 }
 
 /// Which of the two softmax-based relaxations of spec section 4.

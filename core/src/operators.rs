@@ -81,9 +81,10 @@ pub fn relaxed_sort<F: Real>(
     Ok(())
 }
 
-/// VJP of [`relaxed_sort`]: `grad_x` receives `Σ_j ḡ_j ∂sorted_j/∂x + Σ_{i,j} Ḡ_ij ∂P_ij/∂x`
+/// VJP of [`relaxed_sort`]: adds `Σ_j ḡ_j ∂sorted_j/∂x + Σ_{i,j} Ḡ_ij ∂P_ij/∂x` to `grad_x`
 /// for the adjoints `grad_sorted` (n) and `grad_p` (n × n), either of which may be absent.
-/// Recomputes the forward sweep; O(n·C) time when `grad_p` is given, O(C) otherwise.
+/// Like every VJP of the crate it accumulates (`grad_x += Jᵀ ḡ`): zero `grad_x` first for the
+/// VJP alone. Recomputes the forward sweep; O(n·C) time when `grad_p` is given, O(C) otherwise.
 #[allow(clippy::too_many_arguments)]
 pub fn relaxed_sort_backward<F: Real>(
     network: &NetworkRef<'_>,
@@ -107,8 +108,8 @@ pub fn relaxed_sort_backward<F: Real>(
     let (differences, rest) = rest.split_at_mut(count);
     let (mass, rest) = rest.split_at_mut(n);
     let adjoint = &mut rest[..n];
-    // grad_x holds the values until the reverse sweep needs it.
-    record_forward(network, relaxation, beta, x, grad_x, tape);
+    // (the values themselves are not needed after the tape is recorded.)
+    record_forward(network, relaxation, beta, x, adjoint, tape);
     alpha_bar.iter_mut().for_each(|a| *a = F::zero());
     if let Some(grad_p) = grad_p {
         Error::check_length("grad_P", n * n, grad_p.len())?;
@@ -126,11 +127,14 @@ pub fn relaxed_sort_backward<F: Real>(
     match grad_sorted {
         Some(g) => {
             Error::check_length("grad_sorted", n, g.len())?;
-            grad_x.copy_from_slice(g);
+            adjoint.copy_from_slice(g);
         }
-        None => grad_x.iter_mut().for_each(|g| *g = F::zero()),
+        None => adjoint.iter_mut().for_each(|g| *g = F::zero()),
     }
-    backward_values(comparators, tape, alpha_bar, grad_x);
+    backward_values(comparators, tape, alpha_bar, adjoint);
+    for (g, &a) in grad_x.iter_mut().zip(adjoint.iter()) {
+        *g += a;
+    }
     Ok(())
 }
 
@@ -215,8 +219,8 @@ pub fn relaxed_topk<F: Real>(
     Ok(())
 }
 
-/// VJP of [`relaxed_topk`]: `grad_x` receives `Σ_{i,r} Ḡ[i,r] ∂P_topk[i,r]/∂x` for the adjoint
-/// `grad_p_topk` (n × k). ᾱ of a comparator is `Σ_r (H[w_a,r] − H[w_b,r])(P[o_min,r] − P[o_max,r])`
+/// VJP of [`relaxed_topk`]: adds `Σ_{i,r} Ḡ[i,r] ∂P_topk[i,r]/∂x` to `grad_x` (accumulates, as
+/// every VJP of the crate) for the adjoint `grad_p_topk` (n × k). ᾱ of a comparator is `Σ_r (H[w_a,r] − H[w_b,r])(P[o_min,r] − P[o_max,r])`
 /// with H the adjoint pushed left to right through the layers' transposes.
 #[allow(clippy::too_many_arguments)]
 pub fn relaxed_topk_backward<F: Real>(
@@ -242,8 +246,8 @@ pub fn relaxed_topk_backward<F: Real>(
     let (alpha_bar, rest) = rest.split_at_mut(count);
     let (differences, rest) = rest.split_at_mut(count * k);
     let adjoint = &mut rest[..n * k];
-    // grad_x holds the values until the reverse sweep needs it.
-    record_forward(network, relaxation, beta, x, grad_x, tape);
+    // (the values themselves are not needed after the tape is recorded.)
+    record_forward(network, relaxation, beta, x, &mut adjoint[..n], tape);
     // Forward P_topk again to record the differences (the result itself lands in `adjoint`
     // and is overwritten next).
     accumulate_topk(comparators, tape, k, adjoint, Some(differences));
@@ -262,7 +266,11 @@ pub fn relaxed_topk_backward<F: Real>(
         }
         alpha_bar[index] = sum;
     }
-    grad_x.iter_mut().for_each(|g| *g = F::zero());
-    backward_values(comparators, tape, alpha_bar, grad_x);
+    let values_adjoint = &mut adjoint[..n];
+    values_adjoint.iter_mut().for_each(|g| *g = F::zero());
+    backward_values(comparators, tape, alpha_bar, values_adjoint);
+    for (g, &a) in grad_x.iter_mut().zip(values_adjoint.iter()) {
+        *g += a;
+    }
     Ok(())
 }
