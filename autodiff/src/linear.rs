@@ -33,10 +33,12 @@ where
     /// from `seed`. Errors when a size is zero.
     pub fn new(device: &Cpu, inputs: usize, outputs: usize, seed: u64) -> Result<Self, Error> {
         if inputs == 0 || outputs == 0 {
-            return Err(difftopk_core::Error::LengthMismatch {
-                what: "linear layer size",
-                expected: 1,
-                actual: 0,
+            return Err(difftopk_core::Error::Empty {
+                what: if inputs == 0 {
+                    "linear layer inputs"
+                } else {
+                    "linear layer outputs"
+                },
             }
             .into());
         }

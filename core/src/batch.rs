@@ -81,10 +81,8 @@ impl TopkLoss {
     ) -> Result<(), Error> {
         self.check_batch(logits, labels, gradient)?;
         if labels.is_empty() {
-            return Err(Error::LengthMismatch {
-                what: "labels",
-                expected: 1,
-                actual: 0,
+            return Err(Error::Empty {
+                what: "batch rows (labels)",
             });
         }
         Ok(())
@@ -287,14 +285,12 @@ pub fn softmax_cross_entropy<F: Real>(
     gradient: Option<&mut [F]>,
 ) -> Result<F, Error> {
     if labels.is_empty() || classes == 0 {
-        return Err(Error::LengthMismatch {
+        return Err(Error::Empty {
             what: if labels.is_empty() {
-                "labels (at least one row)"
+                "batch rows (labels)"
             } else {
-                "classes (at least one)"
+                "classes"
             },
-            expected: 1,
-            actual: 0,
         });
     }
     // (a wrapped product on a 32-bit target would let a short buffer pass.)

@@ -25,28 +25,35 @@ pub enum Method {
     SoftSort,
 }
 
+/// Whether `given` spells the name `known`, where `-` may stand for `_` (`logistic-phi`,
+/// `odd-even`): every name parser of the crate accepts both.
+pub(crate) fn name_matches(given: &str, known: &str) -> bool {
+    given.len() == known.len()
+        && given
+            .bytes()
+            .zip(known.bytes())
+            .all(|(g, k)| g == k || (g == b'-' && k == b'_'))
+}
+
 impl Method {
     /// Parses the reference's names (`odd_even`, `bitonic`, `bitonic__non_sparse`,
     /// `splitter_selection`, `neuralsort`, `softsort`) and `bitonic_any_size` (this crate's
     /// bitonic network that sorts every n); `-` may replace `_`.
     pub fn from_name(name: &str) -> Result<Self, Error> {
-        let mut buffer = [0u8; 32];
-        let bytes = name.as_bytes();
-        if bytes.len() > buffer.len() {
-            return Err(Error::UnknownName { what: "method" });
-        }
-        for (b, &c) in buffer.iter_mut().zip(bytes) {
-            *b = if c == b'-' { b'_' } else { c };
-        }
-        Ok(match &buffer[..bytes.len()] {
-            b"odd_even" => Method::OddEven,
-            b"bitonic" | b"bitonic__non_sparse" => Method::Bitonic,
-            b"splitter_selection" => Method::SplitterSelection,
-            b"bitonic_any_size" => Method::BitonicAnySize,
-            b"neuralsort" => Method::NeuralSort,
-            b"softsort" => Method::SoftSort,
-            _ => return Err(Error::UnknownName { what: "method" }),
-        })
+        const NAMES: [(&str, Method); 7] = [
+            ("odd_even", Method::OddEven),
+            ("bitonic", Method::Bitonic),
+            ("bitonic__non_sparse", Method::Bitonic),
+            ("splitter_selection", Method::SplitterSelection),
+            ("bitonic_any_size", Method::BitonicAnySize),
+            ("neuralsort", Method::NeuralSort),
+            ("softsort", Method::SoftSort),
+        ];
+        NAMES
+            .iter()
+            .find(|(known, _)| name_matches(name, known))
+            .map(|&(_, method)| method)
+            .ok_or(Error::UnknownName { what: "method" })
     }
 
     /// The reference's name.

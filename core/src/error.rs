@@ -135,6 +135,26 @@ pub enum Error {
         /// k (0 when not applicable).
         k: usize,
     },
+    /// A batch, row or size that must hold at least one element is empty (a batch without rows,
+    /// whose mean is undefined; a softmax row without values; zero classes).
+    Empty {
+        /// What is empty (`"batch rows (labels)"`, `"classes"`, …).
+        what: &'static str,
+    },
+    /// A sorting-network method was run without its network (the one-row API takes the network
+    /// from the caller).
+    MissingNetwork {
+        /// The method that needs a network.
+        method: crate::Method,
+        /// The wires the network must have (n, or m when preselecting).
+        inputs: usize,
+    },
+    /// τ (temperature of the smooth top-k SVM, which divides the scores) must be finite and in
+    /// the range of [`crate::relaxation::check_inverse_temperature`].
+    InvalidTemperature {
+        /// The offending τ.
+        value: f64,
+    },
     /// A name (method, relaxation, top-1 mode) is not known.
     UnknownName {
         /// What kind of name (`"method"`, `"relaxation"`, `"top1 mode"`).
@@ -229,6 +249,18 @@ impl fmt::Display for Error {
             Error::InvalidNetworkSize { inputs, k } => {
                 write!(f, "no network for n = {inputs}, k = {k}")
             }
+            Error::Empty { what } => write!(f, "{what}: none given, at least one is needed"),
+            Error::MissingNetwork { method, inputs } => write!(
+                f,
+                "method {} needs a sorting network on {inputs} wires, none was given",
+                method.name()
+            ),
+            Error::InvalidTemperature { value } => write!(
+                f,
+                "temperature (tau) is {value}, it must be finite and between {:e} and {:e}",
+                crate::relaxation::MIN_INVERSE_TEMPERATURE,
+                crate::relaxation::MAX_INVERSE_TEMPERATURE
+            ),
             Error::UnknownName { what } => write!(f, "unknown {what} name"),
         }
     }

@@ -18,7 +18,9 @@
 //! * [`relaxation`]: the six sigmoids ([`Relaxation`]).
 //! * [`operators`]: the relaxed sort (values and P) and the relaxed top-k matrix, forward and VJP.
 //! * [`neuralsort`], [`softsort`]: the two other relaxations of the paper (top rows only).
-//! * [`loss`]: the top-k cross-entropy loss of one sample, allocation-free; [`TopkLoss`] and
+//!   Every operator's VJP *adds* `Jᵀ ḡ` to the gradient it is given, as a tape does.
+//! * [`loss`]: the top-k cross-entropy loss of one sample and of a batch
+//!   ([`loss::batch_loss`]), allocation-free over caller-provided scratch; [`TopkLoss`] and
 //!   [`softmax_cross_entropy`] for batches (feature `alloc`), in parallel with feature `rayon`;
 //!   `TopkLoss::forward_backward` keeps its working memory between calls, and a reused
 //!   [`Workspace`] puts it in the caller's hands: a training loop's calls allocate nothing

@@ -83,6 +83,63 @@ pub fn check_network(config: &TopkLossConfig, network: &NetworkRef<'_>) -> Resul
     Ok(())
 }
 
+/// The mean loss over a batch, `(1/B) Σ_b loss_b`, over row-major `(B, n)` logits and `B`
+/// labels, with `∂mean/∂logits` written to `gradient` when given (every entry written): the
+/// batch API without an allocator, for bare-metal callers who bring the network and one
+/// sample's scratch ([`scratch_size`]), reused row after row.
+///
+/// The same bits as [`crate::TopkLoss::forward_backward`] (feature `alloc`), which runs eight
+/// rows side by side where it can: the rows' losses are summed in row order and divided by B,
+/// and each row's gradient is [`sample_loss`]'s with `gradient_scale = 1/B`. One row at a time,
+/// so slower than that call where its lanes apply.
+///
+/// # Errors
+/// [`Error::Empty`] for a batch without rows, [`Error::LengthMismatch`] for `logits` (B·n) or
+/// `gradient`, and [`sample_loss`]'s errors with the row they concern (the first bad row; the
+/// gradient of the rows before it is written, the rest unspecified).
+pub fn batch_loss<F: Real>(
+    config: &TopkLossConfig,
+    network: Option<&NetworkRef<'_>>,
+    logits: &[F],
+    labels: &[usize],
+    mut gradient: Option<&mut [F]>,
+    scratch: Scratch<'_, F>,
+) -> Result<F, Error> {
+    let classes = config.classes();
+    if labels.is_empty() {
+        return Err(Error::Empty {
+            what: "batch rows (labels)",
+        });
+    }
+    // (a wrapped product on a 32-bit target would let a short buffer pass.)
+    Error::check_length("logits", labels.len().saturating_mul(classes), logits.len())?;
+    if let Some(g) = gradient.as_deref() {
+        Error::check_length("gradient", logits.len(), g.len())?;
+    }
+    let scale = F::one() / F::of(labels.len() as f64);
+    let Scratch { reals, indices } = scratch;
+    let mut sum = F::zero();
+    for (row, (row_logits, &label)) in logits.chunks_exact(classes).zip(labels).enumerate() {
+        let row_gradient = gradient
+            .as_deref_mut()
+            .map(|g| &mut g[row * classes..(row + 1) * classes]);
+        sum += sample_loss(
+            config,
+            network,
+            row,
+            row_logits,
+            label,
+            row_gradient,
+            scale,
+            Scratch {
+                reals: &mut *reals,
+                indices: &mut *indices,
+            },
+        )?;
+    }
+    Ok(sum / F::of(labels.len() as f64))
+}
+
 /// The loss of one sample, and optionally `gradient_scale · ∂loss/∂logits` written to `gradient`
 /// (all n entries are written; those the loss does not depend on are 0).
 ///
@@ -110,8 +167,8 @@ pub fn sample_loss<F: Real>(
             net.comparators()
         }
         (true, None) => {
-            return Err(Error::NetworkSizeMismatch {
-                network: 0,
+            return Err(Error::MissingNetwork {
+                method: config.method(),
                 inputs: config.sorted_inputs(),
             })
         }

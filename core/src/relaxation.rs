@@ -66,17 +66,21 @@ pub fn check_inverse_temperature(beta: f64) -> Result<(), Error> {
 
 impl Relaxation {
     /// Parses the reference's `distribution` names (`logistic`, `logistic_phi`, `gaussian`,
-    /// `reciprocal`, `cauchy`, `optimal`); `lambda` is used by `logistic_phi` only.
+    /// `reciprocal`, `cauchy`, `optimal`; `-` may replace `_`, as for [`crate::Method`]);
+    /// `lambda` is used by `logistic_phi` only.
     pub fn from_name(name: &str, lambda: f64) -> Result<Self, Error> {
-        Ok(match name {
-            "logistic" => Relaxation::Logistic,
-            "logistic_phi" => Relaxation::LogisticPhi { lambda },
-            "gaussian" => Relaxation::Gaussian,
-            "reciprocal" => Relaxation::Reciprocal,
-            "cauchy" => Relaxation::Cauchy,
-            "optimal" => Relaxation::Optimal,
-            _ => return Err(Error::UnknownName { what: "relaxation" }),
-        })
+        let known = [
+            Relaxation::Logistic,
+            Relaxation::LogisticPhi { lambda },
+            Relaxation::Gaussian,
+            Relaxation::Reciprocal,
+            Relaxation::Cauchy,
+            Relaxation::Optimal,
+        ];
+        known
+            .into_iter()
+            .find(|relaxation| crate::config::name_matches(name, relaxation.name()))
+            .ok_or(Error::UnknownName { what: "relaxation" })
     }
 
     /// The reference's name of this relaxation.

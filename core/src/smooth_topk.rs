@@ -66,8 +66,8 @@ impl SmoothTopkConfig {
     /// α = 1.
     ///
     /// Errors: [`Error::TooFewClasses`] when n < 2, [`Error::TopkLargerThanInputs`] (with
-    /// `inputs` = n − 1, the number of wrong-class scores) when k = 0 or k ≥ n, [`Error::InvalidInverseTemperature`] (carrying τ) when τ is not finite or outside the
-    /// range of [`crate::relaxation::check_inverse_temperature`] (a normal `f32`).
+    /// `inputs` = n − 1, the number of wrong-class scores) when k = 0 or k ≥ n, [`Error::InvalidTemperature`] when τ is not finite or outside the range of
+    /// [`crate::relaxation::check_inverse_temperature`] (a normal `f32`).
     pub fn new(
         variant: SmoothTopkVariant,
         classes: usize,
@@ -83,7 +83,8 @@ impl SmoothTopkConfig {
                 inputs: classes - 1,
             });
         }
-        crate::relaxation::check_inverse_temperature(tau)?;
+        crate::relaxation::check_inverse_temperature(tau)
+            .map_err(|_| Error::InvalidTemperature { value: tau })?;
         Ok(SmoothTopkConfig {
             variant,
             classes,
@@ -173,10 +174,11 @@ pub fn smooth_topk_sample<F: Real>(
 /// (B × n, every entry written).
 ///
 /// As in the reference the smooth rows and the hard rows are summed separately:
-/// `loss = Σ_smooth/B + Σ_hard/B`. An empty batch gives 0. `scratch` must hold at least
+/// `loss = Σ_smooth/B + Σ_hard/B`. `scratch` must hold at least
 /// [`smooth_topk_scratch_len`] reals; it is reused for every row. No allocation.
 ///
-/// Errors: [`Error::LengthMismatch`] (`"logits"` when its length is not B·n, `"gradient"`
+/// Errors: [`Error::Empty`] for a batch without rows (its mean is undefined, as for the top-k
+/// loss), [`Error::LengthMismatch`] (`"logits"` when its length is not B·n, `"gradient"`
 /// likewise), [`Error::ScratchTooSmall`], and the per-row errors of [`smooth_topk_sample`]
 /// ([`Error::LabelOutOfRange`], [`Error::NonFiniteInput`]) with the row index. On error the
 /// contents of `gradient` are unspecified.
@@ -196,7 +198,9 @@ pub fn smooth_topk_loss<F: Real>(
     }
     Error::check_scratch("reals", smooth_topk_scratch_len(config), scratch.len())?;
     if batch == 0 {
-        return Ok(F::zero());
+        return Err(Error::Empty {
+            what: "batch rows (labels)",
+        });
     }
     let b = F::of(batch as f64);
     // d(sum/B)/d(row loss) = 1/B, as torch's `div` backward computes it.

@@ -39,10 +39,8 @@ pub fn softmax_backward<F: Real>(probabilities: &[F], adjoint: &mut [F]) -> Resu
 /// A non-empty row of finite values.
 fn check_row<F: Real>(values: &[F]) -> Result<(), Error> {
     if values.is_empty() {
-        return Err(Error::LengthMismatch {
-            what: "logits (at least one)",
-            expected: 1,
-            actual: 0,
+        return Err(Error::Empty {
+            what: "softmax row values",
         });
     }
     match values.iter().position(|v| !v.is_finite()) {

@@ -89,6 +89,24 @@ fn configuration_is_validated() {
         Ok(Method::Bitonic)
     );
     assert!(Relaxation::from_name("none", 0.25).is_err());
+    // Every name parser takes `-` for `_`, and nothing else in its place.
+    assert_eq!(Method::from_name("odd-even"), Ok(Method::OddEven));
+    assert_eq!(
+        Relaxation::from_name("logistic-phi", 0.25),
+        Ok(Relaxation::LogisticPhi { lambda: 0.25 })
+    );
+    assert!(Relaxation::from_name("logistic phi", 0.25).is_err());
+    assert!(Method::from_name("odd_even_").is_err());
+    for method in [
+        Method::OddEven,
+        Method::Bitonic,
+        Method::BitonicAnySize,
+        Method::SplitterSelection,
+        Method::NeuralSort,
+        Method::SoftSort,
+    ] {
+        assert_eq!(Method::from_name(method.name()), Ok(method));
+    }
     // Messages name the value.
     let message = Error::LabelOutOfRange {
         row: 3,
@@ -188,7 +206,12 @@ fn bad_inputs_are_errors() {
             ..
         })
     ));
-    assert!(loss.forward_backward::<f32>(&[], &[], None).is_err());
+    assert_eq!(
+        loss.forward_backward::<f32>(&[], &[], None),
+        Err(Error::Empty {
+            what: "batch rows (labels)"
+        })
+    );
     // Too little scratch, wrong network.
     let network = SortingNetwork::odd_even(4).unwrap();
     let mut reals = [0f32; 3];
@@ -230,6 +253,32 @@ fn bad_inputs_are_errors() {
             inputs: 4
         })
     ));
+    // A network method run without its network says so (it reported a network of 0 wires).
+    let missing = sample_loss(
+        &config,
+        None,
+        0,
+        &logits[..4],
+        0,
+        None,
+        1.0,
+        Scratch {
+            reals: &mut reals,
+            indices: &mut indices,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        missing,
+        Error::MissingNetwork {
+            method: config.method(),
+            inputs: 4
+        }
+    );
+    assert!(
+        missing.to_string().contains("needs a sorting network"),
+        "{missing}"
+    );
 }
 
 /// With m, the batch path checks the range inside the selection's pass over the row (f32 with

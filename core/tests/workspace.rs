@@ -172,6 +172,80 @@ fn a_reused_workspace_gives_the_allocating_calls_bits_and_allocates_nothing() {
     }
 }
 
+/// `loss::batch_loss`, the batch API without an allocator: the allocating call's bits (its
+/// lanes included) with one sample's scratch from the caller, and no allocation at all.
+#[test]
+fn the_allocation_free_batch_loss_gives_the_allocating_calls_bits() {
+    use difftopk_core::loss::{batch_loss, Scratch};
+    let _guard = ONE_AT_A_TIME.lock().unwrap();
+    for (number, loss) in losses().iter().enumerate() {
+        let classes = loss.config().classes();
+        let size = loss.scratch_size();
+        let (mut reals, mut indices) = (vec![0f32; size.reals], vec![0u32; size.indices]);
+        let network = loss.network().map(|network| network.as_ref());
+        for batch in [1usize, 13] {
+            let x = logits(batch * classes, (number * 17 + batch) as u64);
+            let labels: Vec<usize> = (0..batch).map(|b| (b * 5 + 1) % classes).collect();
+            let mut expected_gradient = vec![0f32; x.len()];
+            let expected = loss
+                .forward_backward(&x, &labels, Some(&mut expected_gradient))
+                .unwrap();
+            let mut gradient = vec![f32::NAN; x.len()];
+            let mut value = f32::NAN;
+            let count = allocations_during(|| {
+                value = batch_loss(
+                    loss.config(),
+                    network.as_ref(),
+                    &x,
+                    &labels,
+                    Some(&mut gradient),
+                    Scratch {
+                        reals: &mut reals,
+                        indices: &mut indices,
+                    },
+                )
+                .unwrap();
+            });
+            assert_eq!(count, 0, "loss {number} allocated {count} times");
+            assert_eq!(value.to_bits(), expected.to_bits(), "loss {number}");
+            for (column, (a, b)) in gradient.iter().zip(&expected_gradient).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "loss {number}, entry {column}");
+            }
+        }
+        // An empty batch and a short gradient are named.
+        let scratch = Scratch {
+            reals: &mut reals,
+            indices: &mut indices,
+        };
+        assert_eq!(
+            batch_loss::<f32>(loss.config(), network.as_ref(), &[], &[], None, scratch),
+            Err(difftopk_core::Error::Empty {
+                what: "batch rows (labels)"
+            })
+        );
+        let x = logits(2 * classes, 3);
+        let mut short = vec![0f32; classes];
+        let scratch = Scratch {
+            reals: &mut reals,
+            indices: &mut indices,
+        };
+        assert!(matches!(
+            batch_loss(
+                loss.config(),
+                network.as_ref(),
+                &x,
+                &[0, 1],
+                Some(&mut short),
+                scratch
+            ),
+            Err(difftopk_core::Error::LengthMismatch {
+                what: "gradient",
+                ..
+            })
+        ));
+    }
+}
+
 #[test]
 fn errors_leave_the_workspace_usable() {
     let _guard = ONE_AT_A_TIME.lock().unwrap();

@@ -258,10 +258,8 @@ impl CudaHead {
     fn prepare(&mut self, rows: usize) -> Result<(), Error> {
         let (classes, dimension) = (self.classes, self.dimension);
         if rows == 0 {
-            return Err(difftopk_core::Error::LengthMismatch {
-                what: "labels",
-                expected: 1,
-                actual: 0,
+            return Err(difftopk_core::Error::Empty {
+                what: "batch rows (labels)",
             }
             .into());
         }

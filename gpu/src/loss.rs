@@ -96,10 +96,8 @@ fn check_batch(
     gradient: Option<usize>,
 ) -> Result<(), Error> {
     if labels == 0 {
-        return Err(difftopk_core::Error::LengthMismatch {
-            what: "labels",
-            expected: 1,
-            actual: 0,
+        return Err(difftopk_core::Error::Empty {
+            what: "batch rows (labels)",
         }
         .into());
     }

@@ -625,9 +625,13 @@ fn bad_input_is_an_error_not_a_panic() {
     for tau in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         assert!(matches!(
             SmoothTopkConfig::new(SmoothHard, 5, 2, tau),
-            Err(Error::InvalidInverseTemperature { .. })
+            Err(Error::InvalidTemperature { .. })
         ));
     }
+    let message = SmoothTopkConfig::new(SmoothHard, 5, 2, 0.0)
+        .unwrap_err()
+        .to_string();
+    assert!(message.starts_with("temperature (tau) is 0,"), "{message}");
     let config = SmoothTopkConfig::new(SmoothHard, 4, 2, 1.0).unwrap();
     let need = smooth_topk_scratch_len(&config);
     let mut scratch = vec![0.0f64; need];
@@ -704,7 +708,9 @@ fn bad_input_is_an_error_not_a_panic() {
     );
     assert_eq!(
         smooth_topk_loss::<f64>(&config, &[], &[], None, &mut scratch),
-        Ok(0.0)
+        Err(Error::Empty {
+            what: "batch rows (labels)"
+        })
     );
     // scores whose exponentials overflow (even in f64) stay finite: everything is in log space
     let big = [1e4f32, -1e4, 0.0, 3.0];
