@@ -145,8 +145,11 @@ fn check_operator_gradients(
             })
             .collect()
     };
+    // Every VJP adds to the gradient it is given: each starts from `start`, which `check` takes
+    // off again.
+    let start: Vec<f64> = (0..n).map(|i| 0.25 * (i as f64 * 0.7).cos()).collect();
     let check = |grad: &[f64], f: &dyn Fn(&[f64]) -> f64, what: &str| {
-        let grad: Vec<f64> = coordinates.iter().map(|&i| grad[i]).collect();
+        let grad: Vec<f64> = coordinates.iter().map(|&i| grad[i] - start[i]).collect();
         let grad = grad.as_slice();
         let coarse = fd(f);
         let scale = coarse.iter().fold(1e-12f64, |m, e| m.max(e.abs()));
@@ -175,7 +178,7 @@ fn check_operator_gradients(
                     .map(|(a, b)| a * b)
                     .sum::<f64>()
         };
-        let mut grad = vec![0.0; n];
+        let mut grad = start.clone();
         relaxed_sort_backward(
             &net,
             relax,
@@ -198,7 +201,7 @@ fn check_operator_gradients(
             relaxed_topk(&net, relax, beta, k, input, &mut p, &mut scratch).unwrap();
             p.iter().zip(weights).map(|(a, b)| a * b).sum::<f64>()
         };
-        let mut grad = vec![0.0; n];
+        let mut grad = start.clone();
         relaxed_topk_backward(
             &net,
             relax,
@@ -226,7 +229,7 @@ fn check_operator_gradients(
             p
         };
         let p = neural(&x);
-        let mut grad = vec![0.0; n];
+        let mut grad = start.clone();
         let (mut rows, mut adjoint, mut c, mut order) = (
             vec![0.0; n * k],
             vec![0.0; n * k],
@@ -261,7 +264,7 @@ fn check_operator_gradients(
             p
         };
         let p = soft(&x);
-        let mut grad = vec![0.0; n];
+        let mut grad = start.clone();
         let (mut rows, mut adjoint, mut top) = (vec![0.0; n * k], vec![0.0; n * k], vec![0u32; k]);
         softsort::softsort_topk_backward(
             &x,
