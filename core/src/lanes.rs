@@ -270,6 +270,7 @@ fn loss_lanes_body<F: Real, const R: usize>(
     let family = config.method().family();
     // 1. Checks and preselection, row by row; the selected logits side by side.
     let mut sorted_labels = [0usize; LANES];
+    buffers.selection_hint.refresh();
     for (lane, &label) in labels.iter().enumerate() {
         let row_logits = &logits[lane * classes..(lane + 1) * classes];
         sorted_labels[lane] = check_and_preselect(

