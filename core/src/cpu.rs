@@ -9,7 +9,8 @@
 //! Detection (Intel SDM vol. 2A, CPUID; what `std::is_x86_feature_detected!` does): AVX2 needs
 //! CPUID.(EAX=7,ECX=0):EBX bit 5, the AVX bit CPUID.1:ECX bit 28, and the operating system's
 //! consent to the 256-bit registers: CPUID.1:ECX bit 27 (OSXSAVE) and XCR0 bits 1 and 2 (SSE
-//! and AVX state saved on context switches). POPCNT is CPUID.1:ECX bit 23.
+//! and AVX state saved on context switches). POPCNT is CPUID.1:ECX bit 23. AVX-512F (the row
+//! exponentials' wide kernels) is CPUID.(EAX=7,ECX=0):EBX bit 16 with XCR0 bits 5–7.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -19,6 +20,7 @@ const UNKNOWN: u8 = 0;
 const DETECTED: u8 = 1;
 const AVX2: u8 = 2;
 const POPCNT: u8 = 4;
+const AVX512F: u8 = 8;
 
 /// The detected features (bit set of the constants above), filled on first use.
 static FEATURES: AtomicU8 = AtomicU8::new(UNKNOWN);
@@ -46,6 +48,20 @@ pub(crate) fn has_popcnt() -> bool {
     #[cfg(not(target_feature = "popcnt"))]
     {
         features() & POPCNT != 0
+    }
+}
+
+/// The CPU supports AVX-512F and AVX2 (and the operating system their registers: the opmask
+/// and the 512-bit state).
+#[inline]
+pub(crate) fn has_avx512f() -> bool {
+    #[cfg(target_feature = "avx512f")]
+    {
+        true
+    }
+    #[cfg(not(target_feature = "avx512f"))]
+    {
+        features() & AVX512F != 0
     }
 }
 
@@ -80,9 +96,15 @@ fn detect() -> u8 {
     if avx && osxsave && max_leaf >= 7 {
         // SAFETY: OSXSAVE set means the OS enabled XSAVE, so `xgetbv` is available.
         let xcr0 = unsafe { extended_control_register() };
-        let avx2 = unsafe { __cpuid_count(7, 0) }.ebx & (1 << 5) != 0;
-        if avx2 && xcr0 & 0b110 == 0b110 {
+        let leaf7 = unsafe { __cpuid_count(7, 0) }.ebx;
+        if leaf7 & (1 << 5) != 0 && xcr0 & 0b110 == 0b110 {
             features |= AVX2;
+        }
+        // AVX-512F: CPUID.(EAX=7,ECX=0):EBX bit 16, and XCR0 bits 5–7 (opmask, the upper
+        // halves of ZMM0–15, ZMM16–31) besides SSE and AVX; only with AVX2 (the wide kernels
+        // hand an odd last wire to the AVX2 ones).
+        if features & AVX2 != 0 && leaf7 & (1 << 16) != 0 && xcr0 & 0b1110_0110 == 0b1110_0110 {
+            features |= AVX512F;
         }
     }
     features
@@ -112,7 +134,15 @@ mod tests {
             detected & super::POPCNT != 0,
             std::is_x86_feature_detected!("popcnt")
         );
+        assert_eq!(
+            detected & super::AVX512F != 0,
+            std::is_x86_feature_detected!("avx512f")
+        );
         assert_eq!(super::has_avx2(), std::is_x86_feature_detected!("avx2"));
+        assert_eq!(
+            super::has_avx512f(),
+            std::is_x86_feature_detected!("avx512f")
+        );
         assert_eq!(super::has_popcnt(), std::is_x86_feature_detected!("popcnt"));
     }
 }

@@ -903,6 +903,11 @@ fn shifted_exponentials_avx2<F: Real>(
         f32_lane(shift),
         F::as_f32_lanes_mut(out),
     ) {
+        if crate::cpu::has_avx512f() {
+            // SAFETY: the CPU supports AVX-512F (and so AVX2), checked just above.
+            unsafe { crate::exp_avx512::shifted_exponentials(values, &shift, out) };
+            return true;
+        }
         if crate::cpu::has_avx2() {
             // SAFETY: the CPU supports AVX2, checked just above.
             unsafe { crate::exp_avx2::shifted_exponentials(values, &shift, out) };
@@ -927,6 +932,11 @@ fn distance_exponentials_avx2<F: Real>(
         f32_lane(center),
         F::as_f32_lanes_mut(out),
     ) {
+        if crate::cpu::has_avx512f() {
+            // SAFETY: the CPU supports AVX-512F (and so AVX2), checked just above.
+            unsafe { crate::exp_avx512::distance_exponentials(values, &center, as_f32(beta), out) };
+            return true;
+        }
         if crate::cpu::has_avx2() {
             // SAFETY: the CPU supports AVX2, checked just above.
             unsafe { crate::exp_avx2::distance_exponentials(values, &center, as_f32(beta), out) };
@@ -942,6 +952,11 @@ fn distance_exponentials_avx2<F: Real>(
 fn scaled_exponentials_avx2<F: Real>(rows: &mut [Lanes<F>], shift: &Lanes<F>, beta: F) -> bool {
     #[cfg(target_arch = "x86_64")]
     if let (Some(shift), Some(rows)) = (f32_lane(shift), F::as_f32_lanes_mut(rows)) {
+        if crate::cpu::has_avx512f() {
+            // SAFETY: the CPU supports AVX-512F (and so AVX2), checked just above.
+            unsafe { crate::exp_avx512::scaled_exponentials(rows, &shift, as_f32(beta)) };
+            return true;
+        }
         if crate::cpu::has_avx2() {
             // SAFETY: the CPU supports AVX2, checked just above.
             unsafe { crate::exp_avx2::scaled_exponentials(rows, &shift, as_f32(beta)) };

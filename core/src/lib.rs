@@ -75,6 +75,8 @@ mod error;
 mod exp;
 #[cfg(all(target_arch = "x86_64", feature = "alloc"))]
 mod exp_avx2;
+#[cfg(all(target_arch = "x86_64", feature = "alloc"))]
+mod exp_avx512;
 #[cfg(feature = "alloc")]
 mod lanes;
 #[cfg(test)]
