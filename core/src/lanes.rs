@@ -281,6 +281,7 @@ fn loss_lanes_body<F: Real, const R: usize>(
             &mut buffers.selection[lane * n..(lane + 1) * n],
             &mut buffers.selected[lane * n..(lane + 1) * n],
             &mut buffers.selection_hint,
+            lane + 1 == labels.len(),
         )?;
     }
     if !into_lanes(&buffers.selected, n, rows, &mut buffers.selected_lanes[..n]) {

@@ -422,8 +422,10 @@ pub(crate) fn preselect<F: Real>(
 
 /// [`check_row`], then [`preselect`]; with m, for `f32` rows on x86-64 with AVX2, the range
 /// check runs inside the selection's pass over the row (`select_avx2::largest_indices_within`)
-/// instead of a pass of its own. The same result and the same errors as the two calls.
+/// instead of a pass of its own. The same result and the same errors as the two calls. `hint`
+/// is the selection's guess carried between rows (`learn`: this row joins its averages).
 #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn check_and_preselect<F: Real>(
     config: &TopkLossConfig,
@@ -433,10 +435,11 @@ pub(crate) fn check_and_preselect<F: Real>(
     selection: &mut [u32],
     selected: &mut [F],
     hint: &mut crate::select::SelectionHint,
+    learn: bool,
 ) -> Result<usize, Error> {
     // (Only the AVX2 selection takes the hint.)
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = hint;
+    let _ = (hint, learn);
     #[cfg(target_arch = "x86_64")]
     if config.preselection().is_some() && crate::cpu::has_avx2() && crate::cpu::has_popcnt() {
         if let Some(values) = F::as_f32_slice(logits) {
@@ -450,6 +453,7 @@ pub(crate) fn check_and_preselect<F: Real>(
                     &mut selection[1..n],
                     MAX_LOGIT as f32,
                     hint,
+                    learn,
                 )
             };
             match outcome {

@@ -684,12 +684,14 @@ fn dense_insertion<F: Real, const TIES_HIGH: bool>(
 /// 25.9 candidates were listed on average instead of 27.5). Where the guess holds, the row is read once, its
 /// candidates listed straight away (no bound pass): for rows of similar scale, as the rows of
 /// one batch of logits are. Where too few reach it, a lower second guess is tried; where that
-/// fails too, or too many reach a guess, the row runs the unhinted selection. Each row's
-/// selection joins the averages ([`SelectionHint::update`]), and the guess is made from them
-/// once per block of eight rows ([`SelectionHint::refresh`]): a row's selection then does not
-/// wait on the previous row's, and the rows of a block overlap in the CPU (SoftSort and
-/// NeuralSort at n = 100, m = 16, batch 128: 2–7 % faster in each of three code layouts; n =
-/// 1000 unchanged). The result is the same either way: the hint only decides how it is found.
+/// fails too, or too many reach a guess, the row runs the unhinted selection. The last row of
+/// each block of eight joins the averages ([`SelectionHint::update`]; every row's joining cost
+/// 3 % of NeuralSort's and SoftSort's loss at n = 100, m = 16, for a guess of the same
+/// quality), and the guess is made from them once per block ([`SelectionHint::refresh`]): a
+/// row's selection then does not wait on the previous row's, and the rows of a block overlap
+/// in the CPU (SoftSort and NeuralSort at n = 100, m = 16, batch 128: 2–7 % faster in each of
+/// three code layouts; n = 1000 unchanged). The result is the same either way: the hint only
+/// decides how it is found.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SelectionHint {
     /// NaN: no guess.

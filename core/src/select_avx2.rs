@@ -329,9 +329,10 @@ const HINTED: usize = 64;
 /// [`crate::select::SelectionHint`]): where at least `out.len()` entries besides `skip`, and
 /// at most 64 with it, reach it, the row is read once, listing those entries, and they are
 /// ranked; where too few reach it, its lower second guess is tried the same way; else the row
-/// takes the steps of the module docs. The indices are the same either way. This row's
-/// selection then joins the hint's running averages (the hint is reset where the row is
-/// declined or out of range); the caller makes the next guess with `refresh`.
+/// takes the steps of the module docs. The indices are the same either way. Where `learn`,
+/// this row's selection then joins the hint's running averages (the hint is reset where the
+/// row is declined or out of range, learning or not); the caller makes the next guess with
+/// `refresh`.
 ///
 /// # Safety
 /// The CPU must support AVX2 and POPCNT.
@@ -342,6 +343,7 @@ pub(crate) unsafe fn largest_indices_within(
     out: &mut [u32],
     limit: f32,
     hint: &mut crate::select::SelectionHint,
+    learn: bool,
 ) -> Outcome {
     let count = out.len();
     let skip = skip.filter(|&position| position < values.len());
@@ -369,7 +371,9 @@ pub(crate) unsafe fn largest_indices_within(
         match found {
             FromBound::Selected => {
                 hint.record(true);
-                hint.update(values, out);
+                if learn {
+                    hint.update(values, out);
+                }
                 return Outcome::Selected;
             }
             FromBound::TooFew | FromBound::TooMany => hint.record(false),
@@ -381,7 +385,9 @@ pub(crate) unsafe fn largest_indices_within(
     }
     let outcome = select_checked::<false, true>(values, skip, out, limit);
     if outcome == Outcome::Selected {
-        hint.update(values, out);
+        if learn {
+            hint.update(values, out);
+        }
     } else {
         *hint = crate::select::SelectionHint::NONE;
     }
@@ -1244,8 +1250,9 @@ mod tests {
                 let before = hint.bound;
                 let mut out = vec![u32::MAX; count];
                 // SAFETY: the CPU supports AVX2 and POPCNT, checked above.
-                let outcome =
-                    unsafe { largest_indices_within(&values, skip, &mut out, 1e30, &mut hint) };
+                let outcome = unsafe {
+                    largest_indices_within(&values, skip, &mut out, 1e30, &mut hint, true)
+                };
                 if poisoned {
                     assert_eq!(
                         outcome,
