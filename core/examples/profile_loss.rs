@@ -8,7 +8,8 @@
 //! `neuralsort`; M is a number (the preselection) or `all`; CALLS is 20 000 by default. The
 //! environment variable `BATCH` sets the batch (128 by default: batch 4096 puts the logits
 //! beyond L2, where a change can behave otherwise). The settings are those of `bench_loss`:
-//! logistic_phi λ = ½, β = 1, P_K = [.5, 0, 0, 0, .5], `sm`, labels `(row · 7919) mod N`.
+//! logistic_phi λ = ½, β = 1, P_K = [.5, 0, 0, 0, .5], `sm`, labels `(row · 7919) mod N`, and
+//! its logits (seed `31·N + BATCH`).
 
 use difftopk_core::{Method, Relaxation, Top1Mode, TopkLoss, TopkLossConfig};
 use std::time::Instant;
@@ -50,7 +51,8 @@ fn main() -> Result<(), difftopk_core::Error> {
         Ok(value) => value.parse().unwrap_or_else(|_| usage()),
         Err(_) => 128,
     };
-    let logits = random_logits(batch * n, 1);
+    // (The logits of `bench_loss` for this n and batch.)
+    let logits = random_logits(batch * n, (n * 31 + batch) as u64);
     let labels: Vec<usize> = (0..batch).map(|row| (row * 7919) % n).collect();
     let mut gradient = vec![0f32; batch * n];
     let config = TopkLossConfig::new(method, n, &[0.5, 0.0, 0.0, 0.0, 0.5])?
