@@ -7,7 +7,9 @@
 //!
 //! Timed alone on a Zen 5 core, 80 wires of arguments in [−30, 0]: 2.2–2.7 ns per wire
 //! against 3.8 ns for the AVX2 kernel. (Where a CPU splits 512-bit instructions in two, as
-//! Zen 4 does, this is about as fast as AVX2.)
+//! Zen 4 does, this is about as fast as AVX2.) The lanes take these kernels on AMD processors
+//! only ([`crate::cpu::prefers_avx512`]: many Intel Xeons lower their clock after 512-bit
+//! instructions); the tests run them wherever AVX-512F is.
 
 use core::arch::x86_64::{
     __m512, _mm512_add_epi32, _mm512_add_ps, _mm512_castps_si512, _mm512_castsi512_ps,

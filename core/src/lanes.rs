@@ -904,8 +904,8 @@ fn shifted_exponentials_avx2<F: Real>(
         f32_lane(shift),
         F::as_f32_lanes_mut(out),
     ) {
-        if crate::cpu::has_avx512f() {
-            // SAFETY: the CPU supports AVX-512F (and so AVX2), checked just above.
+        if crate::cpu::prefers_avx512() {
+            // SAFETY: the CPU supports AVX-512F and AVX2 (`prefers_avx512` implies both).
             unsafe { crate::exp_avx512::shifted_exponentials(values, &shift, out) };
             return true;
         }
@@ -933,8 +933,8 @@ fn distance_exponentials_avx2<F: Real>(
         f32_lane(center),
         F::as_f32_lanes_mut(out),
     ) {
-        if crate::cpu::has_avx512f() {
-            // SAFETY: the CPU supports AVX-512F (and so AVX2), checked just above.
+        if crate::cpu::prefers_avx512() {
+            // SAFETY: the CPU supports AVX-512F and AVX2 (`prefers_avx512` implies both).
             unsafe { crate::exp_avx512::distance_exponentials(values, &center, as_f32(beta), out) };
             return true;
         }
@@ -953,8 +953,8 @@ fn distance_exponentials_avx2<F: Real>(
 fn scaled_exponentials_avx2<F: Real>(rows: &mut [Lanes<F>], shift: &Lanes<F>, beta: F) -> bool {
     #[cfg(target_arch = "x86_64")]
     if let (Some(shift), Some(rows)) = (f32_lane(shift), F::as_f32_lanes_mut(rows)) {
-        if crate::cpu::has_avx512f() {
-            // SAFETY: the CPU supports AVX-512F (and so AVX2), checked just above.
+        if crate::cpu::prefers_avx512() {
+            // SAFETY: the CPU supports AVX-512F and AVX2 (`prefers_avx512` implies both).
             unsafe { crate::exp_avx512::scaled_exponentials(rows, &shift, as_f32(beta)) };
             return true;
         }
