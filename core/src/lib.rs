@@ -30,7 +30,9 @@
 //! Private to the crate, the batch loss's fast path: `lanes` runs eight rows side by side, and
 //! the `*_avx2` modules are its AVX2 kernels for `f32` (the selection, NeuralSort's order and
 //! sums of absolute deviations, the rows' exponentials, the VJP steps, the transposes), each the
-//! portable code's operations in the same order, so that every path gives the same bits.
+//! portable code's operations in the same order, so that every path gives the same bits;
+//! `exp_avx512` runs the rows' exponentials two wires to a register on AMD processors with
+//! AVX-512 (`cpu` decides), again the same bits.
 //!
 //! ```
 //! use difftopk_core::{Method, Relaxation, TopkLoss, TopkLossConfig};
