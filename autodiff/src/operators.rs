@@ -148,7 +148,9 @@ impl RelaxedSortingNetwork {
         let network = self.network.clone();
         register_vjp(&mut tape, &x, &output, move |upstream, gradient| {
             let network = network.as_ref();
-            // (the core's VJPs add to their gradient row, as the tape wants.)
+            // (the core's VJPs add to their gradient row, as the tape wants. A row's error
+            // would leave the rows before it added: the forward pass validated every input, so
+            // only a bug gets there.)
             CoreError::check_length("gradient", values.len(), gradient.len())?;
             for_each_row(
                 &values,
@@ -204,7 +206,9 @@ impl RelaxedSortingNetwork {
         let network = self.network.clone();
         register_vjp(&mut tape, &x, &output, move |upstream, gradient| {
             let network: NetworkRef<'_> = network.as_ref();
-            // (the core's VJPs add to their gradient row, as the tape wants.)
+            // (the core's VJPs add to their gradient row, as the tape wants. A row's error
+            // would leave the rows before it added: the forward pass validated every input, so
+            // only a bug gets there.)
             CoreError::check_length("gradient", values.len(), gradient.len())?;
             for_each_row(
                 &values,
@@ -263,7 +267,9 @@ impl RelaxedSortingNetwork {
         let network = self.network.clone();
         register_vjp(&mut tape, &x, &output, move |upstream, gradient| {
             let network = network.as_ref();
-            // (the core's VJPs add to their gradient row, as the tape wants.)
+            // (the core's VJPs add to their gradient row, as the tape wants. A row's error
+            // would leave the rows before it added: the forward pass validated every input, so
+            // only a bug gets there.)
             CoreError::check_length("gradient", values.len(), gradient.len())?;
             for_each_row(
                 &values,

@@ -76,6 +76,7 @@ pub(crate) fn has_avx512f() -> bool {
 /// (SoftSort at n = 1000, m = 16 89 → 108 µs), so there the AVX2 kernels run. Detected at run
 /// time even where the build targets AVX-512 (the vendor is not a target feature).
 #[inline]
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))] // the lanes need `alloc`
 pub(crate) fn prefers_avx512() -> bool {
     features() & AVX512_AT_FULL_CLOCK != 0
 }

@@ -137,7 +137,8 @@ pub(crate) struct LaneBuffers<F> {
     work: alloc::vec::Vec<F>,
     /// With m: the scaled gradient of each row's selected logits, `gradient_rows[r·n′ + i]`.
     gradient_rows: alloc::vec::Vec<F>,
-    /// With m: the selection's guess for the next row (see `select::SelectionHint`).
+    /// With m: the selection's guess for the next block of eight rows (see
+    /// `select::SelectionHint`).
     selection_hint: crate::select::SelectionHint,
 }
 
@@ -889,9 +890,10 @@ fn normalise_lanes<F: Real>(wires: &mut [Lanes<F>]) -> Lanes<F> {
     sum
 }
 
-/// [`shifted_exponentials`] over all wires (`out[w]` from `values[w]`) with the AVX2 kernel of
-/// [`crate::exp_avx2`] where `F` is `f32` and the CPU has AVX2 (the same bits); `false`
-/// (nothing done) otherwise.
+/// [`shifted_exponentials`] over all wires (`out[w]` from `values[w]`) with the AVX-512 kernel
+/// of [`crate::exp_avx512`] where `F` is `f32` and `cpu::prefers_avx512`, else the AVX2 kernel
+/// of [`crate::exp_avx2`] where the CPU has AVX2 (the same bits either way); `false` (nothing
+/// done) otherwise.
 #[inline(always)]
 fn shifted_exponentials_avx2<F: Real>(
     values: &[Lanes<F>],

@@ -18,7 +18,8 @@
 //! * [`relaxation`]: the six sigmoids ([`Relaxation`]).
 //! * [`operators`]: the relaxed sort (values and P) and the relaxed top-k matrix, forward and VJP.
 //! * [`neuralsort`], [`softsort`]: the two other relaxations of the paper (top rows only).
-//!   Every operator's VJP *adds* `Jᵀ ḡ` to the gradient it is given, as a tape does.
+//!   Every operator's VJP (these four) *adds* `Jᵀ ḡ` to the gradient it is given, as a tape
+//!   does; the losses write their gradients.
 //! * [`loss`]: the top-k cross-entropy loss of one sample and of a batch
 //!   ([`loss::batch_loss`]), allocation-free over caller-provided scratch; [`TopkLoss`] and
 //!   [`softmax_cross_entropy`] for batches (feature `alloc`), in parallel with feature `rayon`;

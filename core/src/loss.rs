@@ -106,15 +106,16 @@ pub fn batch_loss<F: Real>(
     scratch: Scratch<'_, F>,
 ) -> Result<F, Error> {
     let classes = config.classes();
-    if labels.is_empty() {
-        return Err(Error::Empty {
-            what: "batch rows (labels)",
-        });
-    }
+    // The checks in `TopkLoss::forward_backward`'s order (the same error for the same call).
     // (a wrapped product on a 32-bit target would let a short buffer pass.)
     Error::check_length("logits", labels.len().saturating_mul(classes), logits.len())?;
     if let Some(g) = gradient.as_deref() {
         Error::check_length("gradient", logits.len(), g.len())?;
+    }
+    if labels.is_empty() {
+        return Err(Error::Empty {
+            what: "batch rows (labels)",
+        });
     }
     let scale = F::one() / F::of(labels.len() as f64);
     let Scratch { reals, indices } = scratch;

@@ -83,8 +83,10 @@ pub fn relaxed_sort<F: Real>(
 
 /// VJP of [`relaxed_sort`]: adds `Σ_j ḡ_j ∂sorted_j/∂x + Σ_{i,j} Ḡ_ij ∂P_ij/∂x` to `grad_x`
 /// for the adjoints `grad_sorted` (n) and `grad_p` (n × n), either of which may be absent.
-/// Like every VJP of the crate it accumulates (`grad_x += Jᵀ ḡ`): zero `grad_x` first for the
-/// VJP alone. Recomputes the forward sweep; O(n·C) time when `grad_p` is given, O(C) otherwise.
+/// Like every operator VJP of the crate (relaxed sort and top-k, NeuralSort, SoftSort) it
+/// accumulates (`grad_x += Jᵀ ḡ`): zero `grad_x` first for the VJP alone. (The losses write
+/// their gradients, and `softmax::softmax_backward` turns its adjoint into the result in
+/// place.) Recomputes the forward sweep; O(n·C) time when `grad_p` is given, O(C) otherwise.
 #[allow(clippy::too_many_arguments)]
 pub fn relaxed_sort_backward<F: Real>(
     network: &NetworkRef<'_>,
@@ -219,9 +221,10 @@ pub fn relaxed_topk<F: Real>(
     Ok(())
 }
 
-/// VJP of [`relaxed_topk`]: adds `Σ_{i,r} Ḡ[i,r] ∂P_topk[i,r]/∂x` to `grad_x` (accumulates, as
-/// every VJP of the crate) for the adjoint `grad_p_topk` (n × k). ᾱ of a comparator is `Σ_r (H[w_a,r] − H[w_b,r])(P[o_min,r] − P[o_max,r])`
-/// with H the adjoint pushed left to right through the layers' transposes.
+/// VJP of [`relaxed_topk`]: adds `Σ_{i,r} Ḡ[i,r] ∂P_topk[i,r]/∂x` to `grad_x` (accumulates,
+/// as every operator VJP of the crate) for the adjoint `grad_p_topk` (n × k). ᾱ of a
+/// comparator is `Σ_r (H[w_a,r] − H[w_b,r])(P[o_min,r] − P[o_max,r])` with H the adjoint
+/// pushed left to right through the layers' transposes.
 #[allow(clippy::too_many_arguments)]
 pub fn relaxed_topk_backward<F: Real>(
     network: &NetworkRef<'_>,

@@ -771,7 +771,7 @@ impl SelectionHint {
 
     /// The guess from the running averages, made once per block of rows so that a row's
     /// selection does not wait on the previous row's.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[cfg_attr(not(all(target_arch = "x86_64", feature = "alloc")), allow(dead_code))]
     #[inline(always)]
     pub(crate) fn refresh(&mut self) {
         let margin = self.spread * HINT_MARGIN;

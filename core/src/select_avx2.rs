@@ -1249,9 +1249,11 @@ mod tests {
                 }
                 let before = hint.bound;
                 let mut out = vec![u32::MAX; count];
+                // Every row learns, or (as the batch path) each block's last row only.
+                let learn = sequence % 2 == 0 || row % 8 == 7;
                 // SAFETY: the CPU supports AVX2 and POPCNT, checked above.
                 let outcome = unsafe {
-                    largest_indices_within(&values, skip, &mut out, 1e30, &mut hint, true)
+                    largest_indices_within(&values, skip, &mut out, 1e30, &mut hint, learn)
                 };
                 if poisoned {
                     assert_eq!(
@@ -1278,13 +1280,14 @@ mod tests {
                     available += 1;
                 }
             }
-            // Rows of one scale mostly keep the guess (where the count takes one): 15–19 of the
-            // 19 rows that had one for 15 and 30 of 37–1000 uniform entries when the guess
-            // became once per block of eight rows (none in the first block and after a reset
-            // by a poisoned row until the next block: 19 of the 40).
+            // Rows of one scale mostly keep the guess (where the count takes one): of the 19
+            // rows that had one (none in the first block and after a reset by a poisoned row
+            // until the next block: 19 of the 40), for 15 and 30 of 37–1000 uniform entries,
+            // 18–19 held where every row learns and 14–19 where each block's last row alone
+            // does (fewer rows in the averages) when the guess became once per block.
             if count >= 15 && sequence % 3 != 0 {
                 assert!(
-                    available >= 16 && 4 * guessed >= 3 * available,
+                    available >= 16 && 3 * guessed >= 2 * available,
                     "sequence {sequence}: {guessed} of {available} guessed"
                 );
             }

@@ -168,20 +168,32 @@ fn check_operator_gradients(
             })
             .fold(0.0, f64::max)
     };
-    let check = |grad: &[f64], f: &dyn Fn(&[f64]) -> f64, what: &str| {
+    // `cusp`: the operator runs the network's relaxation, whose kinks (logistic_phi's at 0,
+    // optimal's at |βv| = ¼) may need the fine steps; NeuralSort and SoftSort are smooth.
+    let check = |grad: &[f64], f: &dyn Fn(&[f64]) -> f64, what: &str, cusp: bool| {
         let grad: Vec<f64> = coordinates.iter().map(|&i| grad[i] - start[i]).collect();
         let grad = grad.as_slice();
         let coarse = fd(f);
         let scale = coarse.iter().fold(1e-12f64, |m, e| m.max(e.abs()));
         let noise = noise(f);
-        let coarse_floor = 1e-9f64.max(4.0 * noise / h);
+        // A floor for the noise, never more than a tenth of the gradient's scale: where the
+        // noise is larger than that, the check fails rather than passes anything.
+        let coarse_floor = 1e-9f64.max(4.0 * noise / h).min(1e-9 + 0.1 * scale);
         let fits = |numeric: &[f64]| {
             grad.iter()
                 .zip(numeric)
                 .all(|(a, e)| (a - e).abs() <= tolerance * scale + coarse_floor)
         };
-        if (art || piecewise) && !fits(&coarse) {
-            let steps = [1e-7, 1e-8, 1e-9];
+        if cusp && (art || piecewise) && !fits(&coarse) {
+            // Only the steps whose noise is below a tenth of the scale count.
+            let steps: Vec<f64> = [1e-7, 1e-8, 1e-9]
+                .into_iter()
+                .filter(|&step| 4.0 * noise / step <= 0.1 * scale)
+                .collect();
+            assert!(
+                !steps.is_empty(),
+                "{what}: objective too noisy for fine steps (scale {scale})"
+            );
             let fine: Vec<Vec<f64>> = steps.iter().map(|&step| fd_fine(f, step)).collect();
             for (t, &a) in grad.iter().enumerate() {
                 let agrees = |(numeric, &step): (&Vec<f64>, &f64)| {
@@ -223,7 +235,7 @@ fn check_operator_gradients(
             &mut scratch,
         )
         .unwrap();
-        check(&grad, &objective, "relaxed_sort");
+        check(&grad, &objective, "relaxed_sort", true);
     }
     // relaxed top-k matrix
     {
@@ -246,7 +258,7 @@ fn check_operator_gradients(
             &mut scratch,
         )
         .unwrap();
-        check(&grad, &objective, "relaxed_topk");
+        check(&grad, &objective, "relaxed_topk", true);
     }
     // NeuralSort and SoftSort top-k matrices
     {
@@ -289,7 +301,7 @@ fn check_operator_gradients(
                 .map(|(a, b)| a * b)
                 .sum::<f64>()
         };
-        check(&grad, &objective, "neuralsort_topk");
+        check(&grad, &objective, "neuralsort_topk", false);
 
         let soft = |input: &[f64]| {
             let (mut p, mut rows, mut top) = (vec![0.0; n * k], vec![0.0; n * k], vec![0u32; k]);
@@ -318,7 +330,7 @@ fn check_operator_gradients(
                 .map(|(a, b)| a * b)
                 .sum::<f64>()
         };
-        check(&grad, &objective, "softsort_topk");
+        check(&grad, &objective, "softsort_topk", false);
     }
 }
 
