@@ -157,7 +157,7 @@ impl RelaxedSortingNetwork {
                 n,
                 gradient,
                 n,
-                operators::relaxed_sort_scratch_len(&network) + n * n,
+                operators::relaxed_sort_scratch_len(&network),
                 |row, x, grad_x, scratch| {
                     let grad_p = &upstream[row * n * n..(row + 1) * n * n];
                     operators::relaxed_sort_backward(
@@ -168,7 +168,7 @@ impl RelaxedSortingNetwork {
                         None,
                         Some(grad_p),
                         grad_x,
-                        &mut scratch[n * n..],
+                        scratch,
                     )
                 },
             )
