@@ -63,13 +63,7 @@ impl TopkLoss {
         labels: &[usize],
         gradient: Option<&[F]>,
     ) -> Result<(), Error> {
-        // (a wrapped product on a 32-bit target would let a short buffer pass.)
-        let expected = labels.len().saturating_mul(self.config.classes());
-        Error::check_length("logits", expected, logits.len())?;
-        if let Some(g) = gradient {
-            Error::check_length("gradient", logits.len(), g.len())?;
-        }
-        Ok(())
+        crate::loss::check_batch_lengths(self.config.classes(), logits, labels, gradient)
     }
 
     /// [`TopkLoss::check_batch`] plus a non-empty batch (the mean of nothing is undefined).
@@ -79,13 +73,7 @@ impl TopkLoss {
         labels: &[usize],
         gradient: Option<&[F]>,
     ) -> Result<(), Error> {
-        self.check_batch(logits, labels, gradient)?;
-        if labels.is_empty() {
-            return Err(Error::Empty {
-                what: "batch rows (labels)",
-            });
-        }
-        Ok(())
+        crate::loss::check_mean_batch(self.config.classes(), logits, labels, gradient)
     }
 
     /// The shape of the row buffers this loss needs.

@@ -36,6 +36,16 @@ pub(crate) fn name_matches(given: &str, known: &str) -> bool {
 }
 
 impl Method {
+    /// Every method, in declaration order (for listing them, or trying each).
+    pub const ALL: [Method; 6] = [
+        Method::OddEven,
+        Method::Bitonic,
+        Method::BitonicAnySize,
+        Method::SplitterSelection,
+        Method::NeuralSort,
+        Method::SoftSort,
+    ];
+
     /// Parses the reference's names (`odd_even`, `bitonic`, `bitonic__non_sparse`,
     /// `splitter_selection`, `neuralsort`, `softsort`) and `bitonic_any_size` (this crate's
     /// bitonic network that sorts every n); `-` may replace `_`.

@@ -153,29 +153,43 @@ pub(crate) unsafe fn lane_maxima(wires: &[[f32; 8]]) -> [f32; 8] {
     out
 }
 
+/// Arguments `x ≤ 0` for the lane exponentials' bit-for-bit tests against `exp_f32`: every
+/// 601st f32 bit pattern in [−104, −0], every one around the flush threshold and around the
+/// arguments where n's rounding flips (x·log₂e near half-integers), ±0, −∞ and the smallest
+/// normal and subnormal magnitudes, padded with −1 to a multiple of `lanes`.
+#[cfg(test)]
+pub(crate) fn nonpositive_test_arguments(lanes: usize) -> alloc::vec::Vec<f32> {
+    let mut arguments: alloc::vec::Vec<f32> = (0.0f32.to_bits()..=104.0f32.to_bits())
+        .step_by(601)
+        .map(|bits| -f32::from_bits(bits))
+        .collect();
+    let threshold = LOWEST_NORMAL_ARGUMENT_F32;
+    arguments.extend((0..4000u32).map(|step| f32::from_bits(threshold.to_bits() - 2000 + step)));
+    for half in 0..126 {
+        // x with x·log₂e near −(half + ½): the rounding of n flips there.
+        let x = -((half as f32) + 0.5) * core::f32::consts::LN_2;
+        arguments.extend((0..64u32).map(|step| f32::from_bits(x.to_bits() - 32 + step)));
+    }
+    arguments.extend([0.0, -0.0, f32::NEG_INFINITY, -f32::MIN_POSITIVE, -1e-45]);
+    while !arguments.len().is_multiple_of(lanes) {
+        arguments.push(-1.0);
+    }
+    arguments
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::exp::exp_f32;
 
-    /// Every lane of [`exp_nonpositive`] gives `exp_f32`'s bits over x ≤ 0: every 601st f32 bit
-    /// pattern in [−104, −0], every one around the flush threshold, ±0, −∞ and NaN.
+    /// Every lane of [`exp_nonpositive`] gives `exp_f32`'s bits over x ≤ 0
+    /// ([`nonpositive_test_arguments`]) and propagates NaN.
     #[test]
     fn the_lanes_give_exp_f32_bits_for_nonpositive_arguments() {
         if !crate::cpu::has_avx2() {
             return;
         }
-        let mut arguments: alloc::vec::Vec<f32> = (0.0f32.to_bits()..=104.0f32.to_bits())
-            .step_by(601)
-            .map(|bits| -f32::from_bits(bits))
-            .collect();
-        let threshold = LOWEST_NORMAL_ARGUMENT_F32;
-        arguments
-            .extend((0..4000u32).map(|step| f32::from_bits(threshold.to_bits() - 2000 + step)));
-        arguments.extend([0.0, -0.0, f32::NEG_INFINITY, -f32::MIN_POSITIVE, -1e-45]);
-        while !arguments.len().is_multiple_of(8) {
-            arguments.push(-1.0);
-        }
+        let arguments = nonpositive_test_arguments(8);
         let mut compared = 0;
         for block in arguments.chunks_exact(8) {
             let mut lanes = [0.0f32; 8];

@@ -159,31 +159,14 @@ mod tests {
     use super::*;
     use alloc::vec::Vec;
 
-    /// Every lane of [`exp_nonpositive`] gives `exp_f32`'s bits over x ≤ 0: every 601st f32
-    /// bit pattern in [−104, −0], every one around the flush threshold and around the
-    /// arguments where n changes (x·log₂e near half-integers), ±0, −∞ and NaN.
+    /// Every lane of [`exp_nonpositive`] gives `exp_f32`'s bits over x ≤ 0
+    /// (`exp_avx2::nonpositive_test_arguments`) and propagates NaN.
     #[test]
     fn the_wide_exponential_gives_exp_f32_bits() {
         if !crate::cpu::has_avx512f() {
             return;
         }
-        let mut arguments: Vec<f32> = (0.0f32.to_bits()..=104.0f32.to_bits())
-            .step_by(601)
-            .map(|bits| -f32::from_bits(bits))
-            .collect();
-        let threshold = LOWEST_NORMAL_ARGUMENT_F32;
-        arguments
-            .extend((0..4000u32).map(|step| f32::from_bits(threshold.to_bits() - 2000 + step)));
-        for half in 0..126 {
-            // x with x·log₂e near −(half + ½): the rounding of n flips there.
-            let x = -((half as f32) + 0.5) * core::f32::consts::LN_2;
-            arguments.extend((0..64u32).map(|step| f32::from_bits(x.to_bits() - 32 + step)));
-        }
-        arguments.extend([0.0, -0.0, f32::NEG_INFINITY, -f32::MIN_POSITIVE, -1e-45]);
-        arguments.retain(|x| *x <= 0.0);
-        while !arguments.len().is_multiple_of(16) {
-            arguments.push(-1.0);
-        }
+        let arguments = crate::exp_avx2::nonpositive_test_arguments(16);
         let mut compared = 0;
         for block in arguments.chunks_exact(16) {
             let mut lanes = [0.0f32; 16];

@@ -106,17 +106,8 @@ pub fn batch_loss<F: Real>(
     scratch: Scratch<'_, F>,
 ) -> Result<F, Error> {
     let classes = config.classes();
-    // The checks in `TopkLoss::forward_backward`'s order (the same error for the same call).
-    // (a wrapped product on a 32-bit target would let a short buffer pass.)
-    Error::check_length("logits", labels.len().saturating_mul(classes), logits.len())?;
-    if let Some(g) = gradient.as_deref() {
-        Error::check_length("gradient", logits.len(), g.len())?;
-    }
-    if labels.is_empty() {
-        return Err(Error::Empty {
-            what: "batch rows (labels)",
-        });
-    }
+    // (`TopkLoss::forward_backward`'s checks: the same error for the same call.)
+    check_mean_batch(classes, logits, labels, gradient.as_deref())?;
     let scale = F::one() / F::of(labels.len() as f64);
     let Scratch { reals, indices } = scratch;
     let mut sum = F::zero();
@@ -139,6 +130,39 @@ pub fn batch_loss<F: Real>(
         )?;
     }
     Ok(sum / F::of(labels.len() as f64))
+}
+
+/// The lengths of a batch of `labels.len()` rows of `classes` logits: `logits` B·n, `gradient`
+/// (when given) as long as `logits`.
+pub(crate) fn check_batch_lengths<F>(
+    classes: usize,
+    logits: &[F],
+    labels: &[usize],
+    gradient: Option<&[F]>,
+) -> Result<(), Error> {
+    // (a wrapped product on a 32-bit target would let a short buffer pass.)
+    let expected = labels.len().saturating_mul(classes);
+    Error::check_length("logits", expected, logits.len())?;
+    if let Some(g) = gradient {
+        Error::check_length("gradient", logits.len(), g.len())?;
+    }
+    Ok(())
+}
+
+/// [`check_batch_lengths`] plus a non-empty batch (the mean of nothing is undefined).
+pub(crate) fn check_mean_batch<F>(
+    classes: usize,
+    logits: &[F],
+    labels: &[usize],
+    gradient: Option<&[F]>,
+) -> Result<(), Error> {
+    check_batch_lengths(classes, logits, labels, gradient)?;
+    if labels.is_empty() {
+        return Err(Error::Empty {
+            what: "batch rows (labels)",
+        });
+    }
+    Ok(())
 }
 
 /// The loss of one sample, and optionally `gradient_scale · ∂loss/∂logits` written to `gradient`

@@ -97,14 +97,7 @@ fn configuration_is_validated() {
     );
     assert!(Relaxation::from_name("logistic phi", 0.25).is_err());
     assert!(Method::from_name("odd_even_").is_err());
-    for method in [
-        Method::OddEven,
-        Method::Bitonic,
-        Method::BitonicAnySize,
-        Method::SplitterSelection,
-        Method::NeuralSort,
-        Method::SoftSort,
-    ] {
+    for method in Method::ALL {
         assert_eq!(Method::from_name(method.name()), Ok(method));
     }
     // Messages name the value.
