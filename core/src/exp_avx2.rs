@@ -19,6 +19,9 @@ use core::arch::x86_64::{
     _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps, _mm256_slli_epi32,
     _mm256_storeu_ps, _mm256_sub_epi32, _mm256_sub_ps, _CMP_LT_OQ,
 };
+use core::arch::x86_64::{
+    _mm256_blendv_ps, _mm256_loadu_si256, _mm256_min_ps, _mm256_or_ps, _CMP_EQ_OQ,
+};
 
 use crate::exp::{
     INVERSE_FACTORIALS_F32, LN2_HI_F32, LN2_LO_F32, LOG2E_F32, LOWEST_NORMAL_ARGUMENT_F32,
@@ -77,6 +80,89 @@ pub(crate) unsafe fn scaled_exponentials(rows: &mut [[f32; 8]], shift: &[f32; 8]
             exp_nonpositive(argument)
         };
         _mm256_storeu_ps(row.as_mut_ptr(), value);
+    }
+}
+
+/// The operands of NeuralSort's chained rows (`neuralsort::chained_entry`), eight lanes per
+/// wire in the scores' ascending order: the weights `e^((s − s_max)·2β)`, the sorted scores,
+/// their `c`, and per row its shift (z at the row's peak, or the row's maximum in a direct
+/// lane) and factor.
+pub(crate) struct ChainOperands<'a> {
+    /// `e^((s − s_max)·2β)` per wire.
+    pub(crate) weights: &'a [[f32; 8]],
+    /// The scores per wire, ascending.
+    pub(crate) sorted: &'a [[f32; 8]],
+    /// `c = Σ_l |s − s_l|` per wire.
+    pub(crate) deviations: &'a [[f32; 8]],
+    /// Per row, the shift of its arguments.
+    pub(crate) shifts: &'a [[f32; 8]],
+    /// Per row, `neuralsort::chain_factor`.
+    pub(crate) factors: &'a [[f32; 8]],
+    /// β.
+    pub(crate) beta: f32,
+    /// Lanes (all bits) whose rows take their exponentials directly.
+    pub(crate) direct: [u32; 8],
+}
+
+/// Rows K−2, …, 0 of NeuralSort's chained rows in place (`rows[ρ·n + w]`, row K−1 already
+/// there, unnormalised): per lane `neuralsort::chained_entry` of the argument
+/// `a = min((z − shift_ρ)·β, 0)`, `z = sorted·(n − 1 − 2ρ) − deviations`
+/// (`neuralsort::chained_argument`), the same bits as the portable code; lanes set in
+/// `direct` take `e^a` itself. The exponentials that some entries need (a direct lane, or an
+/// entry back from a flush) are made in a second pass over the row where there are any, so
+/// that the first pass holds its constants in registers.
+///
+/// # Safety
+/// The CPU must support AVX2. `rows` holds `k·n` wires, the operands `n` wires and `k` rows.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn chained_rows(
+    rows: &mut [[f32; 8]],
+    n: usize,
+    k: usize,
+    chain: &ChainOperands<'_>,
+) {
+    assert!(rows.len() >= k * n && chain.shifts.len() >= k && chain.factors.len() >= k);
+    assert!(chain.weights.len() >= n && chain.sorted.len() >= n && chain.deviations.len() >= n);
+    let direct = _mm256_castsi256_ps(_mm256_loadu_si256(chain.direct.as_ptr().cast()));
+    let beta = _mm256_set1_ps(chain.beta);
+    let lowest = _mm256_set1_ps(LOWEST_NORMAL_ARGUMENT_F32);
+    let zero = _mm256_setzero_ps();
+    for rank in (0..k.saturating_sub(1)).rev() {
+        let (row, next) = rows[rank * n..(rank + 2) * n].split_at_mut(n);
+        let shift = _mm256_loadu_ps(chain.shifts[rank].as_ptr());
+        let factor = _mm256_loadu_ps(chain.factors[rank].as_ptr());
+        let scale = _mm256_set1_ps(((n as f64) - 1.0 - 2.0 * rank as f64) as f32);
+        // One wire: the argument, the chained value and the lanes that need `e^a`.
+        let entry = |wire: usize| {
+            let z = _mm256_sub_ps(
+                _mm256_mul_ps(_mm256_loadu_ps(chain.sorted[wire].as_ptr()), scale),
+                _mm256_loadu_ps(chain.deviations[wire].as_ptr()),
+            );
+            let argument = _mm256_min_ps(_mm256_mul_ps(_mm256_sub_ps(z, shift), beta), zero);
+            let flushed = _mm256_cmp_ps::<_CMP_LT_OQ>(argument, lowest);
+            let below = _mm256_loadu_ps(next[wire].as_ptr());
+            let product = _mm256_mul_ps(_mm256_loadu_ps(chain.weights[wire].as_ptr()), factor);
+            let value = _mm256_mul_ps(_mm256_andnot_ps(flushed, below), product);
+            let restarted = _mm256_andnot_ps(flushed, _mm256_cmp_ps::<_CMP_EQ_OQ>(below, zero));
+            (argument, value, _mm256_or_ps(direct, restarted))
+        };
+        let mut any_needed = zero;
+        for (wire, out) in row.iter_mut().enumerate() {
+            let (_, value, needed) = entry(wire);
+            _mm256_storeu_ps(out.as_mut_ptr(), value);
+            any_needed = _mm256_or_ps(any_needed, needed);
+        }
+        if _mm256_movemask_ps(any_needed) == 0 {
+            continue;
+        }
+        for (wire, out) in row.iter_mut().enumerate() {
+            let (argument, _, needed) = entry(wire);
+            if _mm256_movemask_ps(needed) != 0 {
+                let value = _mm256_loadu_ps(out.as_ptr());
+                let value = _mm256_blendv_ps(value, exp_nonpositive(argument), needed);
+                _mm256_storeu_ps(out.as_mut_ptr(), value);
+            }
+        }
     }
 }
 

@@ -17,6 +17,10 @@ use core::arch::x86_64::{
     _mm512_set1_ps, _mm512_setzero_ps, _mm512_slli_epi32, _mm512_storeu_ps, _mm512_sub_epi32,
     _mm512_sub_ps, _CMP_LT_OQ,
 };
+use core::arch::x86_64::{
+    __mmask16, _mm512_mask_mov_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_min_ps,
+    _CMP_EQ_OQ,
+};
 
 use crate::exp::{
     INVERSE_FACTORIALS_F32, LN2_HI_F32, LN2_LO_F32, LOG2E_F32, LOWEST_NORMAL_ARGUMENT_F32,
@@ -86,6 +90,93 @@ pub(crate) unsafe fn scaled_exponentials(rows: &mut [[f32; 8]], shift: &[f32; 8]
         _mm512_storeu_ps(pointer, value);
     }
     crate::exp_avx2::scaled_exponentials(pairs.into_remainder(), shift, beta);
+}
+
+/// `exp_avx2::chained_rows` with AVX-512: rows K−2, …, 0 of NeuralSort's chained rows in place (`rows[ρ·n + w]`, row K−1 already
+/// there, unnormalised): per lane `neuralsort::chained_entry` of the argument
+/// `a = min((z − shift_ρ)·β, 0)`, `z = sorted·(n − 1 − 2ρ) − deviations`
+/// (`neuralsort::chained_argument`), the same bits as the portable code; lanes set in
+/// `direct` take `e^a` itself. Two wires per register (an odd last wire by masked loads and
+/// stores). The exponentials that some entries need (a direct lane, or an entry back from a
+/// flush) are made in a second pass over the row where there are any, so that the first
+/// pass holds its constants in registers.
+///
+/// # Safety
+/// The CPU must support AVX-512F. `rows` holds `k·n` wires, the operands `n` wires and `k`
+/// rows.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn chained_rows(
+    rows: &mut [[f32; 8]],
+    n: usize,
+    k: usize,
+    chain: &crate::exp_avx2::ChainOperands<'_>,
+) {
+    assert!(rows.len() >= k * n && chain.shifts.len() >= k && chain.factors.len() >= k);
+    assert!(chain.weights.len() >= n && chain.sorted.len() >= n && chain.deviations.len() >= n);
+    let lane_bits = chain
+        .direct
+        .iter()
+        .enumerate()
+        .fold(0u16, |bits, (lane, &all)| {
+            bits | (u16::from(all != 0) << lane)
+        });
+    let direct: __mmask16 = lane_bits | (lane_bits << 8);
+    let wide_beta = _mm512_set1_ps(chain.beta);
+    let lowest = _mm512_set1_ps(LOWEST_NORMAL_ARGUMENT_F32);
+    let zero = _mm512_setzero_ps();
+    let base = rows.as_mut_ptr().cast::<f32>();
+    let (weights, sorted) = (
+        chain.weights.as_ptr().cast::<f32>(),
+        chain.sorted.as_ptr().cast::<f32>(),
+    );
+    let deviations = chain.deviations.as_ptr().cast::<f32>();
+    for rank in (0..k.saturating_sub(1)).rev() {
+        let row = base.add(8 * rank * n);
+        let next = row.add(8 * n);
+        let shift = doubled(&chain.shifts[rank]);
+        let factor = doubled(&chain.factors[rank]);
+        let scale = _mm512_set1_ps(((n as f64) - 1.0 - 2.0 * rank as f64) as f32);
+        // One pair of wires from float offset `at` (the low eight lanes only where `mask` is
+        // 0x00ff): the argument, the chained value and the lanes that need `e^a`.
+        let entry = |at: usize, mask: __mmask16| {
+            let z = _mm512_sub_ps(
+                _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, sorted.add(at)), scale),
+                _mm512_maskz_loadu_ps(mask, deviations.add(at)),
+            );
+            let argument = _mm512_min_ps(_mm512_mul_ps(_mm512_sub_ps(z, shift), wide_beta), zero);
+            let kept = !_mm512_cmp_ps_mask::<_CMP_LT_OQ>(argument, lowest);
+            let below = _mm512_maskz_loadu_ps(mask, next.add(at));
+            let product = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, weights.add(at)), factor);
+            let value = _mm512_mul_ps(_mm512_maskz_mov_ps(kept, below), product);
+            let restarted = kept & _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(below, zero);
+            (argument, value, (direct | restarted) & mask)
+        };
+        let pairs = n / 2;
+        let tail: __mmask16 = if n % 2 == 1 { 0x00ff } else { 0 };
+        let mut any_needed: __mmask16 = 0;
+        for pair in 0..pairs {
+            let (_, value, needed) = entry(16 * pair, 0xffff);
+            _mm512_storeu_ps(row.add(16 * pair), value);
+            any_needed |= needed;
+        }
+        if tail != 0 {
+            let (_, value, needed) = entry(16 * pairs, tail);
+            _mm512_mask_storeu_ps(row.add(16 * pairs), tail, value);
+            any_needed |= needed;
+        }
+        if any_needed == 0 {
+            continue;
+        }
+        for pair in 0..pairs + usize::from(tail != 0) {
+            let mask = if pair < pairs { 0xffff } else { tail };
+            let (argument, _, needed) = entry(16 * pair, mask);
+            if needed != 0 {
+                let value = _mm512_maskz_loadu_ps(mask, row.add(16 * pair));
+                let value = _mm512_mask_mov_ps(value, needed, exp_nonpositive(argument));
+                _mm512_mask_storeu_ps(row.add(16 * pair), mask, value);
+            }
+        }
+    }
 }
 
 /// `exp_avx2::distance_exponentials`: `out[w] = e^(−β |values[w] − center|)` per lane, over

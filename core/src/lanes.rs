@@ -134,6 +134,12 @@ pub(crate) struct LaneBuffers<F> {
     own_exponentials: alloc::vec::Vec<Lanes<F>>,
     /// NeuralSort: the sorted order and running sums of c and c̄.
     order: OrderLanes<F>,
+    /// NeuralSort: the chained rows' weights `e^((s − s_max)·2β)` in sorted order, and
+    /// per row its factor (`neuralsort::chain_factor`).
+    chain_weights: alloc::vec::Vec<Lanes<F>>,
+    chain_factors: alloc::vec::Vec<Lanes<F>>,
+    /// NeuralSort: per row the shift of its arguments (see `neuralsort_rows_lanes`).
+    chain_shifts: alloc::vec::Vec<Lanes<F>>,
     work: alloc::vec::Vec<F>,
     /// With m: the scaled gradient of each row's selected logits, `gradient_rows[r·n′ + i]`.
     gradient_rows: alloc::vec::Vec<F>,
@@ -159,6 +165,9 @@ impl<F: Real> LaneBuffers<F> {
             deviations: vec![[F::zero(); LANES]; if relaxed_rows > 0 { inputs } else { 0 }],
             own_exponentials: vec![[F::zero(); LANES]; relaxed_rows * relaxed_rows],
             order: OrderLanes::new(if relaxed_rows > 0 { inputs } else { 0 }),
+            chain_weights: vec![[F::zero(); LANES]; if relaxed_rows > 0 { inputs } else { 0 }],
+            chain_factors: vec![[F::zero(); LANES]; relaxed_rows],
+            chain_shifts: vec![[F::zero(); LANES]; relaxed_rows],
             work: vec![F::zero(); inputs],
             gradient_rows: vec![F::zero(); LANES * inputs],
             selection_hint: crate::select::SelectionHint::NONE,
@@ -1011,11 +1020,14 @@ fn softsort_exponentials<F: Real>(values: &Lanes<F>, center: &Lanes<F>, beta: F)
     out
 }
 
-/// NeuralSort's rows for every lane (as `neuralsort::neuralsort_rows`), each lane's wires in
-/// its ascending order (`buffers.order`): `rows[ρ·n + r] = softmax(β (z − max z))` at sorted
-/// position r, `z = s (n − 1 − 2ρ) − c`, `c_i = Σ_l |s_i − s_l|`. In that order each row's
-/// few entries above the normal range sit together: blocks of 8 lanes whose exponentials
-/// would all be flushed to +0 are set to +0 without them (the same bits).
+/// NeuralSort's rows for every lane (as `neuralsort::neuralsort_rows`, which see), each
+/// lane's wires in its ascending order (`buffers.order`): `rows[ρ·n + r] = softmax(β (z −
+/// max z))` at sorted position r, `z = s (n − 1 − 2ρ) − c`, `c_i = Σ_l |s_i − s_l|`. Row
+/// K−1's exponentials directly, rows K−2, …, 0 chained from the row below in the lanes whose
+/// spread allows (`neuralsort::chain_reach`), directly in the others; then each row divided by its
+/// sum. In sorted order each row's few entries above the normal range sit together: blocks of
+/// 8 lanes whose exponentials would all be flushed to +0 are set to +0 without them (the same
+/// bits).
 #[inline(always)]
 fn neuralsort_rows_lanes<F: Real>(
     buffers: &mut LaneBuffers<F>,
@@ -1025,33 +1037,193 @@ fn neuralsort_rows_lanes<F: Real>(
     rows: usize,
     preselected: bool,
 ) {
+    use crate::neuralsort::chain_reach;
     let selected = &buffers.selected_lanes[..n];
     if !(preselected && listed_order_lanes(selected, rows, &mut buffers.order)) {
         ascending_order_lanes(selected, rows, &mut buffers.order);
     }
     deviation_sums_lanes(&mut buffers.order, n, &mut buffers.deviations[..n]);
     let sorted = &buffers.order.values;
-    for rank in 0..k {
+    let (smallest, largest) = (sorted[0], sorted[n - 1]);
+    // Per lane, whether its rows K−2, …, 0 are chained (`direct[lane]` all bits where not).
+    let mut direct = [0u32; LANES];
+    let mut any_chained = false;
+    for lane in 0..LANES {
+        let chained = k > 1 && chain_reach(smallest[lane], largest[lane], beta) <= F::chain_limit();
+        direct[lane] = if chained { 0 } else { u32::MAX };
+        any_chained |= chained;
+    }
+    if any_chained {
+        let weights = &mut buffers.chain_weights[..n];
+        weights.copy_from_slice(&sorted[..n]);
+        // `neuralsort::chain_weight`: e^((s − s_max)·2β).
+        if !scaled_exponentials_avx2(weights, &largest, beta + beta) {
+            for w in weights.iter_mut() {
+                *w = scaled_exponentials(w, &largest, beta + beta);
+            }
+        }
+    }
+    // Per row its factor (all at once: their exponentials overlap) and its shift: each lane's
+    // max z (as the one-row code: β z itself may overflow), or in a chained lane z at the
+    // row's peak, the ρ-th largest score (sorted position n − 1 − ρ), where max z is.
+    let any_direct = direct.iter().any(|&d| d != 0);
+    let factors = &mut buffers.chain_factors[..k];
+    let shifts = &mut buffers.chain_shifts[..k];
+    for rank in (0..k).rev() {
+        let chained_row = rank + 1 < k && any_chained;
         let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64);
         let row = &mut buffers.rows[rank * n..(rank + 1) * n];
-        for ((r, s), c) in row.iter_mut().zip(sorted.iter()).zip(&buffers.deviations) {
-            for lane in 0..LANES {
-                r[lane] = s[lane] * scale - c[lane];
+        if !chained_row || any_direct {
+            for ((r, s), c) in row.iter_mut().zip(sorted.iter()).zip(&buffers.deviations) {
+                for lane in 0..LANES {
+                    r[lane] = s[lane] * scale - c[lane];
+                }
+            }
+            shifts[rank] = lane_maxima(row);
+        }
+        if !chained_row {
+            if !scaled_exponentials_avx2(row, &shifts[rank], beta) {
+                for r in row.iter_mut() {
+                    *r = scaled_exponentials(r, &shifts[rank], beta);
+                }
+            }
+            continue;
+        }
+        let (peak, deviation) = (&sorted[n - 1 - rank], &buffers.deviations[n - 1 - rank]);
+        for lane in 0..LANES {
+            if direct[lane] == 0 {
+                shifts[rank][lane] = peak[lane] * scale - deviation[lane];
             }
         }
-        // β (z − max z), as the one-row code (β z itself may overflow), then its softmax:
-        // exponentials, sum (in sorted order, as the one-row code sums), scaling. The one-row
-        // softmax first subtracts the maximum of β (z − max z), which is ±0 (the largest entry
-        // gives +0, every other is ≤ 0), and e^(x − (±0)) = e^x bit for bit (x − (±0) is x, up
-        // to the sign of a zero x, and e^(±0) = 1): the lanes leave that pass out.
-        let top = lane_maxima(row);
-        if !scaled_exponentials_avx2(row, &top, beta) {
-            for r in row.iter_mut() {
-                *r = scaled_exponentials(r, &top, beta);
-            }
-        }
-        normalise_lanes(row);
+        factors[rank] = chain_factors(&sorted[n - 1 - rank], &sorted[n - 2 - rank], &largest, beta);
     }
+    if any_chained {
+        let chain = ChainLanes {
+            weights: &buffers.chain_weights[..n],
+            sorted: &buffers.order.values[..n],
+            deviations: &buffers.deviations[..n],
+            shifts: &buffers.chain_shifts[..k],
+            factors: &buffers.chain_factors[..k],
+            beta,
+            direct,
+        };
+        let rows = &mut buffers.rows[..k * n];
+        if !chained_rows_avx2(rows, n, k, &chain) {
+            chained_rows(rows, n, k, &chain);
+        }
+    }
+    for rank in 0..k {
+        normalise_lanes(&mut buffers.rows[rank * n..(rank + 1) * n]);
+    }
+}
+
+/// `neuralsort::chain_factor` for every lane. (A function of its own, so that the
+/// exponentials vectorise.) Lanes outside the chain may give any value, even +∞: theirs is not
+/// used.
+#[inline(always)]
+fn chain_factors<F: Real>(
+    upper: &Lanes<F>,
+    peak: &Lanes<F>,
+    smallest: &Lanes<F>,
+    beta: F,
+) -> Lanes<F> {
+    let mut factor = [F::zero(); LANES];
+    for lane in 0..LANES {
+        factor[lane] =
+            crate::neuralsort::chain_factor(upper[lane], peak[lane], smallest[lane], beta);
+    }
+    factor
+}
+
+/// The operands of NeuralSort's chained rows, eight lanes per wire in each lane's ascending
+/// order (as `exp_avx2::ChainOperands`, for any `F`).
+struct ChainLanes<'a, F> {
+    weights: &'a [Lanes<F>],
+    sorted: &'a [Lanes<F>],
+    deviations: &'a [Lanes<F>],
+    shifts: &'a [Lanes<F>],
+    factors: &'a [Lanes<F>],
+    beta: F,
+    direct: [u32; LANES],
+}
+
+/// Rows K−2, …, 0 of NeuralSort's chained rows in place (row K−1 already there,
+/// unnormalised): per lane `neuralsort::chained_entry` of `neuralsort::chained_argument`, or
+/// in a lane set in `direct`, `e^((z − shift)·β)` (the portable code of
+/// `exp_avx2::chained_rows`).
+#[inline(always)]
+fn chained_rows<F: Real>(rows: &mut [Lanes<F>], n: usize, k: usize, chain: &ChainLanes<'_, F>) {
+    use crate::neuralsort::{chained_argument, chained_entry};
+    let beta = chain.beta;
+    for rank in (0..k.saturating_sub(1)).rev() {
+        let scale = F::of((n as f64) - 1.0 - 2.0 * rank as f64);
+        let (shift, factor) = (&chain.shifts[rank], &chain.factors[rank]);
+        let (row, next) = rows[rank * n..(rank + 2) * n].split_at_mut(n);
+        for (wire, r) in row.iter_mut().enumerate() {
+            let (score, deviation) = (&chain.sorted[wire], &chain.deviations[wire]);
+            for lane in 0..LANES {
+                let z = score[lane] * scale - deviation[lane];
+                r[lane] = if chain.direct[lane] != 0 {
+                    ((z - shift[lane]) * beta).exp()
+                } else {
+                    let argument = chained_argument(z, shift[lane], beta);
+                    let weight = chain.weights[wire][lane];
+                    chained_entry(argument, next[wire][lane], weight, factor[lane])
+                };
+            }
+        }
+    }
+}
+
+/// [`chained_rows`] by `exp_avx512::chained_rows` (where `cpu::prefers_avx512`) or
+/// `exp_avx2::chained_rows` where `F` is `f32` and the CPU has AVX2 (the same bits); `false`
+/// (nothing done) otherwise.
+#[inline(always)]
+fn chained_rows_avx2<F: Real>(
+    rows: &mut [Lanes<F>],
+    n: usize,
+    k: usize,
+    chain: &ChainLanes<'_, F>,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let (
+        Some(rows),
+        Some(weights),
+        Some(sorted),
+        Some(deviations),
+        Some(shifts),
+        Some(factors),
+    ) = (
+        F::as_f32_lanes_mut(rows),
+        F::as_f32_lanes(chain.weights),
+        F::as_f32_lanes(chain.sorted),
+        F::as_f32_lanes(chain.deviations),
+        F::as_f32_lanes(chain.shifts),
+        F::as_f32_lanes(chain.factors),
+    ) {
+        let operands = crate::exp_avx2::ChainOperands {
+            weights,
+            sorted,
+            deviations,
+            shifts,
+            factors,
+            beta: as_f32(chain.beta),
+            direct: chain.direct,
+        };
+        if crate::cpu::prefers_avx512() {
+            // SAFETY: the CPU supports AVX-512F and AVX2 (`prefers_avx512` implies both);
+            // the slices hold k·n, n and k wires (`chained_rows` checks).
+            unsafe { crate::exp_avx512::chained_rows(rows, n, k, &operands) };
+            return true;
+        }
+        if crate::cpu::has_avx2() {
+            // SAFETY: the CPU supports AVX2, checked just above; the slices as above.
+            unsafe { crate::exp_avx2::chained_rows(rows, n, k, &operands) };
+            return true;
+        }
+    }
+    let _ = (rows, n, k, chain);
+    false
 }
 
 /// [`ascending_order_lanes`]'s order for preselected rows (wire 0 the label's logit, wires
@@ -1683,6 +1855,141 @@ fn signed_adjoint_sums_lanes<F: Real>(
 mod tests {
     use super::*;
     use alloc::vec::Vec;
+
+    /// The AVX2 and AVX-512 kernels of NeuralSort's chained rows give the portable code's
+    /// bits ([`chained_rows`]), for odd and even n, with direct lanes, flushed arguments and
+    /// entries back from a flush (a zero below an argument in the normal range) among them.
+    #[test]
+    fn chained_kernels_equal_the_portable_code() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !crate::cpu::has_avx2() {
+                return;
+            }
+            let mut random = crate::test_random::Xorshift::new(0x2545_F491_4F6C_DD1D);
+            let mut uniform = |low: f32, high: f32| low + (high - low) * random.uniform() as f32;
+            let (mut restarted, mut flushed, mut direct_entries, mut cases) = (0, 0, 0, 0);
+            for n in [1usize, 2, 3, 8, 15, 16, 17, 40] {
+                for k in [2usize, 3, 5] {
+                    for beta in [0.5f32, 4.0, 30.0] {
+                        let lanes =
+                            |values: &mut dyn FnMut() -> f32, wires: usize| -> Vec<Lanes<f32>> {
+                                (0..wires)
+                                    .map(|_| core::array::from_fn(|_| values()))
+                                    .collect()
+                            };
+                        let sorted = lanes(&mut || uniform(-3.0, 3.0), n);
+                        let deviations = lanes(&mut || uniform(0.0, 20.0), n);
+                        let weights = lanes(&mut || uniform(1e-6, 1.0), n);
+                        let factors = lanes(&mut || uniform(1.0, 1e10), k);
+                        let mut direct = [0u32; LANES];
+                        for d in direct.iter_mut() {
+                            *d = if uniform(0.0, 1.0) < 0.25 {
+                                u32::MAX
+                            } else {
+                                0
+                            };
+                        }
+                        let mut shifts = alloc::vec![[0.0f32; LANES]; k];
+                        for (rank, shift) in shifts.iter_mut().enumerate() {
+                            let scale = ((n as f64) - 1.0 - 2.0 * rank as f64) as f32;
+                            for lane in 0..LANES {
+                                let largest = (0..n)
+                                    .map(|w| sorted[w][lane] * scale - deviations[w][lane])
+                                    .fold(f32::MIN, f32::max);
+                                // Direct lanes shift by the maximum; chained ones by about it.
+                                shift[lane] = largest
+                                    + if direct[lane] != 0 {
+                                        0.0
+                                    } else {
+                                        uniform(-2.0, 2.0)
+                                    };
+                            }
+                        }
+                        let mut rows = alloc::vec![[0.0f32; LANES]; k * n];
+                        for value in rows[(k - 1) * n..].iter_mut().flatten() {
+                            *value = if uniform(0.0, 1.0) < 0.3 {
+                                0.0
+                            } else {
+                                uniform(1.0, 2.0) * 2f32.powi(-(uniform(0.0, 125.0) as i32))
+                            };
+                        }
+                        let chain = ChainLanes {
+                            weights: &weights,
+                            sorted: &sorted,
+                            deviations: &deviations,
+                            shifts: &shifts,
+                            factors: &factors,
+                            beta,
+                            direct,
+                        };
+                        let mut expected = rows.clone();
+                        chained_rows(&mut expected, n, k, &chain);
+                        for rank in 0..k - 1 {
+                            let scale = ((n as f64) - 1.0 - 2.0 * rank as f64) as f32;
+                            for wire in 0..n {
+                                for lane in 0..LANES {
+                                    let z = sorted[wire][lane] * scale - deviations[wire][lane];
+                                    let argument = crate::neuralsort::chained_argument(
+                                        z,
+                                        shifts[rank][lane],
+                                        beta,
+                                    );
+                                    let below = expected[(rank + 1) * n + wire][lane];
+                                    if direct[lane] != 0 {
+                                        direct_entries += 1;
+                                    } else if argument.exp_flushes() {
+                                        flushed += 1;
+                                    } else if below == 0.0 {
+                                        restarted += 1;
+                                    }
+                                }
+                            }
+                        }
+                        let operands = crate::exp_avx2::ChainOperands {
+                            weights: &weights,
+                            sorted: &sorted,
+                            deviations: &deviations,
+                            shifts: &shifts,
+                            factors: &factors,
+                            beta,
+                            direct,
+                        };
+                        let mut kernels: Vec<(&str, Vec<Lanes<f32>>)> = Vec::new();
+                        let mut actual = rows.clone();
+                        // SAFETY: the CPU supports AVX2, checked above; sizes as required.
+                        unsafe { crate::exp_avx2::chained_rows(&mut actual, n, k, &operands) };
+                        kernels.push(("AVX2", actual));
+                        if crate::cpu::has_avx512f() {
+                            let mut actual = rows.clone();
+                            // SAFETY: the CPU supports AVX-512F (and AVX2); sizes as above.
+                            unsafe {
+                                crate::exp_avx512::chained_rows(&mut actual, n, k, &operands)
+                            };
+                            kernels.push(("AVX-512", actual));
+                        }
+                        for (name, actual) in &kernels {
+                            for (index, (a, e)) in actual.iter().zip(&expected).enumerate() {
+                                for lane in 0..LANES {
+                                    assert_eq!(
+                                        a[lane].to_bits(),
+                                        e[lane].to_bits(),
+                                        "{name}: n {n}, k {k}, β {beta}, wire {index}, lane {lane}"
+                                    );
+                                }
+                            }
+                        }
+                        cases += 1;
+                    }
+                }
+            }
+            assert_eq!(cases, 72);
+            assert!(
+                restarted > 200 && flushed > 200 && direct_entries > 200,
+                "restarted {restarted}, flushed {flushed}, direct {direct_entries}"
+            );
+        }
+    }
 
     /// NeuralSort's adjoint terms in lanes (with the flush) equal the one-row
     /// `softmax_backward_flushed` under the same one-hot adjoint, lane by lane, bit for bit, on

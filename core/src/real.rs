@@ -52,6 +52,15 @@ pub trait Real:
     fn exp_flushes(self) -> bool {
         false
     }
+    /// The largest reach of NeuralSort's chained rows (`neuralsort::chain_reach`): a bound `R`
+    /// with `eˣ` a normal number for every `|x| ≤ R`, with a margin (80 in `f32`, whose normal
+    /// range ends at e^±87.3; 700 in `f64`, e^±708.4). 0 where unknown, which keeps every row
+    /// on the direct exponentials.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn chain_limit() -> Self {
+        Self::zero()
+    }
     /// Natural logarithm.
     fn ln(self) -> Self;
     /// The loss's logarithm: [`Real::ln`]'s value, from code compiled into this crate where
@@ -190,6 +199,10 @@ impl Real for f32 {
         self < crate::exp::LOWEST_NORMAL_ARGUMENT_F32
     }
     #[inline(always)]
+    fn chain_limit() -> Self {
+        80.0
+    }
+    #[inline(always)]
     fn ln(self) -> Self {
         libm::logf(self)
     }
@@ -303,6 +316,10 @@ impl Real for f64 {
     #[inline(always)]
     fn exp_flushes(self) -> bool {
         self < crate::exp::LOWEST_NORMAL_ARGUMENT_F64
+    }
+    #[inline(always)]
+    fn chain_limit() -> Self {
+        700.0
     }
     #[inline(always)]
     fn ln(self) -> Self {

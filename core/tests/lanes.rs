@@ -174,3 +174,39 @@ fn the_largest_k_in_lanes_and_beyond_equal_the_one_row_kernel() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// NeuralSort's chained rows (rows K−2, …, 0 made from the row below where a row's spread
+    /// allows): groups whose rows have spreads within and far beyond the chain's reach (direct
+    /// lanes beside chained ones, in f32 and in f64), rows with one far larger logit (entries
+    /// that come back from a flush), odd and even lengths, with and without m, equal the
+    /// one-row kernel.
+    #[test]
+    fn neuralsort_chained_and_direct_rows_equal_the_one_row_kernel(
+        classes in 3usize..40,
+        k in 1usize..6,
+        batch in 1usize..20,
+        preselect in any::<bool>(),
+        beta in 0.05f64..8.0,
+        seed in any::<u64>(),
+        outlier in 0.0f64..40.0,
+    ) {
+        let k = k.min(classes - 1);
+        let distribution: Vec<f64> = (0..k).map(|_| 1.0 / k as f64).collect();
+        let m = (preselect && classes > k + 2).then_some((k + 1 + classes) / 2).filter(|&m| m < classes);
+        let config = TopkLossConfig::new(Method::NeuralSort, classes, &distribution).unwrap()
+            .with_inverse_temperature(beta).unwrap()
+            .with_preselection(m).unwrap();
+        let loss = TopkLoss::new(config).unwrap();
+        let mut values = random_logits(batch * classes, seed, usize::MAX);
+        for (row, logits) in values.chunks_exact_mut(classes).enumerate() {
+            let scale = [1.0, 0.01, 30.0, 300.0][(row + seed as usize) % 4];
+            logits.iter_mut().for_each(|v| *v *= scale);
+            logits[(row * 3 + 1) % classes] += outlier;
+        }
+        let labels: Vec<usize> = (0..batch).map(|b| (b * 7 + seed as usize % 5) % classes).collect();
+        check_f64_and_f32(&loss, &values, &labels);
+    }
+}
