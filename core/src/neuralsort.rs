@@ -8,6 +8,10 @@
 //! Cost O(n log n + K n) per row: c and its VJP come from the scores' ascending order and
 //! running sums in that order (in `f64`), the order from a sort (up to 256 scores by counting
 //! over all pairs, O(n²) but vectorised). Only the columns of P (output positions) sum to 1.
+//! The rows' exponentials: row K−1's directly, rows K−2, …, 0 from the row below by two
+//! multiplications an entry where the scores' spread allows (`chained_entry`: max z of row
+//! ρ sits at the ρ-th largest score, so neighbouring rows' arguments differ by a weight per
+//! score and a factor per row).
 
 use crate::softmax::softmax_backward_flushed;
 use crate::{Error, Real};
