@@ -86,7 +86,8 @@ pub(crate) unsafe fn scaled_exponentials(rows: &mut [[f32; 8]], shift: &[f32; 8]
 /// The operands of NeuralSort's chained rows (`neuralsort::chained_entry`), eight lanes per
 /// wire in the scores' ascending order: the weights `e^((s − s_max)·2β)`, the sorted scores,
 /// their `c`, and per row its shift (z at the row's peak, or the row's maximum in a direct
-/// lane) and factor.
+/// lane) and factor. All finite (the loss's logits are within ±`MAX_LOGIT`): the kernels
+/// clamp the arguments at 0 in direct lanes too, which only a NaN would notice.
 pub(crate) struct ChainOperands<'a> {
     /// `e^((s − s_max)·2β)` per wire.
     pub(crate) weights: &'a [[f32; 8]],

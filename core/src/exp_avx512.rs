@@ -3,11 +3,13 @@
 //! 512-bit register, so half the instructions for the same work. Each element takes
 //! [`crate::exp::exp_nonpositive_f32`]'s operations in the same order (no FMA contraction; the
 //! flush by a mask instead of an AND, which gives the same +0), so the same bits as the AVX2
-//! kernels and the portable code; an odd last wire goes to the AVX2 kernel.
+//! kernels and the portable code; an odd last wire goes to the AVX2 kernel (NeuralSort's
+//! chained rows take it by masked loads and stores instead).
 //!
 //! Timed alone on a Zen 5 core, 80 wires of arguments in [−30, 0]: 2.2–2.7 ns per wire
 //! against 3.8 ns for the AVX2 kernel. (A CPU that splits 512-bit instructions in two, as
-//! Zen 4 does, should run it about as fast as AVX2: not measured, no such machine here.) The lanes take these kernels on AMD processors
+//! Zen 4 does, should run it about as fast as AVX2: not measured, no such machine here.) The
+//! lanes take these kernels on AMD processors
 //! only ([`crate::cpu::prefers_avx512`]: many Intel Xeons lower their clock after 512-bit
 //! instructions); the tests run them wherever AVX-512F is.
 
@@ -92,14 +94,11 @@ pub(crate) unsafe fn scaled_exponentials(rows: &mut [[f32; 8]], shift: &[f32; 8]
     crate::exp_avx2::scaled_exponentials(pairs.into_remainder(), shift, beta);
 }
 
-/// `exp_avx2::chained_rows` with AVX-512: rows K−2, …, 0 of NeuralSort's chained rows in place (`rows[ρ·n + w]`, row K−1 already
-/// there, unnormalised): per lane `neuralsort::chained_entry` of the argument
-/// `a = min((z − shift_ρ)·β, 0)`, `z = sorted·(n − 1 − 2ρ) − deviations`
-/// (`neuralsort::chained_argument`), the same bits as the portable code; lanes set in
-/// `direct` take `e^a` itself. Two wires per register (an odd last wire by masked loads and
-/// stores). The exponentials that some entries need (a direct lane, or an entry back from a
-/// flush) are made in a second pass over the row where there are any, so that the first
-/// pass holds its constants in registers.
+/// `exp_avx2::chained_rows` with AVX-512, the same bits: rows K−2, …, 0 of NeuralSort's
+/// chained rows in place (`rows[ρ·n + w]`, row K−1 already there, unnormalised), two wires per
+/// register (an odd last wire by masked loads and stores). The exponentials that some entries
+/// need (a direct lane, or an entry back from a flush) are made in a second pass over the row
+/// where there are any, so that the first pass holds its constants in registers.
 ///
 /// # Safety
 /// The CPU must support AVX-512F. `rows` holds `k·n` wires, the operands `n` wires and `k`

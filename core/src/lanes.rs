@@ -1024,10 +1024,10 @@ fn softsort_exponentials<F: Real>(values: &Lanes<F>, center: &Lanes<F>, beta: F)
 /// lane's wires in its ascending order (`buffers.order`): `rows[ρ·n + r] = softmax(β (z −
 /// max z))` at sorted position r, `z = s (n − 1 − 2ρ) − c`, `c_i = Σ_l |s_i − s_l|`. Row
 /// K−1's exponentials directly, rows K−2, …, 0 chained from the row below in the lanes whose
-/// spread allows (`neuralsort::chain_reach`), directly in the others; then each row divided by its
-/// sum. In sorted order each row's few entries above the normal range sit together: blocks of
-/// 8 lanes whose exponentials would all be flushed to +0 are set to +0 without them (the same
-/// bits).
+/// spread allows (`neuralsort::chain_reach`), directly in the others; then each row divided
+/// by its sum. In sorted order a directly computed row's few entries that are not flushed sit
+/// together: blocks of 8 lanes whose exponentials would all be flushed to +0 are set to +0
+/// without them (the same bits).
 #[inline(always)]
 fn neuralsort_rows_lanes<F: Real>(
     buffers: &mut LaneBuffers<F>,
@@ -1122,15 +1122,15 @@ fn neuralsort_rows_lanes<F: Real>(
 /// used.
 #[inline(always)]
 fn chain_factors<F: Real>(
-    upper: &Lanes<F>,
     peak: &Lanes<F>,
-    smallest: &Lanes<F>,
+    lower: &Lanes<F>,
+    largest: &Lanes<F>,
     beta: F,
 ) -> Lanes<F> {
     let mut factor = [F::zero(); LANES];
     for lane in 0..LANES {
         factor[lane] =
-            crate::neuralsort::chain_factor(upper[lane], peak[lane], smallest[lane], beta);
+            crate::neuralsort::chain_factor(peak[lane], lower[lane], largest[lane], beta);
     }
     factor
 }
@@ -1858,7 +1858,8 @@ mod tests {
 
     /// The AVX2 and AVX-512 kernels of NeuralSort's chained rows give the portable code's
     /// bits ([`chained_rows`]), for odd and even n, with direct lanes, flushed arguments and
-    /// entries back from a flush (a zero below an argument in the normal range) among them.
+    /// entries back from a flush (a zero below an argument in the normal range) among them,
+    /// and on rows where no entry needs its exponential (the first pass alone).
     #[test]
     fn chained_kernels_equal_the_portable_code() {
         #[cfg(target_arch = "x86_64")]
@@ -1869,9 +1870,12 @@ mod tests {
             let mut random = crate::test_random::Xorshift::new(0x2545_F491_4F6C_DD1D);
             let mut uniform = |low: f32, high: f32| low + (high - low) * random.uniform() as f32;
             let (mut restarted, mut flushed, mut direct_entries, mut cases) = (0, 0, 0, 0);
+            // Rows where no entry needs its exponential (the kernels' first pass alone).
+            let mut clean_rows = 0;
             for n in [1usize, 2, 3, 8, 15, 16, 17, 40] {
                 for k in [2usize, 3, 5] {
-                    for beta in [0.5f32, 4.0, 30.0] {
+                    for (beta, clean) in [(0.5f32, false), (4.0, false), (30.0, false), (0.1, true)]
+                    {
                         let lanes =
                             |values: &mut dyn FnMut() -> f32, wires: usize| -> Vec<Lanes<f32>> {
                                 (0..wires)
@@ -1880,11 +1884,15 @@ mod tests {
                             };
                         let sorted = lanes(&mut || uniform(-3.0, 3.0), n);
                         let deviations = lanes(&mut || uniform(0.0, 20.0), n);
-                        let weights = lanes(&mut || uniform(1e-6, 1.0), n);
-                        let factors = lanes(&mut || uniform(1.0, 1e10), k);
+                        // Clean rows: weights and factors near 1, no zeros below, no direct
+                        // lane, arguments far from the flush.
+                        let low_weight = if clean { 0.5 } else { 1e-6 };
+                        let weights = lanes(&mut || uniform(low_weight, 1.0), n);
+                        let high_factor = if clean { 2.0 } else { 1e10 };
+                        let factors = lanes(&mut || uniform(1.0, high_factor), k);
                         let mut direct = [0u32; LANES];
                         for d in direct.iter_mut() {
-                            *d = if uniform(0.0, 1.0) < 0.25 {
+                            *d = if !clean && uniform(0.0, 1.0) < 0.25 {
                                 u32::MAX
                             } else {
                                 0
@@ -1908,7 +1916,9 @@ mod tests {
                         }
                         let mut rows = alloc::vec![[0.0f32; LANES]; k * n];
                         for value in rows[(k - 1) * n..].iter_mut().flatten() {
-                            *value = if uniform(0.0, 1.0) < 0.3 {
+                            *value = if clean {
+                                uniform(0.5, 1.0)
+                            } else if uniform(0.0, 1.0) < 0.3 {
                                 0.0
                             } else {
                                 uniform(1.0, 2.0) * 2f32.powi(-(uniform(0.0, 125.0) as i32))
@@ -1926,6 +1936,7 @@ mod tests {
                         let mut expected = rows.clone();
                         chained_rows(&mut expected, n, k, &chain);
                         for rank in 0..k - 1 {
+                            let before = restarted + direct_entries;
                             let scale = ((n as f64) - 1.0 - 2.0 * rank as f64) as f32;
                             for wire in 0..n {
                                 for lane in 0..LANES {
@@ -1945,6 +1956,7 @@ mod tests {
                                     }
                                 }
                             }
+                            clean_rows += usize::from(restarted + direct_entries == before);
                         }
                         let operands = crate::exp_avx2::ChainOperands {
                             weights: &weights,
@@ -1983,10 +1995,10 @@ mod tests {
                     }
                 }
             }
-            assert_eq!(cases, 72);
+            assert_eq!(cases, 96);
             assert!(
-                restarted > 200 && flushed > 200 && direct_entries > 200,
-                "restarted {restarted}, flushed {flushed}, direct {direct_entries}"
+                restarted > 200 && flushed > 200 && direct_entries > 200 && clean_rows > 20,
+                "restarted {restarted}, flushed {flushed}, direct {direct_entries}, clean rows {clean_rows}"
             );
         }
     }

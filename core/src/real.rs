@@ -54,8 +54,9 @@ pub trait Real:
     }
     /// The largest reach of NeuralSort's chained rows (`neuralsort::chain_reach`): a bound `R`
     /// with `eˣ` a normal number for every `|x| ≤ R`, with a margin (80 in `f32`, whose normal
-    /// range ends at e^±87.3; 700 in `f64`, e^±708.4). 0 where unknown, which keeps every row
-    /// on the direct exponentials.
+    /// numbers run from e^−87.3 to e^88.7; 700 in `f64`, e^−708.4 to e^709.8). 0 where unknown,
+    /// which keeps every row with any spread on the direct exponentials (equal scores, reach 0,
+    /// chain by factors of exactly 1).
     #[doc(hidden)]
     #[inline(always)]
     fn chain_limit() -> Self {
