@@ -14,14 +14,7 @@ type Batch = Tensor<(usize, usize), f64, Cpu>;
 /// An operator evaluated without a tape, flattened.
 type PlainOp<'a> = &'a dyn Fn(Batch) -> Vec<f64>;
 
-const METHODS: [Method; 6] = [
-    Method::OddEven,
-    Method::Bitonic,
-    Method::BitonicAnySize,
-    Method::SplitterSelection,
-    Method::NeuralSort,
-    Method::SoftSort,
-];
+const METHODS: [Method; 6] = Method::ALL;
 
 fn relaxations() -> [Relaxation; 6] {
     [

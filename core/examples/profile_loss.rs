@@ -29,15 +29,7 @@ fn main() -> Result<(), difftopk_core::Error> {
     if args.len() < 3 {
         usage();
     }
-    let method = match args[0].as_str() {
-        "splitter_selection" => Method::SplitterSelection,
-        "odd_even" => Method::OddEven,
-        "bitonic" => Method::Bitonic,
-        "bitonic_any_size" => Method::BitonicAnySize,
-        "softsort" => Method::SoftSort,
-        "neuralsort" => Method::NeuralSort,
-        _ => usage(),
-    };
+    let method = Method::from_name(&args[0]).unwrap_or_else(|_| usage());
     let n: usize = args[1].parse().unwrap_or_else(|_| usage());
     let m: Option<usize> = match args[2].as_str() {
         "all" => None,

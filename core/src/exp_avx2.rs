@@ -83,28 +83,6 @@ pub(crate) unsafe fn scaled_exponentials(rows: &mut [[f32; 8]], shift: &[f32; 8]
     }
 }
 
-/// The operands of NeuralSort's chained rows (`neuralsort::chained_entry`), eight lanes per
-/// wire in the scores' ascending order: the weights `e^((s − s_max)·2β)`, the sorted scores,
-/// their `c`, and per row its shift (z at the row's peak, or the row's maximum in a direct
-/// lane) and factor. All finite (the loss's logits are within ±`MAX_LOGIT`): the kernels
-/// clamp the arguments at 0 in direct lanes too, which only a NaN would notice.
-pub(crate) struct ChainOperands<'a> {
-    /// `e^((s − s_max)·2β)` per wire.
-    pub(crate) weights: &'a [[f32; 8]],
-    /// The scores per wire, ascending.
-    pub(crate) sorted: &'a [[f32; 8]],
-    /// `c = Σ_l |s − s_l|` per wire.
-    pub(crate) deviations: &'a [[f32; 8]],
-    /// Per row, the shift of its arguments.
-    pub(crate) shifts: &'a [[f32; 8]],
-    /// Per row, `neuralsort::chain_factor`.
-    pub(crate) factors: &'a [[f32; 8]],
-    /// β.
-    pub(crate) beta: f32,
-    /// Lanes (all bits) whose rows take their exponentials directly.
-    pub(crate) direct: [u32; 8],
-}
-
 /// Rows K−2, …, 0 of NeuralSort's chained rows in place (`rows[ρ·n + w]`, row K−1 already
 /// there, unnormalised): per lane `neuralsort::chained_entry` of the argument
 /// `a = min((z − shift_ρ)·β, 0)`, `z = sorted·(n − 1 − 2ρ) − deviations`
@@ -120,7 +98,7 @@ pub(crate) unsafe fn chained_rows(
     rows: &mut [[f32; 8]],
     n: usize,
     k: usize,
-    chain: &ChainOperands<'_>,
+    chain: &crate::lanes::ChainOperands<'_, f32>,
 ) {
     assert!(rows.len() >= k * n && chain.shifts.len() >= k && chain.factors.len() >= k);
     assert!(chain.weights.len() >= n && chain.sorted.len() >= n && chain.deviations.len() >= n);

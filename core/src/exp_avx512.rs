@@ -108,7 +108,7 @@ pub(crate) unsafe fn chained_rows(
     rows: &mut [[f32; 8]],
     n: usize,
     k: usize,
-    chain: &crate::exp_avx2::ChainOperands<'_>,
+    chain: &crate::lanes::ChainOperands<'_, f32>,
 ) {
     assert!(rows.len() >= k * n && chain.shifts.len() >= k && chain.factors.len() >= k);
     assert!(chain.weights.len() >= n && chain.sorted.len() >= n && chain.deviations.len() >= n);

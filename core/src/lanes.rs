@@ -1098,7 +1098,7 @@ fn neuralsort_rows_lanes<F: Real>(
         factors[rank] = chain_factors(&sorted[n - 1 - rank], &sorted[n - 2 - rank], &largest, beta);
     }
     if any_chained {
-        let chain = ChainLanes {
+        let chain = ChainOperands {
             weights: &buffers.chain_weights[..n],
             sorted: &buffers.order.values[..n],
             deviations: &buffers.deviations[..n],
@@ -1135,16 +1135,27 @@ fn chain_factors<F: Real>(
     factor
 }
 
-/// The operands of NeuralSort's chained rows, eight lanes per wire in each lane's ascending
-/// order (as `exp_avx2::ChainOperands`, for any `F`).
-struct ChainLanes<'a, F> {
-    weights: &'a [Lanes<F>],
-    sorted: &'a [Lanes<F>],
-    deviations: &'a [Lanes<F>],
-    shifts: &'a [Lanes<F>],
-    factors: &'a [Lanes<F>],
-    beta: F,
-    direct: [u32; LANES],
+/// The operands of NeuralSort's chained rows (`neuralsort::chained_entry`), eight lanes per
+/// wire in each lane's ascending order: the weights `e^((s − s_max)·2β)`, the sorted scores,
+/// their `c`, and per row its shift (z at the row's peak, or the row's maximum in a direct
+/// lane) and factor; for any `F` here, `f32` in the kernels (`exp_avx2::chained_rows`,
+/// `exp_avx512::chained_rows`). All finite (the loss's logits are within ±`MAX_LOGIT`): the
+/// kernels clamp the arguments at 0 in direct lanes too, which only a NaN would notice.
+pub(crate) struct ChainOperands<'a, F> {
+    /// `e^((s − s_max)·2β)` per wire.
+    pub(crate) weights: &'a [Lanes<F>],
+    /// The scores per wire, ascending.
+    pub(crate) sorted: &'a [Lanes<F>],
+    /// `c = Σ_l |s − s_l|` per wire.
+    pub(crate) deviations: &'a [Lanes<F>],
+    /// Per row, the shift of its arguments.
+    pub(crate) shifts: &'a [Lanes<F>],
+    /// Per row, `neuralsort::chain_factor`.
+    pub(crate) factors: &'a [Lanes<F>],
+    /// β.
+    pub(crate) beta: F,
+    /// Lanes (all bits) whose rows take their exponentials directly.
+    pub(crate) direct: [u32; LANES],
 }
 
 /// Rows K−2, …, 0 of NeuralSort's chained rows in place (row K−1 already there,
@@ -1152,7 +1163,7 @@ struct ChainLanes<'a, F> {
 /// in a lane set in `direct`, `e^((z − shift)·β)` (the portable code of
 /// `exp_avx2::chained_rows`).
 #[inline(always)]
-fn chained_rows<F: Real>(rows: &mut [Lanes<F>], n: usize, k: usize, chain: &ChainLanes<'_, F>) {
+fn chained_rows<F: Real>(rows: &mut [Lanes<F>], n: usize, k: usize, chain: &ChainOperands<'_, F>) {
     use crate::neuralsort::{chained_argument, chained_entry};
     let beta = chain.beta;
     for rank in (0..k.saturating_sub(1)).rev() {
@@ -1183,7 +1194,7 @@ fn chained_rows_avx2<F: Real>(
     rows: &mut [Lanes<F>],
     n: usize,
     k: usize,
-    chain: &ChainLanes<'_, F>,
+    chain: &ChainOperands<'_, F>,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if let (
@@ -1201,7 +1212,7 @@ fn chained_rows_avx2<F: Real>(
         F::as_f32_lanes(chain.shifts),
         F::as_f32_lanes(chain.factors),
     ) {
-        let operands = crate::exp_avx2::ChainOperands {
+        let operands = ChainOperands {
             weights,
             sorted,
             deviations,
@@ -1924,7 +1935,7 @@ mod tests {
                                 uniform(1.0, 2.0) * 2f32.powi(-(uniform(0.0, 125.0) as i32))
                             };
                         }
-                        let chain = ChainLanes {
+                        let chain = ChainOperands {
                             weights: &weights,
                             sorted: &sorted,
                             deviations: &deviations,
@@ -1958,26 +1969,15 @@ mod tests {
                             }
                             clean_rows += usize::from(restarted + direct_entries == before);
                         }
-                        let operands = crate::exp_avx2::ChainOperands {
-                            weights: &weights,
-                            sorted: &sorted,
-                            deviations: &deviations,
-                            shifts: &shifts,
-                            factors: &factors,
-                            beta,
-                            direct,
-                        };
                         let mut kernels: Vec<(&str, Vec<Lanes<f32>>)> = Vec::new();
                         let mut actual = rows.clone();
                         // SAFETY: the CPU supports AVX2, checked above; sizes as required.
-                        unsafe { crate::exp_avx2::chained_rows(&mut actual, n, k, &operands) };
+                        unsafe { crate::exp_avx2::chained_rows(&mut actual, n, k, &chain) };
                         kernels.push(("AVX2", actual));
                         if crate::cpu::has_avx512f() {
                             let mut actual = rows.clone();
                             // SAFETY: the CPU supports AVX-512F (and AVX2); sizes as above.
-                            unsafe {
-                                crate::exp_avx512::chained_rows(&mut actual, n, k, &operands)
-                            };
+                            unsafe { crate::exp_avx512::chained_rows(&mut actual, n, k, &chain) };
                             kernels.push(("AVX-512", actual));
                         }
                         for (name, actual) in &kernels {

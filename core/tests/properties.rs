@@ -20,14 +20,7 @@ const RELAXATIONS: [Relaxation; 7] = [
     Relaxation::Cauchy,
     Relaxation::Optimal,
 ];
-const METHODS: [Method; 6] = [
-    Method::OddEven,
-    Method::Bitonic,
-    Method::BitonicAnySize,
-    Method::SplitterSelection,
-    Method::NeuralSort,
-    Method::SoftSort,
-];
+const METHODS: [Method; 6] = Method::ALL;
 const MODES: [Top1Mode; 3] = [
     Top1Mode::Softmax,
     Top1Mode::SoftmaxCrossEntropy,

@@ -110,14 +110,7 @@ fn without_a_device_the_error_is_clear_and_with_one_results_match_the_core() {
     let mut compared = 0usize;
     let (mut identical, mut pairs) = (0usize, 0usize);
     let mut worst = [(0.0f64, String::new()), (0.0f64, String::new())]; // f32, f64
-    for method in [
-        Method::OddEven,
-        Method::Bitonic,
-        Method::BitonicAnySize,
-        Method::SplitterSelection,
-        Method::NeuralSort,
-        Method::SoftSort,
-    ] {
+    for method in Method::ALL {
         // NeuralSort and SoftSort have no relaxed comparator: one pass suffices.
         let relaxations = if method.is_network() {
             &relaxations[..]

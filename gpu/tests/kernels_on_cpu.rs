@@ -212,14 +212,7 @@ fn kernel_source_on_the_cpu_matches_the_core() {
     let mut compared = 0;
     let mut warp_compared = 0;
     let mut worst = [0.0f64; 2];
-    for method in [
-        Method::OddEven,
-        Method::Bitonic,
-        Method::BitonicAnySize,
-        Method::SplitterSelection,
-        Method::NeuralSort,
-        Method::SoftSort,
-    ] {
+    for method in Method::ALL {
         let relaxations = if method.is_network() {
             &relaxations[..]
         } else {
