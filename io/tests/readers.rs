@@ -9,12 +9,28 @@ use difftopk_io::{
 };
 use proptest::prelude::*;
 
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
+/// A test thread's scratch directory, removed when the thread ends (kept when its test fails,
+/// for a look at the files it read).
+struct ThreadScratch(PathBuf);
+
+impl Drop for ThreadScratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: ThreadScratch = ThreadScratch(std::env::temp_dir().join(format!(
         "difftopk-io-{}-{:?}",
         std::process::id(),
         std::thread::current().id()
-    ));
+    )));
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = SCRATCH.with(|scratch| scratch.0.clone());
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
