@@ -517,7 +517,8 @@ mod tests {
                         let (low, high) = scores
                             .iter()
                             .fold((f32::MAX, f32::MIN), |(l, h), &s| (l.min(s), h.max(s)));
-                        if super::chain_reach(low, high, beta) > 80.0 {
+                        if super::chain_reach(low, high, beta) > <f32 as crate::Real>::chain_limit()
+                        {
                             continue;
                         }
                         chained_cases += 1;

@@ -86,6 +86,11 @@ fn assert_close_floor(actual: &[f64], expected: &[f64], rel: f64, floor: f64, wh
     }
 }
 
+/// The K of the operator checks for n inputs: about a third of them.
+fn operator_topk(n: usize) -> usize {
+    1 + n / 3
+}
+
 /// The operators' VJPs against Richardson-extrapolated central differences at the inputs
 /// `coordinates`: relaxed sort (values and P), relaxed top-k matrix, NeuralSort and SoftSort
 /// top-k matrices, each under the objective `Σ W ⊙ output` with the weights `weights`
@@ -104,7 +109,7 @@ fn check_operator_gradients(
     let tolerance = if art { 1e-4 } else { 1e-5 };
     let x = keep_unsaturated(&x, beta, art);
     let relax = RELAXATIONS[relaxation];
-    let k = 1 + n / 3;
+    let k = operator_topk(n);
     let net = network(kind, n, k);
     let net = net.as_ref();
     let h = 1e-4;
@@ -825,7 +830,7 @@ proptest! {
         } else {
             let mut ranked: Vec<usize> = (0..n).collect();
             ranked.sort_by(|&a, &b| x[b].total_cmp(&x[a]));
-            let k = 1 + n / 3;
+            let k = operator_topk(n);
             (0..8)
                 .map(|t| (coordinate_seed + t * 7919) % n)
                 .chain([ranked[0], ranked[k - 1]])
